@@ -1,0 +1,226 @@
+package disk
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+)
+
+// PieceSize is the largest piece a Reader made by NewReader returns. Pieces
+// are aligned to it, so they line up with 1 MiB xapi blocks and with the
+// sector alignment O_DIRECT needs.
+const PieceSize = 1 << 20
+
+// NewReader reads src front to back, visiting only its extents. Reading runs
+// one piece ahead of the caller in its own goroutine so that I/O overlaps the
+// caller's work; Close stops it.
+func NewReader(ctx context.Context, src Source) *SourceReader {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &SourceReader{
+		size:   src.Size(),
+		cancel: cancel,
+		full:   make(chan result, 2),
+		free:   make(chan []byte, 3),
+	}
+	for range 3 {
+		r.free <- make([]byte, PieceSize)
+	}
+	go r.run(ctx, src)
+	return r
+}
+
+type result struct {
+	p   Piece
+	err error
+}
+
+// SourceReader is the Reader of a Source.
+type SourceReader struct {
+	size   int64
+	cancel context.CancelFunc
+	full   chan result
+	free   chan []byte
+	held   []byte // buffer of the piece last returned, handed back on Next
+	err    error
+}
+
+// Size implements Reader.
+func (r *SourceReader) Size() int64 { return r.size }
+
+// Close stops the read-ahead goroutine. It does not close the source.
+func (r *SourceReader) Close() error {
+	r.cancel()
+	return nil
+}
+
+// Next implements Reader.
+func (r *SourceReader) Next() (Piece, error) {
+	if r.err != nil {
+		return Piece{}, r.err
+	}
+	if r.held != nil {
+		r.free <- r.held
+		r.held = nil
+	}
+	res, ok := <-r.full
+	if !ok {
+		r.err = io.EOF
+		r.cancel()
+		return Piece{}, io.EOF
+	}
+	if res.err != nil {
+		r.err = res.err
+		r.cancel()
+		return Piece{}, res.err
+	}
+	r.held = res.p.Data[:cap(res.p.Data)]
+	return res.p, nil
+}
+
+func (r *SourceReader) run(ctx context.Context, src Source) {
+	defer close(r.full)
+	send := func(res result) bool {
+		select {
+		case r.full <- res:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for e, err := range Extents(ctx, src) {
+		if err != nil {
+			send(result{err: err})
+			return
+		}
+		for off := e.Off; off < e.End(); {
+			end := min(e.End(), (off/PieceSize+1)*PieceSize)
+			var buf []byte
+			select {
+			case buf = <-r.free:
+			case <-ctx.Done():
+				return
+			}
+			buf = buf[:end-off]
+			if n, err := src.ReadAt(buf, off); n < len(buf) {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				send(result{err: fmt.Errorf("reading disk at offset %d: %w", off+int64(n), err)})
+				return
+			}
+			if !send(result{p: Piece{Off: off, Data: buf}}) {
+				return
+			}
+			off = end
+		}
+	}
+}
+
+// Pieces adapts a Reader to a range loop.
+func Pieces(r Reader) iter.Seq2[Piece, error] {
+	return func(yield func(Piece, error) bool) {
+		for {
+			p, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if !yield(p, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Gather re-cuts a Reader's pieces into the fixed units an encoder works in
+// (1e9-byte chunks cut into 1 MiB pieces, 1 MiB blocks, 2 MiB VHD blocks).
+type Gather struct {
+	r    Reader
+	cur  Piece // unconsumed part of the current piece
+	done bool
+}
+
+// NewGather returns a Gather over r.
+func NewGather(r Reader) *Gather { return &Gather{r: r} }
+
+// Size is the size of the underlying disk.
+func (g *Gather) Size() int64 { return g.r.Size() }
+
+// Fill copies the disk bytes of [off, off+len(buf)) into buf. It reports
+// false, leaving buf untouched, when no piece overlaps that range (the range
+// is a hole). Calls must ask for increasing, non-overlapping ranges.
+func (g *Gather) Fill(buf []byte, off int64) (bool, error) {
+	end := off + int64(len(buf))
+	data := false
+	for {
+		if len(g.cur.Data) == 0 || g.cur.End() <= off {
+			if g.done {
+				return data, nil
+			}
+			p, err := g.r.Next()
+			if err == io.EOF {
+				g.done = true
+				g.cur = Piece{}
+				return data, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if p.Off < g.cur.End() {
+				return false, fmt.Errorf("disk: piece at %d overlaps the previous one", p.Off)
+			}
+			g.cur = p
+			continue
+		}
+		if g.cur.Off >= end {
+			return data, nil
+		}
+		if !data {
+			clear(buf)
+			data = true
+		}
+		// Skip the part of the piece before off, then copy the overlap.
+		if g.cur.Off < off {
+			g.cur.Data = g.cur.Data[off-g.cur.Off:]
+			g.cur.Off = off
+		}
+		n := copy(buf[g.cur.Off-off:], g.cur.Data)
+		g.cur.Data = g.cur.Data[n:]
+		g.cur.Off += int64(n)
+		if g.cur.Off >= end {
+			return true, nil
+		}
+	}
+}
+
+// Copy writes every piece of r to dst in order, without committing it. It
+// returns the number of data bytes handed to dst. progress, if not nil, is
+// told the offset reached after each piece.
+func Copy(ctx context.Context, dst Sink, r Reader, progress func(off int64)) (int64, error) {
+	if dst.Size() < r.Size() {
+		return 0, fmt.Errorf("disk: target holds %d bytes, the disk needs %d", dst.Size(), r.Size())
+	}
+	var n int64
+	for p, err := range Pieces(r) {
+		if err != nil {
+			return n, err
+		}
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if p.End() > r.Size() {
+			return n, fmt.Errorf("disk: piece at %d runs past the disk's end %d", p.Off, r.Size())
+		}
+		if _, err := dst.WriteAt(p.Data, p.Off); err != nil {
+			return n, err
+		}
+		n += int64(len(p.Data))
+		if progress != nil {
+			progress(p.End())
+		}
+	}
+	if progress != nil {
+		progress(r.Size())
+	}
+	return n, nil
+}
