@@ -1,0 +1,183 @@
+// Package raw implements disk.Source and disk.Sink for raw images: sparse
+// regular files whose holes are never read and never written.
+package raw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/fsutil"
+)
+
+var (
+	_ disk.Source   = (*File)(nil)
+	_ disk.Extenter = (*File)(nil)
+	_ disk.Sink     = (*Sink)(nil)
+)
+
+// File is a raw image opened for reading.
+type File struct {
+	f    *os.File
+	size int64
+}
+
+// Open opens a raw image file for reading.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("raw: %s is not a regular file", path)
+	}
+	return &File{f: f, size: st.Size()}, nil
+}
+
+// Size implements disk.Source.
+func (r *File) Size() int64 { return r.size }
+
+// ReadAt implements disk.Source.
+func (r *File) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+
+// Close implements disk.Source.
+func (r *File) Close() error { return r.f.Close() }
+
+// Name is the file's path.
+func (r *File) Name() string { return r.f.Name() }
+
+// Extents lists the file's data ranges with SEEK_DATA/SEEK_HOLE. On a
+// filesystem without hole support the whole file is one extent.
+func (r *File) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
+	return func(yield func(disk.Extent, error) bool) {
+		fd, err := fsutil.Fd(r.f)
+		if err != nil {
+			yield(disk.Extent{}, err)
+			return
+		}
+		for off := int64(0); off < r.size; {
+			if err := ctx.Err(); err != nil {
+				yield(disk.Extent{}, err)
+				return
+			}
+			start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+			if errors.Is(err, unix.ENXIO) {
+				return // only a hole remains
+			}
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				yield(disk.Extent{Off: off, Len: r.size - off}, nil)
+				return
+			}
+			if err != nil {
+				yield(disk.Extent{}, fmt.Errorf("raw: SEEK_DATA in %s: %w", r.f.Name(), err))
+				return
+			}
+			end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+			if err != nil {
+				yield(disk.Extent{}, fmt.Errorf("raw: SEEK_HOLE in %s: %w", r.f.Name(), err))
+				return
+			}
+			end = min(end, r.size)
+			if start >= end {
+				return
+			}
+			if !yield(disk.Extent{Off: start, Len: end - start}, nil) {
+				return
+			}
+			off = end
+		}
+	}
+}
+
+// Sink writes a sparse raw image. It is created under a temporary name in the
+// target's directory, sized first, and renamed to its final name by Commit.
+type Sink struct {
+	f     *os.File
+	final string
+	size  int64
+	done  bool
+}
+
+// Create starts a raw image of size bytes that will appear at path on
+// Commit. path must not exist.
+func Create(path string, size int64) (*Sink, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("raw: negative size %d", size)
+	}
+	if fsutil.Exists(path) {
+		return nil, fmt.Errorf("raw: %s already exists", path)
+	}
+	f, err := fsutil.CreateTemp(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("raw: sizing %s: %w", path, err)
+	}
+	return &Sink{f: f, final: path, size: size}, nil
+}
+
+// Size implements disk.Sink.
+func (s *Sink) Size() int64 { return s.size }
+
+// WriteAt writes p at off, leaving aligned all-zero 4 KiB blocks as holes.
+// The file starts empty and writes arrive in increasing order, so a skipped
+// block can only be a hole, never stale data.
+func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > s.size {
+		return 0, fmt.Errorf("raw: write of %d bytes at %d past the image end %d", len(p), off, s.size)
+	}
+	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
+		_, err := s.f.WriteAt(run, at)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("raw: writing %s: %w", s.final, err)
+	}
+	return len(p), nil
+}
+
+// Commit flushes the image to stable storage and gives it its final name.
+func (s *Sink) Commit() error {
+	if s.done {
+		return errors.New("raw: image already committed or aborted")
+	}
+	s.done = true
+	if err := s.f.Sync(); err != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+		return fmt.Errorf("raw: flushing %s: %w", s.final, err)
+	}
+	if err := s.f.Close(); err != nil {
+		os.Remove(s.f.Name())
+		return fmt.Errorf("raw: closing %s: %w", s.final, err)
+	}
+	if err := fsutil.RenameNoReplace(s.f.Name(), s.final); err != nil {
+		os.Remove(s.f.Name())
+		return err
+	}
+	return nil
+}
+
+// Abort removes the partial image.
+func (s *Sink) Abort() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	s.f.Close()
+	return os.Remove(s.f.Name())
+}
