@@ -1,0 +1,352 @@
+package ova
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/beevik/etree"
+)
+
+// Legacy VDI types. Reading accepts the misspelling that some writers used;
+// writing always uses TypeGzippedChunks.
+const (
+	TypeGzippedChunks    = "dir-gzipped-chunks"
+	typeGzippedChunksAlt = "dir-gzippedchunks"
+)
+
+// Varieties xapi accepts for a legacy VDI (case-insensitive).
+var varieties = []string{"system", "ephemeral", "user", "suspend", "crashdump", "metadata"}
+
+// Appliance is a legacy (version 0.1) ova.xml: one or more VMs and the
+// disks their VBDs refer to.
+type Appliance struct {
+	VMs  []VM
+	VDIs []VDI
+}
+
+// VM is a virtual machine as both generations describe it.
+type VM struct {
+	Label          string
+	Description    string
+	Memory         int64 // bytes
+	VCPUs          int
+	HVM            bool
+	KernelCmdline  string
+	Distrib        string // legacy config/@distrib, optional
+	DistribVersion string // legacy config/@distrib_version, optional
+	VBDs           []VBD
+}
+
+// VBD attaches a VDI to a VM.
+type VBD struct {
+	Device   string // "sda", "xvda", "0"
+	Function string // "root" marks the boot disk
+	ReadOnly bool
+	VDI      string // VDI.Name
+}
+
+// Bootable reports whether the VBD is the VM's boot disk.
+func (b VBD) Bootable() bool { return strings.EqualFold(b.Function, "root") }
+
+// VDI is a virtual disk.
+type VDI struct {
+	Name    string // key that VBD.VDI refers to
+	Size    int64  // bytes
+	Source  string // "file://sda": the directory holding its chunks
+	Type    string
+	Variety string
+}
+
+// SourceDir is the archive directory named by the VDI's file:// source. It
+// is not checked for safety; callers that touch files must do that.
+func (v VDI) SourceDir() (string, error) {
+	dir, ok := strings.CutPrefix(v.Source, "file://")
+	if !ok {
+		return "", fmt.Errorf("ova: vdi %q: source %q is not a file:// URI", v.Name, v.Source)
+	}
+	return dir, nil
+}
+
+// IsLegacy reports whether doc looks like a legacy ova.xml: its root element
+// is <appliance>.
+func IsLegacy(doc []byte) bool {
+	d := etree.NewDocument()
+	if d.ReadFromBytes(doc) != nil || d.Root() == nil {
+		return false
+	}
+	return d.Root().Tag == "appliance"
+}
+
+// ParseLegacy reads a legacy ova.xml. It accepts what real files contain:
+// an XML declaration or none, the misspelt type "dir-gzippedchunks", a
+// missing variety (system for the boot disk, user otherwise), a missing
+// <hacks>, vbd modes w, rw, r and ro, and whitespace around text.
+func ParseLegacy(doc []byte) (*Appliance, error) {
+	d := etree.NewDocument()
+	if err := d.ReadFromBytes(doc); err != nil {
+		return nil, fmt.Errorf("ova: parsing legacy ova.xml: %w", err)
+	}
+	root := d.Root()
+	if root == nil || root.Tag != "appliance" {
+		return nil, errors.New("ova: legacy ova.xml has no <appliance> root element")
+	}
+	if v := root.SelectAttrValue("version", ""); v != "0.1" {
+		return nil, fmt.Errorf("ova: unsupported legacy appliance version %q (want 0.1)", v)
+	}
+	a := &Appliance{}
+	for _, e := range root.SelectElements("vm") {
+		vm, err := parseLegacyVM(e)
+		if err != nil {
+			return nil, err
+		}
+		a.VMs = append(a.VMs, vm)
+	}
+	if len(a.VMs) == 0 {
+		return nil, errors.New("ova: legacy ova.xml has no <vm>")
+	}
+	for _, e := range root.SelectElements("vdi") {
+		vdi, err := parseLegacyVDI(e, a.bootVDIs())
+		if err != nil {
+			return nil, err
+		}
+		a.VDIs = append(a.VDIs, vdi)
+	}
+	return a, a.check()
+}
+
+func (a *Appliance) bootVDIs() map[string]bool {
+	boot := map[string]bool{}
+	for _, vm := range a.VMs {
+		for _, b := range vm.VBDs {
+			if b.Bootable() {
+				boot[b.VDI] = true
+			}
+		}
+	}
+	return boot
+}
+
+// check verifies cross references: every VBD names a VDI, names and sources
+// are unique.
+func (a *Appliance) check() error {
+	names := map[string]bool{}
+	sources := map[string]bool{}
+	for _, v := range a.VDIs {
+		if names[v.Name] {
+			return fmt.Errorf("ova: two vdis are named %q", v.Name)
+		}
+		if sources[v.Source] {
+			return fmt.Errorf("ova: two vdis have source %q", v.Source)
+		}
+		names[v.Name], sources[v.Source] = true, true
+	}
+	for _, vm := range a.VMs {
+		for _, b := range vm.VBDs {
+			if !names[b.VDI] {
+				return fmt.Errorf("ova: vbd %q refers to vdi %q, which is not defined", b.Device, b.VDI)
+			}
+		}
+	}
+	return nil
+}
+
+func parseLegacyVM(e *etree.Element) (VM, error) {
+	var vm VM
+	vm.Label = childText(e, "label")
+	vm.Description = childText(e, "shortdesc")
+	cfg := e.SelectElement("config")
+	if cfg == nil {
+		return vm, errors.New("ova: <vm> has no <config>")
+	}
+	var err error
+	if vm.Memory, err = intAttr(cfg, "mem_set"); err != nil {
+		return vm, err
+	}
+	vcpus, err := intAttr(cfg, "vcpus")
+	if err != nil {
+		return vm, err
+	}
+	if vcpus < 0 || vcpus > 1<<16 {
+		return vm, fmt.Errorf("ova: config vcpus=%d is out of range", vcpus)
+	}
+	vm.VCPUs = int(vcpus)
+	vm.Distrib = cfg.SelectAttrValue("distrib", "")
+	vm.DistribVersion = cfg.SelectAttrValue("distrib_version", "")
+	// xapi defaults is_hvm to true when the attribute is absent.
+	vm.HVM = true
+	if h := e.SelectElement("hacks"); h != nil {
+		vm.HVM = strings.EqualFold(h.SelectAttrValue("is_hvm", "true"), "true")
+		vm.KernelCmdline = h.SelectAttrValue("kernel_boot_cmdline", "")
+	}
+	for _, b := range e.SelectElements("vbd") {
+		vbd, err := parseLegacyVBD(b)
+		if err != nil {
+			return vm, err
+		}
+		vm.VBDs = append(vm.VBDs, vbd)
+	}
+	return vm, nil
+}
+
+func parseLegacyVBD(e *etree.Element) (VBD, error) {
+	var b VBD
+	var err error
+	if b.Device, err = reqAttr(e, "vbd", "device"); err != nil {
+		return b, err
+	}
+	if b.Function, err = reqAttr(e, "vbd", "function"); err != nil {
+		return b, err
+	}
+	if b.VDI, err = reqAttr(e, "vbd", "vdi"); err != nil {
+		return b, err
+	}
+	mode, err := reqAttr(e, "vbd", "mode")
+	if err != nil {
+		return b, err
+	}
+	switch strings.ToLower(mode) {
+	case "w", "rw":
+	case "r", "ro":
+		b.ReadOnly = true
+	default:
+		return b, fmt.Errorf("ova: vbd %q has mode %q (want w, rw, r or ro)", b.Device, mode)
+	}
+	return b, nil
+}
+
+func parseLegacyVDI(e *etree.Element, boot map[string]bool) (VDI, error) {
+	var v VDI
+	var err error
+	if v.Name, err = reqAttr(e, "vdi", "name"); err != nil {
+		return v, err
+	}
+	if v.Source, err = reqAttr(e, "vdi", "source"); err != nil {
+		return v, err
+	}
+	if v.Size, err = intAttr(e, "size"); err != nil {
+		return v, err
+	}
+	if v.Size < 0 {
+		return v, fmt.Errorf("ova: vdi %q has negative size %d", v.Name, v.Size)
+	}
+	switch t := e.SelectAttrValue("type", TypeGzippedChunks); t {
+	case TypeGzippedChunks, typeGzippedChunksAlt:
+		v.Type = TypeGzippedChunks
+	default:
+		return v, fmt.Errorf("ova: vdi %q has type %q; only %s is supported", v.Name, t, TypeGzippedChunks)
+	}
+	v.Variety = strings.ToLower(e.SelectAttrValue("variety", ""))
+	switch {
+	case v.Variety == "" && boot[v.Name]:
+		v.Variety = "system"
+	case v.Variety == "":
+		v.Variety = "user"
+	case !validVariety(v.Variety):
+		return v, fmt.Errorf("ova: vdi %q has variety %q (want one of %s)", v.Name, v.Variety, strings.Join(varieties, ", "))
+	}
+	return v, nil
+}
+
+func validVariety(s string) bool {
+	for _, v := range varieties {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func childText(e *etree.Element, tag string) string {
+	c := e.SelectElement(tag)
+	if c == nil {
+		return ""
+	}
+	return strings.TrimSpace(c.Text())
+}
+
+func reqAttr(e *etree.Element, elem, name string) (string, error) {
+	a := e.SelectAttr(name)
+	if a == nil {
+		return "", fmt.Errorf("ova: <%s> lacks the required attribute %q", elem, name)
+	}
+	return a.Value, nil
+}
+
+func intAttr(e *etree.Element, name string) (int64, error) {
+	s, err := reqAttr(e, e.Tag, name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("ova: <%s %s=%q> is not an integer", e.Tag, name, s)
+	}
+	return n, nil
+}
+
+// MarshalLegacy writes the appliance as a legacy ova.xml that pre-2021 xapi
+// imports: every vdi has a variety and type dir-gzipped-chunks, every vm a
+// <hacks>, modes are w or r, attributes in the order xapi's own writer used.
+func (a *Appliance) MarshalLegacy() ([]byte, error) {
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	d := etree.NewDocument()
+	d.CreateProcInst("xml", `version="1.0"`)
+	root := d.CreateElement("appliance")
+	root.CreateAttr("version", "0.1")
+	for _, vm := range a.VMs {
+		e := root.CreateElement("vm")
+		e.CreateAttr("name", "vm")
+		e.CreateElement("label").SetText(vm.Label)
+		e.CreateElement("shortdesc").SetText(vm.Description)
+		cfg := e.CreateElement("config")
+		cfg.CreateAttr("mem_set", strconv.FormatInt(vm.Memory, 10))
+		cfg.CreateAttr("vcpus", strconv.Itoa(vm.VCPUs))
+		if vm.Distrib != "" {
+			cfg.CreateAttr("distrib", vm.Distrib)
+		}
+		if vm.DistribVersion != "" {
+			cfg.CreateAttr("distrib_version", vm.DistribVersion)
+		}
+		h := e.CreateElement("hacks")
+		h.CreateAttr("is_hvm", strconv.FormatBool(vm.HVM))
+		h.CreateAttr("kernel_boot_cmdline", vm.KernelCmdline)
+		for _, b := range vm.VBDs {
+			v := e.CreateElement("vbd")
+			v.CreateAttr("device", b.Device)
+			v.CreateAttr("function", b.Function)
+			v.CreateAttr("mode", map[bool]string{false: "w", true: "r"}[b.ReadOnly])
+			v.CreateAttr("vdi", b.VDI)
+		}
+	}
+	for _, vdi := range a.VDIs {
+		if _, err := vdi.SourceDir(); err != nil {
+			return nil, err
+		}
+		variety := vdi.Variety
+		if variety == "" {
+			variety = "user"
+		}
+		v := root.CreateElement("vdi")
+		v.CreateAttr("name", vdi.Name)
+		v.CreateAttr("size", strconv.FormatInt(vdi.Size, 10))
+		v.CreateAttr("source", vdi.Source)
+		v.CreateAttr("type", TypeGzippedChunks)
+		v.CreateAttr("variety", variety)
+	}
+	d.Indent(2)
+	return d.WriteToBytes()
+}
+
+// VDI returns the VDI called name.
+func (a *Appliance) VDI(name string) (VDI, bool) {
+	for _, v := range a.VDIs {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return VDI{}, false
+}
