@@ -1,0 +1,240 @@
+package chunk
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/pgzip"
+
+	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/pipeline"
+)
+
+// Emit receives a chunk's data in increasing offset order, offsets relative
+// to the chunk's start. Ranges never emitted are zero. p is valid only
+// during the call.
+type Emit func(off int64, p []byte) error
+
+// ReadGzipChunk inflates one gzip chunk from r, which must decode to exactly
+// want bytes, checking CRC-32 and ISIZE, and hands the data to emit. It
+// reads r to its end: anything after the gzip data is an error, as is
+// output past want (so a decompression bomb stops at want+1 bytes).
+//
+// A chunk carrying our piece index is inflated in parallel and its all-zero
+// pieces are recognised without inflating; any other gzip file, multi-member
+// ones included, is inflated sequentially as gzip -d would.
+func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o GzipOptions) error {
+	br := bufio.NewReaderSize(r, 1<<17)
+	hdr, err := br.Peek(gzipHeaderLen + 2)
+	if len(hdr) < 2 || hdr[0] != 0x1f || hdr[1] != 0x8b {
+		if err == io.EOF && len(hdr) == 0 {
+			return fmt.Errorf("%w: empty file", ErrNotGzip)
+		}
+		return ErrNotGzip
+	}
+	if len(hdr) == gzipHeaderLen+2 && hdr[3]&0x04 != 0 {
+		xlen := int(binary.LittleEndian.Uint16(hdr[gzipHeaderLen:]))
+		full, _ := br.Peek(gzipHeaderLen + 2 + xlen)
+		if len(full) == gzipHeaderLen+2+xlen && hdr[3]&^0x04 == 0 {
+			if idx := parseIndex(full[gzipHeaderLen+2:]); idx != nil && idx.length == want {
+				if _, err := br.Discard(len(full)); err != nil {
+					return err
+				}
+				return readIndexed(ctx, br, idx, emit, o)
+			}
+		}
+	}
+	return readSequential(ctx, br, want, emit, o)
+}
+
+// readSequential inflates every gzip member in r in turn.
+func readSequential(ctx context.Context, r io.Reader, want int64, emit Emit, o GzipOptions) error {
+	zr, err := pgzip.NewReaderN(r, PieceSize, 4)
+	if err != nil {
+		return gzipErr(err)
+	}
+	defer zr.Close()
+	buf := getBuf(PieceSize)
+	defer putBuf(buf)
+	var off int64
+	for off < want {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := buf[:min(PieceSize, want-off)]
+		n, err := io.ReadFull(zr, p)
+		if n > 0 && !disk.IsZero(p[:n]) {
+			if err := emit(off, p[:n]); err != nil {
+				return err
+			}
+		}
+		off += int64(n)
+		if o.Progress != nil {
+			o.Progress(int64(n))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%w: %d bytes, want %d", ErrTooShort, off, want)
+		}
+		if err != nil {
+			return gzipErr(err)
+		}
+	}
+	// Reading on to EOF checks the last CRC-32 and ISIZE and catches
+	// output past want.
+	var one [1]byte
+	switch n, err := zr.Read(one[:]); {
+	case n > 0:
+		return fmt.Errorf("%w of %d bytes", ErrTooLong, want)
+	case err == io.EOF:
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w of %d bytes", ErrTooLong, want)
+	default:
+		return gzipErr(err)
+	}
+}
+
+// gzipErr maps the gzip library's errors onto ours.
+func gzipErr(err error) error {
+	var ce flate.CorruptInputError
+	switch {
+	case errors.Is(err, pgzip.ErrChecksum):
+		return ErrChecksum
+	case errors.Is(err, pgzip.ErrHeader):
+		return fmt.Errorf("%w (or trailing garbage)", ErrNotGzip)
+	case errors.As(err, &ce):
+		return fmt.Errorf("%w: %v", ErrInvalidData, err)
+	case errors.Is(err, io.EOF):
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readIndexed inflates an indexed member's pieces in parallel.
+func readIndexed(ctx context.Context, br *bufio.Reader, idx *pieceIndex, emit Emit, o GzipOptions) error {
+	var crc uint32
+	var off int64
+	pool := pipeline.NewOrdered(ctx, o.Jobs, func(p *inflated) error {
+		defer p.release()
+		crc = crcCombine(crc, p.crc, p.n)
+		if !p.zero {
+			if err := emit(off, p.data); err != nil {
+				return err
+			}
+		}
+		off += p.n
+		if o.Progress != nil {
+			o.Progress(p.n)
+		}
+		return nil
+	}, (*inflated).release)
+
+	for i, e := range idx.entries {
+		plen := min(idx.pieceSize, idx.length-int64(i)*idx.pieceSize)
+		comp := getBuf(int(e &^ zeroFlag))
+		if _, err := io.ReadFull(br, comp); err != nil {
+			putBuf(comp)
+			return pool.Abort(truncated(err))
+		}
+		at := int64(i) * idx.pieceSize
+		err := pool.Submit(func(context.Context) (*inflated, error) {
+			defer putBuf(comp)
+			if e&zeroFlag != 0 && plen == PieceSize && bytes.Equal(comp, zeroPiece) {
+				return &inflated{zero: true, crc: zeroPieceCRC, n: plen}, nil
+			}
+			p, err := inflatePiece(comp, plen)
+			if err != nil {
+				return nil, fmt.Errorf("piece at offset %d: %w", at, err)
+			}
+			return p, nil
+		})
+		if err != nil {
+			putBuf(comp)
+			break
+		}
+	}
+	if err := pool.Close(); err != nil {
+		return err
+	}
+	var tail [10]byte
+	if _, err := io.ReadFull(br, tail[:]); err != nil {
+		return truncated(err)
+	}
+	if !bytes.Equal(tail[:2], finalBlock) {
+		return fmt.Errorf("%w: no final block after the last piece", ErrBadIndex)
+	}
+	if binary.LittleEndian.Uint32(tail[2:]) != crc {
+		return ErrChecksum
+	}
+	if binary.LittleEndian.Uint32(tail[6:]) != uint32(idx.length) {
+		return ErrLength
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		if err != nil {
+			return err
+		}
+		return ErrTrailing
+	}
+	return nil
+}
+
+func truncated(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// inflated is one decoded piece.
+type inflated struct {
+	data []byte
+	zero bool
+	crc  uint32
+	n    int64
+}
+
+func (p *inflated) release() {
+	if p.data != nil {
+		putBuf(p.data)
+		p.data = nil
+	}
+}
+
+var flateReaders = sync.Pool{New: func() any { return flate.NewReader(nil) }}
+
+// inflatePiece decodes one piece, which must produce exactly plen bytes and
+// end, without a final block, exactly at the end of comp.
+func inflatePiece(comp []byte, plen int64) (*inflated, error) {
+	src := bytes.NewReader(comp)
+	fr := flateReaders.Get().(io.ReadCloser)
+	defer flateReaders.Put(fr)
+	if err := fr.(flate.Resetter).Reset(src, nil); err != nil {
+		return nil, err
+	}
+	out := getBuf(int(plen))
+	if _, err := io.ReadFull(fr, out); err != nil {
+		putBuf(out)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("%w: piece inflates to less than %d bytes", ErrBadIndex, plen)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
+	}
+	var one [1]byte
+	n, err := fr.Read(one[:])
+	if n > 0 || err != io.ErrUnexpectedEOF || src.Len() != 0 {
+		putBuf(out)
+		if _, ok := err.(flate.CorruptInputError); ok {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
+		}
+		return nil, fmt.Errorf("%w: piece does not end where the index says", ErrBadIndex)
+	}
+	return &inflated{data: out, crc: crc32.ChecksumIEEE(out), n: plen}, nil
+}
