@@ -37,6 +37,18 @@ const (
 	typeGNULink = 'K'
 )
 
+// TruncatedError reports an archive that ends inside a member's data or
+// padding. It wraps io.ErrUnexpectedEOF.
+type TruncatedError struct {
+	Member string
+}
+
+func (e *TruncatedError) Error() string {
+	return fmt.Sprintf("tarx: archive ends inside member %q", e.Member)
+}
+
+func (e *TruncatedError) Unwrap() error { return io.ErrUnexpectedEOF }
+
 // maxSpecial caps PAX records and GNU long names, as archive/tar does.
 const maxSpecial = 1 << 20
 
@@ -60,6 +72,8 @@ type Reader struct {
 	r       io.Reader
 	pos     int64 // bytes consumed from r
 	remain  int64 // unread data bytes of the current member
+	dataOff int64 // offset of the current member's data
+	cur     string // name of the current member
 	pad     int64 // padding after the current member
 	err     error
 	sawEnd  bool
@@ -71,6 +85,9 @@ func NewReader(r io.Reader) *Reader { return &Reader{r: r} }
 
 // Pos is the number of bytes of the underlying stream consumed so far.
 func (tr *Reader) Pos() int64 { return tr.pos }
+
+// DataOffset is the offset of the current member's data.
+func (tr *Reader) DataOffset() int64 { return tr.dataOff }
 
 // SawEnd reports whether the stream ended with the two zero blocks that
 // mark the end of an archive (rather than just ending).
@@ -94,6 +111,9 @@ func (tr *Reader) Next() (*Header, error) {
 
 func (tr *Reader) next() (*Header, error) {
 	if err := tr.skip(tr.remain + tr.pad); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) && tr.cur != "" {
+			return nil, &TruncatedError{Member: tr.cur}
+		}
 		return nil, err
 	}
 	tr.remain, tr.pad = 0, 0
@@ -171,6 +191,8 @@ func (tr *Reader) next() (*Header, error) {
 			h.Size = n
 		}
 		h.DataOffset = tr.pos
+		tr.dataOff = tr.pos
+		tr.cur = h.Name
 		tr.remain = h.Size
 		tr.pad = pad(h.Size)
 		return h, nil

@@ -177,3 +177,18 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("cut at a boundary: %d members, end %v, err %v", len(got), tr.SawEnd(), err)
 	}
 }
+
+func TestTruncatedMemberIsNamed(t *testing.T) {
+	b := writeV7(t, sample)
+	// Cut inside the data, and inside the padding, of the second member.
+	for _, cut := range []int{3*Block + 100, 3*Block + 1000, 4*Block - 1} {
+		tr := NewReader(bytes.NewReader(b[:cut]))
+		tr.Next()
+		tr.Next()
+		_, err := tr.Next()
+		var te *TruncatedError
+		if !errors.As(err, &te) || te.Member != "Ref:1/00000000" || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package xva
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/xva-tools/xva/chunk"
+)
+
+// archive is an open archive being read front to back, disk by disk.
+type archive struct {
+	meta *Metadata
+	p    *peeker
+	seen map[string]bool
+	opts *options
+}
+
+// openArchive opens path and reads its ova.xml.
+func openArchive(path string, o *options) (*archive, error) {
+	c, err := openContainer(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &peeker{c: c}
+	doc, err := readOVA(p)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	meta, err := ParseMetadata(doc)
+	if err != nil {
+		c.close()
+		if errors.Is(err, ErrUnsupported) {
+			return nil, err
+		}
+		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
+	}
+	return &archive{meta: meta, p: p, seen: map[string]bool{}, opts: o}, nil
+}
+
+func (a *archive) close() error { return a.p.c.close() }
+
+// nextDisk returns the disk whose members come next, or, once the members
+// are used up, a declared disk that had none (an error unless it is empty).
+// It returns io.EOF when every disk has been returned.
+func (a *archive) nextDisk() (*Disk, error) {
+	m, err := a.p.peek()
+	if err == io.EOF {
+		for i := range a.meta.Disks {
+			d := &a.meta.Disks[i]
+			if a.seen[d.ID] {
+				continue
+			}
+			a.seen[d.ID] = true
+			if d.Size == 0 {
+				return d, nil
+			}
+			return nil, corrupt("", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID)
+		}
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := a.meta.diskOf(m.name)
+	if d == nil {
+		return nil, corrupt(m.name, "", -1, "member belongs to no disk of ova.xml")
+	}
+	if a.seen[d.ID] {
+		return nil, corrupt(m.name, d.Device, -1, "member comes after another disk's members")
+	}
+	a.seen[d.ID] = true
+	return d, nil
+}
+
+// members yields the members of d that come next in the archive.
+func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
+	return func(yield func(*member, error) bool) {
+		for {
+			m, err := a.p.peek()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if a.meta.diskOf(m.name) != d {
+				return
+			}
+			a.p.next()
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// writeError marks an error returned by the consumer of decoded data (a
+// sink), which is never corruption of the archive.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// decodeLegacy inflates d's chunks in order and hands the data to emit at
+// disk offsets. Every chunk but the last must hold exactly 1e9 bytes, the
+// last the rest of the declared size; names must increase; a gap in
+// numbered names is reported as the missing member.
+func (a *archive) decodeLegacy(ctx context.Context, d *Disk, emit chunk.Emit) error {
+	var k int64
+	var last string
+	gz := chunk.GzipOptions{Jobs: a.opts.jobs, Progress: a.opts.progress.Advance}
+	for m, err := range a.members(d) {
+		if err != nil {
+			return err
+		}
+		suffix := m.name[len(d.ID)+1:]
+		start := k * chunk.ChunkSize
+		if k > 0 && suffix <= last {
+			return corrupt(m.name, d.Device, start, "chunk names must increase, and it follows %s/%s "+
+				"(an archive made with tar(1) needs tar --sort=name; xva reorders only tar files and directories)", d.ID, last)
+		}
+		if missing, ok := missingChunk(d.ID, last, suffix, k); ok {
+			return corrupt(missing, d.Device, start, "chunk missing (the next one is %s)", m.name)
+		}
+		if start >= d.Size && !(k == 0 && d.Size == 0) {
+			return corrupt(m.name, d.Device, start, "chunk lies past the disk's declared size of %d bytes", d.Size)
+		}
+		want := min(chunk.ChunkSize, d.Size-start)
+		err := chunk.ReadGzipChunk(ctx, m.r, want, func(off int64, p []byte) error {
+			if err := emit(start+off, p); err != nil {
+				return writeError{err}
+			}
+			return nil
+		}, gz)
+		if err != nil {
+			return classify(ctx, err, m.name, d.Device, start)
+		}
+		k++
+		last = suffix
+	}
+	if held := min(k*chunk.ChunkSize, d.Size); held < d.Size || (k == 0 && d.Size > 0) {
+		next := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, k)
+		if n, ok := nextChunkName(d.ID, last); ok && k > 0 {
+			next = n
+		}
+		return corrupt(next, d.Device, held, "chunk missing: the chunks hold %d bytes, ova.xml declares %d", held, d.Size)
+	}
+	return nil
+}
+
+// classify turns a decoder error into the error the caller sees: the
+// medium's and the sink's errors and cancellation pass through; everything
+// else is corruption of member.
+func classify(ctx context.Context, err error, member, device string, off int64) error {
+	var ioe ioError
+	var we writeError
+	var ce *CorruptError
+	switch {
+	case errors.As(err, &we):
+		return we.err
+	case errors.As(err, &ioe), errors.As(err, &ce):
+		return err
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return corrupt(member, device, off, "member truncated")
+	}
+	return corrupt(member, device, off, "%w", err)
+}
+
+// numbered splits chunk names like "chunk-000000003.gz" and
+// "chunk000000003.gz" into stem, digits and extension.
+var numbered = regexp.MustCompile(`^(.*?)([0-9]+)(\.gz)?$`)
+
+// nextChunkName returns the name that would follow last in its numbering.
+func nextChunkName(prefix, last string) (string, bool) {
+	m := numbered.FindStringSubmatch(last)
+	if m == nil {
+		return "", false
+	}
+	n, err := strconv.ParseInt(m[2], 10, 64)
+	if err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("%s/%s%0*d%s", prefix, m[1], len(m[2]), n+1, m[3]), true
+}
+
+// missingChunk reports the member missing before suffix: chunk 0 when the
+// first chunk is numbered above zero (every known producer, xapi's CLI,
+// split -d and rBuilder, counts from zero), or the one skipped when last and
+// suffix are numbered alike and the numbers jump.
+func missingChunk(prefix, last, suffix string, k int64) (string, bool) {
+	ms := numbered.FindStringSubmatch(suffix)
+	if ms == nil {
+		return "", false
+	}
+	if k == 0 {
+		if strings.Trim(ms[2], "0") != "" {
+			return fmt.Sprintf("%s/%s%0*d%s", prefix, ms[1], len(ms[2]), 0, ms[3]), true
+		}
+		return "", false
+	}
+	ml := numbered.FindStringSubmatch(last)
+	if ml == nil || ml[1] != ms[1] || len(ml[2]) != len(ms[2]) || ml[3] != ms[3] {
+		return "", false
+	}
+	want, ok := nextChunkName(prefix, last)
+	if ok && want != prefix+"/"+suffix {
+		return want, true
+	}
+	return "", false
+}
+
+// diskStats is what a pass over a disk's members learned without decoding.
+type diskStats struct {
+	Members    int
+	Compressed int64
+}
+
+// skipDisk reads past d's members, counting them.
+func (a *archive) skipDisk(d *Disk) (diskStats, error) {
+	var s diskStats
+	for m, err := range a.members(d) {
+		if err != nil {
+			return s, err
+		}
+		s.Members++
+		s.Compressed += m.size
+	}
+	return s, nil
+}

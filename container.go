@@ -1,0 +1,331 @@
+package xva
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xva-tools/xva/internal/tarx"
+)
+
+// maxOVASize caps ova.xml. Real documents are a few hundred KiB at most
+// (xapi builds them in memory); anything larger is hostile or broken.
+const maxOVASize = 32 << 20
+
+// member is one file of an archive.
+type member struct {
+	name string
+	size int64
+	r    io.Reader // the member's data; valid until the next member
+}
+
+// container yields an archive's members in archive order.
+type container interface {
+	next() (*member, error) // io.EOF after the last member
+	form() string           // "directory", "tar" or "tar stream"
+	close() error
+}
+
+// peeker adds one member of lookahead to a container.
+type peeker struct {
+	c      container
+	peeked *member
+	err    error
+}
+
+func (p *peeker) peek() (*member, error) {
+	if p.peeked == nil && p.err == nil {
+		p.peeked, p.err = p.c.next()
+	}
+	return p.peeked, p.err
+}
+
+func (p *peeker) next() (*member, error) {
+	m, err := p.peek()
+	p.peeked = nil
+	return m, err
+}
+
+// openContainer opens path: a directory, a tar file, or "-" for a tar
+// stream on stdin.
+func openContainer(path string) (container, error) {
+	if path == "-" {
+		return newTarContainer(bufio.NewReaderSize(os.Stdin, 1<<20), nil, "tar stream"), nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	if st.IsDir() {
+		return openDirContainer(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	if !st.Mode().IsRegular() {
+		return newTarContainer(bufio.NewReaderSize(f, 1<<20), f, "tar stream"), nil
+	}
+	return indexTarFile(f)
+}
+
+// tarContainer reads members from a tar stream. Directory entries are
+// skipped: legacy archives made with tar(1) have them and nothing in them
+// matters.
+type tarContainer struct {
+	tr     *tarx.Reader
+	closer io.Closer
+	kind   string
+}
+
+func newTarContainer(r io.Reader, closer io.Closer, kind string) *tarContainer {
+	return &tarContainer{tr: tarx.NewReader(ioReader{r}), closer: closer, kind: kind}
+}
+
+func (t *tarContainer) form() string { return t.kind }
+
+func (t *tarContainer) close() error {
+	if t.closer != nil {
+		return t.closer.Close()
+	}
+	return nil
+}
+
+func (t *tarContainer) next() (*member, error) {
+	for {
+		h, err := t.tr.Next()
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, tarError(err, t.tr.Pos())
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0) {
+			continue
+		}
+		if !h.IsRegular() {
+			return nil, corrupt(h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
+		}
+		if !filepath.IsLocal(name) || strings.Contains(name, `\`) {
+			return nil, corrupt(h.Name, "", -1, "member name escapes the archive")
+		}
+		return &member{name: name, size: h.Size, r: t.tr}, nil
+	}
+}
+
+// tarError classifies a tar reader error: the medium's errors stay I/O
+// errors, everything else means a malformed archive.
+func tarError(err error, pos int64) error {
+	var ioe ioError
+	var te *tarx.TruncatedError
+	switch {
+	case errors.As(err, &ioe):
+		return err
+	case errors.As(err, &te):
+		return corrupt(strings.TrimPrefix(te.Member, "./"), "", -1, "member truncated: the archive ends inside its data")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return corrupt("", "", -1, "archive truncated at byte %d", pos)
+	}
+	return corrupt("", "", -1, "%w", err)
+}
+
+// tarFileContainer reads a tar file on disk. Its members are indexed once,
+// seeking over their data, and then read in the same order as the
+// directory form: tar(1) stores a directory's files in readdir order, and a
+// seekable archive has no reason to reject that.
+type tarFileContainer struct {
+	f       *os.File
+	members []indexed
+	// Reordered is set when the physical order differed from name order.
+	reordered bool
+}
+
+type indexed struct {
+	name      string
+	size, off int64
+}
+
+func indexTarFile(f *os.File) (*tarFileContainer, error) {
+	t := &tarFileContainer{f: f}
+	tc := newTarContainer(f, nil, "tar")
+	for {
+		m, err := tc.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		t.members = append(t.members, indexed{m.name, m.size, tc.tr.DataOffset()})
+	}
+	if len(t.members) > 1 {
+		rest := t.members[1:]
+		sorted := slices.IsSortedFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) })
+		if !sorted {
+			t.reordered = true
+			slices.SortStableFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) })
+		}
+	}
+	return t, nil
+}
+
+func (t *tarFileContainer) form() string { return "tar" }
+func (t *tarFileContainer) close() error { return t.f.Close() }
+
+func (t *tarFileContainer) next() (*member, error) {
+	if len(t.members) == 0 {
+		return nil, io.EOF
+	}
+	m := t.members[0]
+	t.members = t.members[1:]
+	return &member{name: m.name, size: m.size, r: &memberReader{r: io.NewSectionReader(t.f, m.off, m.size), name: m.name}}, nil
+}
+
+// memberReader reads a member of a tar file; reaching the end of the file
+// before the member's end is truncation.
+type memberReader struct {
+	r    *io.SectionReader
+	name string
+}
+
+func (m *memberReader) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	if err == io.EOF {
+		if off, _ := m.r.Seek(0, io.SeekCurrent); off < m.r.Size() {
+			return n, io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil && err != io.EOF {
+		err = ioError{err}
+	}
+	return n, err
+}
+
+// dirContainer reads the directory form: ova.xml, then each subdirectory
+// in name order with its files in name order, which is the order xapi's
+// importer reads a tar of the same tree.
+type dirContainer struct {
+	root  string
+	names []string
+	cur   *os.File
+}
+
+func openDirContainer(root string) (*dirContainer, error) {
+	d := &dirContainer{root: root}
+	top, err := os.ReadDir(root)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	hasOVA := false
+	var files []string
+	for _, e := range top {
+		switch {
+		case e.Name() == "ova.xml" && e.Type().IsRegular():
+			hasOVA = true
+		case e.IsDir():
+			sub, err := os.ReadDir(filepath.Join(root, e.Name()))
+			if err != nil {
+				return nil, ioError{err}
+			}
+			for _, s := range sub {
+				name := path.Join(e.Name(), s.Name())
+				if !s.Type().IsRegular() {
+					return nil, corrupt(name, "", -1, "not a regular file")
+				}
+				files = append(files, name)
+			}
+		case e.Type()&fs.ModeSymlink != 0:
+			return nil, corrupt(e.Name(), "", -1, "symlinks are not followed in an archive directory")
+		default:
+			files = append(files, e.Name())
+		}
+	}
+	if !hasOVA {
+		return nil, corrupt("ova.xml", "", -1, "directory %s has no ova.xml", root)
+	}
+	slices.SortFunc(files, compareMemberPaths)
+	d.names = append([]string{"ova.xml"}, files...)
+	return d, nil
+}
+
+// compareMemberPaths orders by directory, then by file name, so that "sda"
+// files come before "sda-x" files whatever characters sort below "/".
+func compareMemberPaths(a, b string) int {
+	da, fa, _ := strings.Cut(a, "/")
+	db, fb, _ := strings.Cut(b, "/")
+	if c := strings.Compare(da, db); c != 0 {
+		return c
+	}
+	return strings.Compare(fa, fb)
+}
+
+func (d *dirContainer) form() string { return "directory" }
+
+func (d *dirContainer) next() (*member, error) {
+	if d.cur != nil {
+		d.cur.Close()
+		d.cur = nil
+	}
+	if len(d.names) == 0 {
+		return nil, io.EOF
+	}
+	name := d.names[0]
+	d.names = d.names[1:]
+	f, err := os.OpenFile(filepath.Join(d.root, filepath.FromSlash(name)), os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, ioError{err}
+	}
+	d.cur = f
+	return &member{name: name, size: st.Size(), r: ioReader{f}}, nil
+}
+
+func (d *dirContainer) close() error {
+	if d.cur != nil {
+		return d.cur.Close()
+	}
+	return nil
+}
+
+// readOVA reads the first member, which must be ova.xml.
+func readOVA(p *peeker) ([]byte, error) {
+	m, err := p.next()
+	if err == io.EOF {
+		return nil, corrupt("ova.xml", "", -1, "archive is empty")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.name != "ova.xml" {
+		return nil, corrupt(m.name, "", -1, "the first member must be ova.xml")
+	}
+	if m.size > maxOVASize {
+		return nil, corrupt("ova.xml", "", -1, "ova.xml is %d bytes, more than the %d allowed", m.size, maxOVASize)
+	}
+	b, err := io.ReadAll(io.LimitReader(m.r, m.size))
+	if errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && int64(len(b)) != m.size) {
+		return nil, corrupt("ova.xml", "", -1, "archive truncated inside ova.xml")
+	}
+	return b, err
+}
+
+func isEOF(err error) bool { return err == io.EOF }
+
+// noFollow keeps archive reads from following a symlink planted in a
+// directory archive.
+const noFollow = unix.O_NOFOLLOW

@@ -1,0 +1,83 @@
+package xva
+
+import (
+	"context"
+	"io"
+)
+
+// InfoResult describes an archive without decoding its disks.
+type InfoResult struct {
+	Archive    string     `json:"archive"`
+	Form       string     `json:"form"` // directory, tar, tar stream
+	Generation Generation `json:"-"`
+	VM         VMInfo     `json:"vm"`
+	Disks      []DiskInfo `json:"disks"`
+}
+
+// VMInfo is the VM an archive describes.
+type VMInfo struct {
+	Name          string `json:"name"`
+	Description   string `json:"description"`
+	Memory        int64  `json:"memory_bytes"`
+	VCPUs         int    `json:"vcpus"`
+	BootMode      string `json:"boot_mode"` // "HVM" or "PV"
+	KernelCmdline string `json:"kernel_cmdline,omitempty"`
+}
+
+// DiskInfo is one disk of an archive and how it is stored.
+type DiskInfo struct {
+	Device     string `json:"device"`
+	ID         string `json:"id"`
+	Size       int64  `json:"size_bytes"`
+	Bootable   bool   `json:"bootable"`
+	Members    int    `json:"members"` // chunks (legacy) or blocks (xapi)
+	Compressed int64  `json:"stored_bytes"`
+}
+
+// Info reads an archive's ova.xml and walks its members, without decoding
+// them, to report the VM and how each disk is stored.
+func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := openArchive(path, o)
+	if err != nil {
+		return nil, err
+	}
+	defer a.close()
+	vm := a.meta.VM
+	res := &InfoResult{
+		Archive:    path,
+		Form:       a.p.c.form(),
+		Generation: a.meta.Generation,
+		VM: VMInfo{
+			Name:          vm.Label,
+			Description:   vm.Description,
+			Memory:        vm.Memory,
+			VCPUs:         vm.VCPUs,
+			BootMode:      map[bool]string{true: "HVM", false: "PV"}[vm.HVM],
+			KernelCmdline: vm.KernelCmdline,
+		},
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d, err := a.nextDisk()
+		if err == io.EOF {
+			return res, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		s, err := a.skipDisk(d)
+		if err != nil {
+			return nil, err
+		}
+		res.Disks = append(res.Disks, DiskInfo{
+			Device: d.Device, ID: d.ID, Size: d.Size, Bootable: d.Bootable,
+			Members: s.Members, Compressed: s.Compressed,
+		})
+	}
+}

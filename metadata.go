@@ -1,0 +1,161 @@
+package xva
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/xva-tools/xva/ova"
+)
+
+// Generation is the format generation of an archive.
+type Generation int
+
+// The two XVA generations.
+const (
+	Legacy Generation = iota + 1 // version 0.1 appliance, gzip chunks
+	XAPI                         // XML-RPC ova.xml, hashed 1 MiB blocks
+)
+
+func (g Generation) String() string {
+	switch g {
+	case Legacy:
+		return "legacy"
+	case XAPI:
+		return "xapi"
+	}
+	return fmt.Sprintf("Generation(%d)", int(g))
+}
+
+// ParseGeneration reads "legacy" or "xapi".
+func ParseGeneration(s string) (Generation, error) {
+	switch strings.ToLower(s) {
+	case "legacy":
+		return Legacy, nil
+	case "xapi":
+		return XAPI, nil
+	}
+	return 0, fmt.Errorf("xva: unknown format %q (want legacy or xapi)", s)
+}
+
+// Metadata is an archive's ova.xml, parsed.
+type Metadata struct {
+	Generation Generation
+	OVA        []byte // ova.xml exactly as read
+	VM         ova.VM // the (first) VM
+	Legacy     *ova.Appliance
+	// Disks in archive order: sorted by ID, as xapi reads them.
+	Disks []Disk
+}
+
+// maxDisks caps the disks of one archive; xapi allows at most 255 VBDs.
+const maxDisks = 256
+
+// Disk is one disk of an archive.
+type Disk struct {
+	ID       string // member prefix: "sda" (legacy) or "Ref:12" (xapi)
+	Device   string // VBD device, which names its image in a VM directory
+	VDI      string // VDI name (legacy) or ref
+	Size     int64  // bytes
+	Bootable bool
+}
+
+// ParseMetadata parses an ova.xml of either generation and checks what the
+// readers rely on: disk member prefixes that stay inside the archive,
+// devices usable as file names, no two disks sharing either.
+func ParseMetadata(doc []byte) (*Metadata, error) {
+	if !ova.IsLegacy(doc) {
+		return nil, fmt.Errorf("%w: ova.xml is not a legacy <appliance> document; the xapi generation is not supported yet", ErrUnsupported)
+	}
+	a, err := ova.ParseLegacy(doc)
+	if err != nil {
+		return nil, err
+	}
+	return legacyMetadata(doc, a)
+}
+
+func legacyMetadata(doc []byte, a *ova.Appliance) (*Metadata, error) {
+	m := &Metadata{Generation: Legacy, OVA: doc, VM: a.VMs[0], Legacy: a}
+	for _, vdi := range a.VDIs {
+		prefix, err := vdi.SourceDir()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPrefix(prefix); err != nil {
+			return nil, fmt.Errorf("ova: vdi %q: source %q %w", vdi.Name, vdi.Source, err)
+		}
+		d := Disk{ID: prefix, VDI: vdi.Name, Size: vdi.Size, Device: path.Base(prefix)}
+		for _, vm := range a.VMs {
+			for _, b := range vm.VBDs {
+				if b.VDI == vdi.Name {
+					d.Device, d.Bootable = b.Device, b.Bootable()
+				}
+			}
+		}
+		m.Disks = append(m.Disks, d)
+	}
+	return m, m.check()
+}
+
+// check enforces unique, safe prefixes and devices and sorts the disks into
+// archive order.
+func (m *Metadata) check() error {
+	if len(m.Disks) > maxDisks {
+		return fmt.Errorf("ova: %d disks, more than the %d allowed", len(m.Disks), maxDisks)
+	}
+	slices.SortFunc(m.Disks, func(a, b Disk) int { return strings.Compare(a.ID, b.ID) })
+	devices := map[string]bool{}
+	for i, d := range m.Disks {
+		if !safeName(d.Device) {
+			return fmt.Errorf("ova: disk device %q cannot name a file", d.Device)
+		}
+		if devices[d.Device] {
+			return fmt.Errorf("ova: two disks use device %q", d.Device)
+		}
+		devices[d.Device] = true
+		for _, e := range m.Disks[:i] {
+			if e.ID == d.ID || strings.HasPrefix(d.ID, e.ID+"/") || strings.HasPrefix(e.ID, d.ID+"/") {
+				return fmt.Errorf("ova: disks %q and %q share member names", e.ID, d.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPrefix refuses member prefixes that would leave the archive.
+func checkPrefix(p string) error {
+	if p == "" || !filepath.IsLocal(p) || strings.ContainsAny(p, "\\\x00") || filepath.Clean(p) != p {
+		return fmt.Errorf("is outside the archive")
+	}
+	return nil
+}
+
+// safeName reports whether s can be used as a single file name.
+func safeName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00") && len(s) <= 200
+}
+
+// diskOf returns the disk a member belongs to: the one whose prefix
+// followed by "/" begins its name.
+func (m *Metadata) diskOf(name string) *Disk {
+	var best *Disk
+	for i := range m.Disks {
+		d := &m.Disks[i]
+		if strings.HasPrefix(name, d.ID+"/") && (best == nil || len(d.ID) > len(best.ID)) {
+			best = d
+		}
+	}
+	return best
+}
+
+// disk returns the disk with the given device.
+func (m *Metadata) disk(device string) *Disk {
+	for i := range m.Disks {
+		if m.Disks[i].Device == device {
+			return &m.Disks[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package xva
+
+import (
+	"fmt"
+
+	"github.com/xva-tools/xva/chunk"
+)
+
+// Option configures Pack, Unpack, Info and Convert.
+type Option func(*options) error
+
+type options struct {
+	jobs     int
+	level    int
+	progress Progress
+	dirForm  bool
+	force    bool
+}
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{level: chunk.DefaultLevel, progress: nopProgress{}}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// WithJobs sets the number of workers. 0, the default, means one per core.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("xva: jobs must not be negative, got %d", n)
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithLevel sets the gzip compression level, 0–9 (default 6).
+func WithLevel(level int) Option {
+	return func(o *options) error {
+		if level < 0 || level > 9 {
+			return fmt.Errorf("xva: compression level must be 0–9, got %d", level)
+		}
+		o.level = level
+		return nil
+	}
+}
+
+// WithProgress reports progress to p.
+func WithProgress(p Progress) Option {
+	return func(o *options) error {
+		if p != nil {
+			o.progress = p
+		}
+		return nil
+	}
+}
+
+// WithDirectory makes Pack write the directory form of the archive.
+func WithDirectory(dir bool) Option {
+	return func(o *options) error { o.dirForm = dir; return nil }
+}
+
+// WithOverwrite lets Pack replace an existing output file.
+func WithOverwrite(force bool) Option {
+	return func(o *options) error { o.force = force; return nil }
+}

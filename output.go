@@ -1,0 +1,338 @@
+package xva
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xva-tools/xva/chunk"
+	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/internal/tarx"
+)
+
+// archiveOut receives an archive being written, member by member. Nothing
+// appears under the final name until commit; abort removes everything.
+type archiveOut interface {
+	// file writes a member whose bytes are known.
+	file(name string, data []byte) error
+	// chunk writes a member produced by write, whose size is known only
+	// once it is written, and returns that size.
+	chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error)
+	commit() error
+	abort()
+}
+
+// createOutput picks the archive form for output: "-" is a tar stream on
+// stdout; a name ending in "/", an existing directory or dir means the
+// directory form; anything else a tar file.
+func createOutput(output string, dir, force bool) (archiveOut, error) {
+	if output == "-" {
+		return newStreamOut(os.Stdout, nil), nil
+	}
+	st, err := os.Stat(output)
+	isDir := err == nil && st.IsDir()
+	switch {
+	case dir || isDir || output[len(output)-1] == os.PathSeparator:
+		return newDirOut(filepath.Clean(output))
+	case err == nil && !st.Mode().IsRegular():
+		// A FIFO or a device: a stream, and nothing to replace.
+		f, err := os.OpenFile(output, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		return newStreamOut(f, f), nil
+	case err == nil && !force:
+		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, output)
+	}
+	return newTarFileOut(output, force)
+}
+
+// prepareDir checks that final may receive a directory: it must not exist
+// or be an empty directory. It reports whether it exists.
+func prepareDir(final string) (bool, error) {
+	entries, err := os.ReadDir(final)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil && fsutil.Exists(final):
+		return false, fmt.Errorf("%w: %s is not a directory", ErrExists, final)
+	case err != nil:
+		return false, err
+	case len(entries) > 0:
+		return false, fmt.Errorf("%w: directory %s is not empty", ErrExists, final)
+	}
+	return true, nil
+}
+
+// dirOut writes the directory form into a temporary directory beside the
+// final one and renames it into place.
+type dirOut struct {
+	final, tmp string
+	exists     bool
+}
+
+func newDirOut(final string) (*dirOut, error) {
+	exists, err := prepareDir(final)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := fsutil.MkdirTemp(final)
+	if err != nil {
+		return nil, err
+	}
+	return &dirOut{final: final, tmp: tmp, exists: exists}, nil
+}
+
+func (d *dirOut) create(name string) (*os.File, error) {
+	path := filepath.Join(d.tmp, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollow, 0o644)
+}
+
+func (d *dirOut) file(name string, data []byte) error {
+	_, err := d.chunk(name, func(cf chunk.ChunkFile) (int64, error) {
+		n, err := cf.Write(data)
+		return int64(n), err
+	})
+	return err
+}
+
+func (d *dirOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error) {
+	f, err := d.create(name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+func (d *dirOut) commit() error {
+	if d.exists {
+		// rename(2) atomically replaces an empty directory; os.Rename
+		// refuses to.
+		return unix.Rename(d.tmp, d.final)
+	}
+	return fsutil.RenameNoReplace(d.tmp, d.final)
+}
+
+func (d *dirOut) abort() { os.RemoveAll(d.tmp) }
+
+// tarFileOut writes a tar file in place: each chunk is written straight
+// after a reserved header block, which is filled in once the chunk's size is
+// known, so nothing is buffered or written twice.
+type tarFileOut struct {
+	f       *os.File
+	final   string
+	replace bool
+	pos     int64
+}
+
+func newTarFileOut(final string, replace bool) (*tarFileOut, error) {
+	f, err := fsutil.CreateTemp(final)
+	if err != nil {
+		return nil, err
+	}
+	return &tarFileOut{f: f, final: final, replace: replace}, nil
+}
+
+func (t *tarFileOut) file(name string, data []byte) error {
+	_, err := t.chunk(name, func(cf chunk.ChunkFile) (int64, error) {
+		n, err := cf.Write(data)
+		return int64(n), err
+	})
+	return err
+}
+
+func (t *tarFileOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error) {
+	if _, err := tarx.V7Header(name, 0, 0); err != nil {
+		return 0, err
+	}
+	sec := &fileSection{f: t.f, base: t.pos + tarx.Block}
+	n, err := write(sec)
+	if err != nil {
+		return n, err
+	}
+	h, err := tarx.V7Header(name, n, 0)
+	if err != nil {
+		return n, err
+	}
+	if _, err := t.f.WriteAt(h[:], t.pos); err != nil {
+		return n, err
+	}
+	t.pos = sec.base + n + (-n & (tarx.Block - 1))
+	return n, nil
+}
+
+func (t *tarFileOut) commit() error {
+	end := t.pos + 2*tarx.Block
+	err := t.f.Truncate(end)
+	if err == nil {
+		err = t.f.Sync()
+	}
+	if cerr := t.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && t.replace {
+		err = os.Rename(t.f.Name(), t.final)
+	} else if err == nil {
+		err = fsutil.RenameNoReplace(t.f.Name(), t.final)
+	}
+	if err != nil {
+		os.Remove(t.f.Name())
+	}
+	return err
+}
+
+func (t *tarFileOut) abort() {
+	t.f.Close()
+	os.Remove(t.f.Name())
+}
+
+// fileSection is a ChunkFile over a file from offset base on.
+type fileSection struct {
+	f    *os.File
+	base int64
+	n    int64
+}
+
+func (s *fileSection) Write(p []byte) (int, error) {
+	n, err := s.f.WriteAt(p, s.base+s.n)
+	s.n += int64(n)
+	return n, err
+}
+
+func (s *fileSection) WriteAt(p []byte, off int64) (int, error) {
+	return s.f.WriteAt(p, s.base+off)
+}
+
+// streamOut writes a tar stream to a pipe or stdout. A chunk's size must be
+// in its header before its data, so each chunk is spooled first: in memory
+// while small (the common case, since zero pieces are tiny), spilling to a
+// temporary file when large.
+type streamOut struct {
+	bw     *bufio.Writer
+	tw     *tarx.Writer
+	closer io.Closer
+}
+
+func newStreamOut(w io.Writer, closer io.Closer) *streamOut {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	return &streamOut{bw: bw, tw: tarx.NewWriter(bw), closer: closer}
+}
+
+func (s *streamOut) file(name string, data []byte) error {
+	if err := s.tw.WriteHeader(name, int64(len(data)), 0); err != nil {
+		return err
+	}
+	_, err := s.tw.Write(data)
+	return err
+}
+
+func (s *streamOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error) {
+	sp := &spool{limit: spoolMemory}
+	defer sp.close()
+	n, err := write(sp)
+	if err != nil {
+		return n, err
+	}
+	if err := s.tw.WriteHeader(name, n, 0); err != nil {
+		return n, err
+	}
+	return n, sp.writeTo(s.tw)
+}
+
+func (s *streamOut) commit() error {
+	err := s.tw.Close()
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	if s.closer != nil {
+		if cerr := s.closer.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// abort cannot take back what a stream has sent; the reader sees a
+// truncated archive, which every reader rejects.
+func (s *streamOut) abort() {
+	s.bw.Flush()
+	if s.closer != nil {
+		s.closer.Close()
+	}
+}
+
+// spoolMemory is how much of one chunk a stream writer keeps in memory
+// before spilling to a temporary file.
+const spoolMemory = 64 << 20
+
+// spool holds one member's bytes: in memory up to limit, then in a
+// temporary file.
+type spool struct {
+	limit int
+	mem   []byte
+	f     *os.File
+	n     int64
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.f == nil && len(s.mem)+len(p) <= s.limit {
+		s.mem = append(s.mem, p...)
+		s.n += int64(len(p))
+		return len(p), nil
+	}
+	if s.f == nil {
+		f, err := os.CreateTemp("", "xva-spool-*")
+		if err != nil {
+			return 0, err
+		}
+		os.Remove(f.Name()) // unlinked: vanishes with the process
+		s.f = f
+		if _, err := f.Write(s.mem); err != nil {
+			return 0, err
+		}
+		s.mem = nil
+	}
+	n, err := s.f.Write(p)
+	s.n += int64(n)
+	return n, err
+}
+
+func (s *spool) WriteAt(p []byte, off int64) (int, error) {
+	if s.f == nil {
+		if off+int64(len(p)) > int64(len(s.mem)) {
+			return 0, io.ErrShortWrite
+		}
+		return copy(s.mem[off:], p), nil
+	}
+	return s.f.WriteAt(p, off)
+}
+
+func (s *spool) writeTo(w io.Writer) error {
+	if s.f == nil {
+		_, err := w.Write(s.mem)
+		return err
+	}
+	_, err := io.Copy(w, io.NewSectionReader(s.f, 0, s.n))
+	return err
+}
+
+func (s *spool) close() {
+	if s.f != nil {
+		s.f.Close()
+	}
+}

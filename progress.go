@@ -1,0 +1,19 @@
+package xva
+
+// Progress receives progress reports. Its methods are called from one
+// goroutine at a time. Amounts are raw disk bytes, holes included, so a bar
+// reaches the disk's size at the end whatever its content.
+type Progress interface {
+	// StartDisk begins a disk of size bytes.
+	StartDisk(device string, size int64)
+	// Advance adds n processed bytes to the current disk.
+	Advance(n int64)
+	// EndDisk ends the current disk.
+	EndDisk()
+}
+
+type nopProgress struct{}
+
+func (nopProgress) StartDisk(string, int64) {}
+func (nopProgress) Advance(int64)           {}
+func (nopProgress) EndDisk()                {}

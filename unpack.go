@@ -1,0 +1,114 @@
+package xva
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/raw"
+)
+
+// UnpackResult describes a written VM directory.
+type UnpackResult struct {
+	OutDir     string
+	Generation Generation
+	Disks      []UnpackedDisk
+}
+
+// UnpackedDisk describes one written disk image.
+type UnpackedDisk struct {
+	Device string
+	Path   string
+	Size   int64
+	Data   int64 // bytes of data written; the rest are holes
+}
+
+// Unpack reads the archive at path (a file, a directory, or "-" for stdin)
+// and writes a VM directory at outdir: the archive's ova.xml unchanged plus
+// one sparse raw image per disk, named after its device. outdir must not
+// exist or be empty. It is assembled under a temporary name and appears only
+// when complete.
+func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackResult, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	outdir = filepath.Clean(outdir)
+	exists, err := prepareDir(outdir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (choose a new directory)", err)
+	}
+	a, err := openArchive(path, o)
+	if err != nil {
+		return nil, err
+	}
+	defer a.close()
+	tmp, err := fsutil.MkdirTemp(outdir)
+	if err != nil {
+		return nil, err
+	}
+	res, err := unpackInto(ctx, a, tmp, o)
+	if err == nil && exists {
+		err = unix.Rename(tmp, outdir) // replaces the empty directory
+	} else if err == nil {
+		err = fsutil.RenameNoReplace(tmp, outdir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	res.OutDir = outdir
+	for i := range res.Disks {
+		res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
+	}
+	return res, nil
+}
+
+func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*UnpackResult, error) {
+	if err := os.WriteFile(filepath.Join(dir, "ova.xml"), a.meta.OVA, 0o644); err != nil {
+		return nil, err
+	}
+	res := &UnpackResult{Generation: a.meta.Generation}
+	for {
+		d, err := a.nextDisk()
+		if err == io.EOF {
+			return res, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, d.Device+".raw")
+		sink, err := raw.Create(path, d.Size)
+		if err != nil {
+			return nil, err
+		}
+		n, err := a.decodeInto(ctx, d, sink)
+		if err == nil {
+			err = sink.Commit()
+		}
+		if err != nil {
+			sink.Abort()
+			return nil, err
+		}
+		res.Disks = append(res.Disks, UnpackedDisk{Device: d.Device, Path: path, Size: d.Size, Data: n})
+	}
+}
+
+// decodeInto decodes disk d into sink and returns the data bytes written.
+func (a *archive) decodeInto(ctx context.Context, d *Disk, sink disk.Sink) (int64, error) {
+	a.opts.progress.StartDisk(d.Device, d.Size)
+	defer a.opts.progress.EndDisk()
+	var n int64
+	err := a.decodeLegacy(ctx, d, func(off int64, p []byte) error {
+		n += int64(len(p))
+		_, err := sink.WriteAt(p, off)
+		return err
+	})
+	return n, err
+}
