@@ -59,7 +59,9 @@ func (e ioError) Error() string { return e.err.Error() }
 func (e ioError) Unwrap() error { return e.err }
 
 // ioReader marks every read error of r except io.EOF as an ioError.
-type ioReader struct{ r interface{ Read([]byte) (int, error) } }
+type ioReader struct {
+	r interface{ Read([]byte) (int, error) }
+}
 
 func (r ioReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)

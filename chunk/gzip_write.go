@@ -147,8 +147,8 @@ func compressPiece(raw []byte, data bool, level int) (*packed, error) {
 }
 
 var (
-	rawBufs    sync.Pool
-	outBufs    = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, PieceSize+PieceSize/8)) }}
+	rawBufs      sync.Pool
+	outBufs      = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, PieceSize+PieceSize/8)) }}
 	flateWriters [10]sync.Pool
 )
 

@@ -70,11 +70,11 @@ func (h *Header) IsRegular() bool { return h.Typeflag == TypeReg || h.Typeflag =
 // Reader reads a tar stream member by member, in the shape of archive/tar.
 type Reader struct {
 	r       io.Reader
-	pos     int64 // bytes consumed from r
-	remain  int64 // unread data bytes of the current member
-	dataOff int64 // offset of the current member's data
+	pos     int64  // bytes consumed from r
+	remain  int64  // unread data bytes of the current member
+	dataOff int64  // offset of the current member's data
 	cur     string // name of the current member
-	pad     int64 // padding after the current member
+	pad     int64  // padding after the current member
 	err     error
 	sawEnd  bool
 	strayed int
