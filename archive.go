@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/xva-tools/xva/chunk"
+	"github.com/xva-tools/xva/internal/pipeline"
 )
 
 // archive is an open archive being read front to back, disk by disk.
@@ -109,49 +112,124 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-// decodeLegacy inflates d's chunks in order and hands the data to emit at
-// disk offsets. Every chunk but the last must hold exactly 1e9 bytes, the
-// last the rest of the declared size; names must increase; a gap in
-// numbered names is reported as the missing member.
+// chunkPlan checks a disk's chunk names as they come and places each chunk:
+// every chunk but the last holds exactly 1e9 bytes, the last the rest of
+// the declared size; names must increase; a gap in numbered names is
+// reported as the missing member.
+type chunkPlan struct {
+	d    *Disk
+	k    int64
+	last string
+}
+
+// add places the chunk called name and returns its disk offset and size.
+func (p *chunkPlan) add(name string) (start, want int64, err error) {
+	d := p.d
+	suffix := name[len(d.ID)+1:]
+	start = p.k * chunk.ChunkSize
+	if p.k > 0 && suffix <= p.last {
+		return 0, 0, corrupt(name, d.Device, start, "chunk names must increase, and it follows %s/%s "+
+			"(an archive made with tar(1) needs tar --sort=name; xva reorders only tar files and directories)", d.ID, p.last)
+	}
+	if missing, ok := missingChunk(d.ID, p.last, suffix, p.k); ok {
+		return 0, 0, corrupt(missing, d.Device, start, "chunk missing (the next one is %s)", name)
+	}
+	if start >= d.Size && !(p.k == 0 && d.Size == 0) {
+		return 0, 0, corrupt(name, d.Device, start, "chunk lies past the disk's declared size of %d bytes", d.Size)
+	}
+	p.k++
+	p.last = suffix
+	return start, min(chunk.ChunkSize, d.Size-start), nil
+}
+
+// finish checks that the chunks cover the declared size.
+func (p *chunkPlan) finish() error {
+	d := p.d
+	held := min(p.k*chunk.ChunkSize, d.Size)
+	if held == d.Size && (p.k > 0 || d.Size == 0) {
+		return nil
+	}
+	next := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, p.k)
+	if n, ok := nextChunkName(d.ID, p.last); ok && p.k > 0 {
+		next = n
+	}
+	return corrupt(next, d.Device, held, "chunk missing: the chunks hold %d bytes, ova.xml declares %d", held, d.Size)
+}
+
+// decodeLegacy inflates d's chunks and hands the data to emit at disk
+// offsets, in increasing order.
 func (a *archive) decodeLegacy(ctx context.Context, d *Disk, emit chunk.Emit) error {
-	var k int64
-	var last string
-	gz := chunk.GzipOptions{Jobs: a.opts.jobs, Progress: a.opts.progress.Advance}
+	plan := &chunkPlan{d: d}
 	for m, err := range a.members(d) {
 		if err != nil {
 			return err
 		}
-		suffix := m.name[len(d.ID)+1:]
-		start := k * chunk.ChunkSize
-		if k > 0 && suffix <= last {
-			return corrupt(m.name, d.Device, start, "chunk names must increase, and it follows %s/%s "+
-				"(an archive made with tar(1) needs tar --sort=name; xva reorders only tar files and directories)", d.ID, last)
-		}
-		if missing, ok := missingChunk(d.ID, last, suffix, k); ok {
-			return corrupt(missing, d.Device, start, "chunk missing (the next one is %s)", m.name)
-		}
-		if start >= d.Size && !(k == 0 && d.Size == 0) {
-			return corrupt(m.name, d.Device, start, "chunk lies past the disk's declared size of %d bytes", d.Size)
-		}
-		want := min(chunk.ChunkSize, d.Size-start)
-		err := chunk.ReadGzipChunk(ctx, m.r, want, func(off int64, p []byte) error {
-			if err := emit(start+off, p); err != nil {
-				return writeError{err}
-			}
-			return nil
-		}, gz)
+		start, want, err := plan.add(m.name)
 		if err != nil {
-			return classify(ctx, err, m.name, d.Device, start)
+			return err
 		}
-		k++
-		last = suffix
+		if err := a.decodeChunk(ctx, d, m.name, m.r, start, want, a.opts.jobs, emit); err != nil {
+			return err
+		}
 	}
-	if held := min(k*chunk.ChunkSize, d.Size); held < d.Size || (k == 0 && d.Size > 0) {
-		next := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, k)
-		if n, ok := nextChunkName(d.ID, last); ok && k > 0 {
-			next = n
+	return plan.finish()
+}
+
+// decodeLegacyConcurrent is decodeLegacy for archives whose members can be
+// opened independently: all names are checked first, then up to jobs chunks
+// are inflated at once. emit is called concurrently and out of order.
+func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chunk.Emit) error {
+	type planned struct {
+		m           *member
+		start, want int64
+	}
+	plan := &chunkPlan{d: d}
+	var chunks []planned
+	for m, err := range a.members(d) {
+		if err != nil {
+			return err
 		}
-		return corrupt(next, d.Device, held, "chunk missing: the chunks hold %d bytes, ova.xml declares %d", held, d.Size)
+		if m.open == nil {
+			return fmt.Errorf("xva: member %s cannot be opened on its own", m.name)
+		}
+		start, want, err := plan.add(m.name)
+		if err != nil {
+			return err
+		}
+		chunks = append(chunks, planned{m, start, want})
+	}
+	if err := plan.finish(); err != nil {
+		return err
+	}
+	jobs := pipeline.Jobs(a.opts.jobs)
+	workers := min(jobs, len(chunks))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(workers, 1))
+	for _, c := range chunks {
+		g.Go(func() error {
+			r, err := c.m.open()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			// Each chunk inflates its pieces on jobs/workers cores.
+			return a.decodeChunk(gctx, d, c.m.name, r, c.start, c.want, max(jobs/workers, 1), emit)
+		})
+	}
+	return g.Wait()
+}
+
+// decodeChunk inflates one chunk placed at start.
+func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Reader, start, want int64, jobs int, emit chunk.Emit) error {
+	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance}
+	err := chunk.ReadGzipChunk(ctx, r, want, func(off int64, p []byte) error {
+		if err := emit(start+off, p); err != nil {
+			return writeError{err}
+		}
+		return nil
+	}, gz)
+	if err != nil {
+		return classify(ctx, err, name, d.Device, start)
 	}
 	return nil
 }

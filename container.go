@@ -25,12 +25,16 @@ type member struct {
 	name string
 	size int64
 	r    io.Reader // the member's data; valid until the next member
+	// open gives an independent reader of the data, for reading members
+	// concurrently. It is nil for a stream.
+	open func() (io.ReadCloser, error)
 }
 
 // container yields an archive's members in archive order.
 type container interface {
 	next() (*member, error) // io.EOF after the last member
 	form() string           // "directory", "tar" or "tar stream"
+	random() bool           // members can be opened independently
 	close() error
 }
 
@@ -91,6 +95,7 @@ func newTarContainer(r io.Reader, closer io.Closer, kind string) *tarContainer {
 }
 
 func (t *tarContainer) form() string { return t.kind }
+func (t *tarContainer) random() bool { return false }
 
 func (t *tarContainer) close() error {
 	if t.closer != nil {
@@ -181,6 +186,7 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 }
 
 func (t *tarFileContainer) form() string { return "tar" }
+func (t *tarFileContainer) random() bool { return true }
 func (t *tarFileContainer) close() error { return t.f.Close() }
 
 func (t *tarFileContainer) next() (*member, error) {
@@ -189,14 +195,17 @@ func (t *tarFileContainer) next() (*member, error) {
 	}
 	m := t.members[0]
 	t.members = t.members[1:]
-	return &member{name: m.name, size: m.size, r: &memberReader{r: io.NewSectionReader(t.f, m.off, m.size), name: m.name}}, nil
+	open := func() (io.ReadCloser, error) {
+		return io.NopCloser(&memberReader{r: io.NewSectionReader(t.f, m.off, m.size)}), nil
+	}
+	r, _ := open()
+	return &member{name: m.name, size: m.size, r: r, open: open}, nil
 }
 
 // memberReader reads a member of a tar file; reaching the end of the file
 // before the member's end is truncation.
 type memberReader struct {
-	r    *io.SectionReader
-	name string
+	r *io.SectionReader
 }
 
 func (m *memberReader) Read(p []byte) (int, error) {
@@ -218,7 +227,7 @@ func (m *memberReader) Read(p []byte) (int, error) {
 type dirContainer struct {
 	root  string
 	names []string
-	cur   *os.File
+	cur   io.Closer
 }
 
 func openDirContainer(root string) (*dirContainer, error) {
@@ -271,6 +280,7 @@ func compareMemberPaths(a, b string) int {
 }
 
 func (d *dirContainer) form() string { return "directory" }
+func (d *dirContainer) random() bool { return true }
 
 func (d *dirContainer) next() (*member, error) {
 	if d.cur != nil {
@@ -282,17 +292,28 @@ func (d *dirContainer) next() (*member, error) {
 	}
 	name := d.names[0]
 	d.names = d.names[1:]
-	f, err := os.OpenFile(filepath.Join(d.root, filepath.FromSlash(name)), os.O_RDONLY|noFollow, 0)
-	if err != nil {
-		return nil, ioError{err}
+	path := filepath.Join(d.root, filepath.FromSlash(name))
+	open := func() (io.ReadCloser, error) {
+		f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+		if err != nil {
+			return nil, ioError{err}
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{ioReader{f}, f}, nil
 	}
-	st, err := f.Stat()
+	f, err := open()
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
 	if err != nil {
 		f.Close()
 		return nil, ioError{err}
 	}
 	d.cur = f
-	return &member{name: name, size: st.Size(), r: ioReader{f}}, nil
+	return &member{name: name, size: st.Size(), r: f, open: open}, nil
 }
 
 func (d *dirContainer) close() error {

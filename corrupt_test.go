@@ -171,3 +171,38 @@ func TestUnexpectedMembers(t *testing.T) {
 	os.Rename(filepath.Join(dir, "sda/chunk-000000000.gz"), filepath.Join(dir, "sda/chunk-000000005.gz"))
 	expectCorrupt(t, dir, "sda/chunk-000000000.gz")
 }
+
+// withStdin makes path the process's standard input for the test.
+func withStdin(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdin
+	os.Stdin = f
+	t.Cleanup(func() { os.Stdin = old; f.Close() })
+}
+
+func TestStreamRoundTripAndCorruption(t *testing.T) {
+	vmdir, sums := makeVM(t, fixtures.Disk{Size: 7<<20 + 5, Seed: 12, Data: 0.7}, fixtures.Disk{Size: 0, Seed: 13})
+	file := filepath.Join(t.TempDir(), "a.xva")
+	if _, err := xva.PackDir(ctx, vmdir, file); err != nil {
+		t.Fatal(err)
+	}
+	withStdin(t, file)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := xva.Unpack(ctx, "-", out); err != nil {
+		t.Fatal(err)
+	}
+	checkUnpacked(t, out, sums)
+
+	const m = "sda/chunk-000000000.gz"
+	off := memberOffsets(t, file)[m]
+	flip(t, file, off[0]+off[1]/3)
+	withStdin(t, file)
+	expectCorrupt(t, "-", m)
+	os.Truncate(file, off[0]+off[1]/2)
+	withStdin(t, file)
+	expectCorrupt(t, "-", m)
+}

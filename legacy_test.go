@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,15 +286,4 @@ func allocated(t testing.TB, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
-}
-
-// dirEntries lists a directory recursively.
-func dirEntries(t *testing.T, dir string) []string {
-	var names []string
-	filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error {
-		names = append(names, p)
-		return nil
-	})
-	sort.Strings(names)
-	return names
 }

@@ -149,13 +149,3 @@ func (m *Metadata) diskOf(name string) *Disk {
 	}
 	return best
 }
-
-// disk returns the disk with the given device.
-func (m *Metadata) disk(device string) *Disk {
-	for i := range m.Disks {
-		if m.Disks[i].Device == device {
-			return &m.Disks[i]
-		}
-	}
-	return nil
-}

@@ -53,7 +53,7 @@ func WithLevel(level int) Option {
 func WithProgress(p Progress) Option {
 	return func(o *options) error {
 		if p != nil {
-			o.progress = p
+			o.progress = &lockedProgress{p: p}
 		}
 		return nil
 	}

@@ -1,5 +1,7 @@
 package xva
 
+import "sync"
+
 // Progress receives progress reports. Its methods are called from one
 // goroutine at a time. Amounts are raw disk bytes, holes included, so a bar
 // reaches the disk's size at the end whatever its content.
@@ -17,3 +19,28 @@ type nopProgress struct{}
 func (nopProgress) StartDisk(string, int64) {}
 func (nopProgress) Advance(int64)           {}
 func (nopProgress) EndDisk()                {}
+
+// lockedProgress serialises calls, so decoders running concurrently can
+// share one Progress.
+type lockedProgress struct {
+	mu sync.Mutex
+	p  Progress
+}
+
+func (l *lockedProgress) StartDisk(device string, size int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p.StartDisk(device, size)
+}
+
+func (l *lockedProgress) Advance(n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p.Advance(n)
+}
+
+func (l *lockedProgress) EndDisk() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p.EndDisk()
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -104,11 +105,17 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 func (a *archive) decodeInto(ctx context.Context, d *Disk, sink disk.Sink) (int64, error) {
 	a.opts.progress.StartDisk(d.Device, d.Size)
 	defer a.opts.progress.EndDisk()
-	var n int64
-	err := a.decodeLegacy(ctx, d, func(off int64, p []byte) error {
-		n += int64(len(p))
+	var n atomic.Int64
+	emit := func(off int64, p []byte) error {
+		n.Add(int64(len(p)))
 		_, err := sink.WriteAt(p, off)
 		return err
-	})
-	return n, err
+	}
+	var err error
+	if a.p.c.random() && disk.IsUnordered(sink) {
+		err = a.decodeLegacyConcurrent(ctx, d, emit)
+	} else {
+		err = a.decodeLegacy(ctx, d, emit)
+	}
+	return n.Load(), err
 }

@@ -60,6 +60,19 @@ type Sink interface {
 	Abort() error
 }
 
+// Unordered is implemented by sinks that also accept WriteAt calls out of
+// offset order and from several goroutines at once (raw files, block
+// devices), which lets an archive's chunks be decoded concurrently.
+type Unordered interface {
+	Unordered() bool
+}
+
+// IsUnordered reports whether s accepts concurrent, out-of-order writes.
+func IsUnordered(s Sink) bool {
+	u, ok := s.(Unordered)
+	return ok && u.Unordered()
+}
+
 // Zeroer is implemented by sinks whose medium does not start out zero (block
 // devices, logical volumes); Zero writes zeros over e.
 type Zeroer interface {

@@ -16,9 +16,10 @@ import (
 )
 
 var (
-	_ disk.Source   = (*File)(nil)
-	_ disk.Extenter = (*File)(nil)
-	_ disk.Sink     = (*Sink)(nil)
+	_ disk.Source    = (*File)(nil)
+	_ disk.Extenter  = (*File)(nil)
+	_ disk.Sink      = (*Sink)(nil)
+	_ disk.Unordered = (*Sink)(nil)
 )
 
 // File is a raw image opened for reading.
@@ -149,6 +150,11 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Unordered reports that writes may come in any order and concurrently:
+// each range is written at most once into a file that started empty, so
+// skipped blocks are holes whatever the order.
+func (s *Sink) Unordered() bool { return true }
 
 // Commit flushes the image to stable storage and gives it its final name.
 func (s *Sink) Commit() error {

@@ -1,0 +1,40 @@
+# xva: the two commands that matter are `make demo` and `make test`.
+GO       ?= go
+BIN      := bin/xva
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+STATICCHECK_VERSION := 2026.2.2
+
+.PHONY: all build demo test lint unit clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/xva
+
+# Pack a generated sample VM, show it, unpack it and prove the disks match.
+demo: build
+	rm -rf demo && mkdir -p demo
+	$(GO) run ./internal/cmd/fixture -o demo/vm > demo/original.sha256
+	@echo '$$ xva pack demo/vm demo/web.xva'
+	@./$(BIN) pack demo/vm demo/web.xva
+	@echo '$$ xva info demo/web.xva'
+	@./$(BIN) info demo/web.xva
+	@echo '$$ xva unpack demo/web.xva demo/unpacked'
+	@./$(BIN) unpack demo/web.xva demo/unpacked
+	@sed 's#demo/vm/#demo/unpacked/#' demo/original.sha256 | sha256sum -c -
+	@echo "demo: every unpacked disk matches its original"
+
+# Everything CI checks: formatting, vet, staticcheck, then all tests.
+test: lint unit
+
+lint:
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+
+unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xva-tools/xva/fixtures"
+)
+
+// xvaBin is the binary under test, built once.
+var xvaBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xva-cli")
+	if err != nil {
+		panic(err)
+	}
+	xvaBin = filepath.Join(dir, "xva")
+	if out, err := exec.Command("go", "build", "-o", xvaBin, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs xva in dir with stdin.
+func run(t *testing.T, dir string, stdin []byte, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(xvaBin, args...)
+	cmd.Dir = dir
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func mustRun(t *testing.T, dir string, stdin []byte, args ...string) string {
+	t.Helper()
+	r := run(t, dir, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("xva %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func setup(t *testing.T) (string, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	sums := map[string]string{}
+	for i, d := range []fixtures.Disk{{Size: 3<<20 + 7, Seed: 1}, {Size: 1 << 20, Seed: 2}} {
+		sum, err := d.Write(filepath.Join(dir, fixtures.Device(i)+".img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[fixtures.Device(i)] = sum
+	}
+	return dir, sums
+}
+
+func checkDisks(t *testing.T, dir string, sums map[string]string) {
+	t.Helper()
+	for dev, want := range sums {
+		got, err := fixtures.HashFile(filepath.Join(dir, dev+".raw"))
+		if err != nil || got != want {
+			t.Fatalf("%s: %v, hash matches %v", dev, err, got == want)
+		}
+	}
+}
+
+func TestPackUnpackThroughPipes(t *testing.T) {
+	dir, sums := setup(t)
+	// pack to stdout, unpack from stdin.
+	archive := mustRun(t, dir, nil, "pack", "--name", "web", "--memory", "1GiB", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "-")
+	mustRun(t, dir, []byte(archive), "unpack", "-", "vm")
+	checkDisks(t, filepath.Join(dir, "vm"), sums)
+	// The stream is the same archive a file gets.
+	mustRun(t, dir, nil, "pack", "--name", "web", "--memory", "1GiB", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "web.xva")
+	file, _ := os.ReadFile(filepath.Join(dir, "web.xva"))
+	if !bytes.Equal(file, []byte(archive)) {
+		t.Fatal("the archive written to stdout differs from the one written to a file")
+	}
+	// info from stdin.
+	if out := mustRun(t, dir, file, "info", "-"); !strings.Contains(out, "web") || !strings.Contains(out, "1.0 GiB") {
+		t.Fatalf("info:\n%s", out)
+	}
+}
+
+func TestJSONOutputs(t *testing.T) {
+	dir, _ := setup(t)
+	for _, args := range [][]string{
+		{"pack", "--json", "--disk", "sda=sda.img", "a.xva"},
+		{"info", "--json", "a.xva"},
+		{"unpack", "--json", "a.xva", "vm"},
+	} {
+		out := mustRun(t, dir, nil, args...)
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%s --json: %v\n%s", args[0], err, out)
+		}
+		if doc["schema_version"] != float64(1) || doc["format"] != "legacy" {
+			t.Fatalf("%s --json lacks schema_version or format: %s", args[0], out)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "--dir", "arch")
+	// Usage errors: 2.
+	for _, args := range [][]string{{"pack"}, {"unpack", "x"}, {"pack", "--bogus", "x"}, {"pack", "--disk", "nodevice", "x.xva"}} {
+		if r := run(t, dir, nil, args...); r.code != 2 {
+			t.Errorf("xva %v: exit %d, want 2\n%s", args, r.code, r.stderr)
+		}
+	}
+	// An existing target or a missing input: 1.
+	os.Mkdir(filepath.Join(dir, "full"), 0o755)
+	os.WriteFile(filepath.Join(dir, "full", "x"), nil, 0o644)
+	for _, args := range [][]string{{"unpack", "arch", "full"}, {"unpack", "nonexistent.xva", "out"}} {
+		if r := run(t, dir, nil, args...); r.code != 1 {
+			t.Errorf("xva %v: exit %d, want 1\n%s", args, r.code, r.stderr)
+		}
+	}
+	// Corruption: 3, naming the member, nothing left behind.
+	chunk := filepath.Join(dir, "arch", "sda", "chunk-000000000.gz")
+	b, _ := os.ReadFile(chunk)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(chunk, b, 0o644)
+	r := run(t, dir, nil, "unpack", "arch", "out")
+	if r.code != 3 || !strings.Contains(r.stderr, "sda/chunk-000000000.gz") {
+		t.Fatalf("corrupt chunk: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+		t.Fatal("failed unpack left its output")
+	}
+}
+
+func TestProgressOnlyWhenAsked(t *testing.T) {
+	dir, _ := setup(t)
+	if r := run(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva"); r.stderr != "" {
+		t.Fatalf("progress printed to a pipe: %q", r.stderr)
+	}
+	if r := run(t, dir, nil, "pack", "--progress=always", "--disk", "sda=sda.img", "b.xva"); !strings.Contains(r.stderr, "sda") || !strings.Contains(r.stderr, "100.0%") {
+		t.Fatalf("--progress=always printed %q", r.stderr)
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/xva-tools/xva"
+)
+
+type packFlags struct {
+	name, description, memory, kernelCmdline string
+	vcpus                                    int
+	hvm, dir, force                          bool
+	disks                                    []string
+	level                                    int
+}
+
+func newPackCmd(g *globals) *cobra.Command {
+	f := &packFlags{}
+	cmd := &cobra.Command{
+		Use:   "pack [VMDIR] OUTPUT",
+		Short: "Build an XVA archive from a VM directory or from disk images",
+		Long: `Build a legacy (version 0.1) XVA archive: ova.xml plus each disk cut into
+1e9-byte gzip chunks, compressed on all cores. All-zero stretches cost no
+compression and holes in the images are never read.
+
+The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
+plus one image per disk named after its device, e.g. sda.raw), or from
+--disk flags and the VM settings given as flags; the first --disk is the
+boot disk.
+
+OUTPUT is a single tar file, '-' for standard output, or the directory form
+when it ends in '/', names an existing empty directory, or --dir is given.
+Nothing appears under OUTPUT until the archive is complete. The same inputs
+and flags always give the same bytes, whatever --jobs is.`,
+		Example: `  # Pack two raw images into web.xva
+  xva pack --name web --memory 512MiB --vcpus 2 --disk sda=root.img --disk sdb=data.img web.xva
+
+  # Rebuild an archive from an unpacked VM directory
+  xva pack vm/ web.xva
+
+  # Write the directory form (ova.xml, sda/chunk-000000000.gz, ...)
+  xva pack --disk sda=root.img --name web web-dir/`,
+		Args: rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPack(cmd, g, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "VM name (default: OUTPUT's base name)")
+	fl.StringVar(&f.description, "description", "", "VM description")
+	fl.StringVar(&f.memory, "memory", "512MiB", "memory, in bytes or with a unit (512MiB, 2GiB)")
+	fl.IntVar(&f.vcpus, "vcpus", 1, "virtual CPUs")
+	fl.BoolVar(&f.hvm, "hvm", true, "boot in HVM mode (--hvm=false for PV)")
+	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
+	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw image; repeat for more disks, the first boots")
+	fl.BoolVar(&f.dir, "dir", false, "write the directory form of the archive")
+	fl.BoolVar(&f.force, "force", false, "replace OUTPUT if it is an existing file")
+	fl.IntVar(&f.level, "level", 6, "gzip compression level, 0-9")
+	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error {
+	output := args[len(args)-1]
+	opts := append(g.options(), xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force))
+	if f.level < 0 || f.level > 9 {
+		return usagef("--level must be 0-9, got %d", f.level)
+	}
+	// With the archive on stdout, the summary must not mix into it.
+	summary := cmd.OutOrStdout()
+	if output == "-" {
+		if g.json {
+			return usagef("--json prints to standard output, which OUTPUT '-' already uses")
+		}
+		summary = cmd.ErrOrStderr()
+	}
+	var res *xva.PackResult
+	var err error
+	if len(args) == 2 {
+		if len(f.disks) > 0 {
+			return usagef("give either a VM directory or --disk flags, not both")
+		}
+		res, err = xva.PackDir(cmd.Context(), args[0], output, opts...)
+	} else {
+		spec, serr := f.spec(output)
+		if serr != nil {
+			return serr
+		}
+		res, err = xva.Pack(cmd.Context(), spec, output, opts...)
+	}
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(packJSON(res))
+	}
+	for _, d := range res.Disks {
+		fmt.Fprintf(summary, "%s: %s in %s, %s stored\n", d.Device,
+			humanize.IBytes(uint64(d.Size)), plural(d.Members, "chunk"), humanize.IBytes(uint64(d.Compressed)))
+	}
+	if output != "-" {
+		fmt.Fprintf(summary, "wrote %s\n", output)
+	}
+	return nil
+}
+
+// spec builds the VM from flags.
+func (f *packFlags) spec(output string) (*xva.VMSpec, error) {
+	if len(f.disks) == 0 {
+		return nil, usagef("no disks: give a VM directory or at least one --disk DEVICE=PATH")
+	}
+	mem, err := humanize.ParseBytes(f.memory)
+	if err != nil {
+		return nil, usagef("--memory %q: %v", f.memory, err)
+	}
+	if f.vcpus < 1 {
+		return nil, usagef("--vcpus must be at least 1")
+	}
+	name := f.name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(strings.TrimRight(output, "/")), ".xva")
+	}
+	spec := &xva.VMSpec{Name: name, Description: f.description, Memory: int64(mem), VCPUs: f.vcpus,
+		HVM: f.hvm, KernelCmdline: f.kernelCmdline}
+	for _, d := range f.disks {
+		dev, path, ok := strings.Cut(d, "=")
+		if !ok || dev == "" || path == "" {
+			return nil, usagef("--disk %q: want DEVICE=PATH, e.g. sda=root.img", d)
+		}
+		spec.Disks = append(spec.Disks, xva.DiskSpec{Device: dev, Path: path})
+	}
+	return spec, nil
+}
+
+type packResultJSON struct {
+	SchemaVersion int              `json:"schema_version"`
+	Output        string           `json:"output"`
+	Format        string           `json:"format"`
+	Disks         []packedDiskJSON `json:"disks"`
+}
+
+type packedDiskJSON struct {
+	Device      string `json:"device"`
+	SizeBytes   int64  `json:"size_bytes"`
+	Members     int    `json:"members"`
+	StoredBytes int64  `json:"stored_bytes"`
+}
+
+func packJSON(r *xva.PackResult) packResultJSON {
+	out := packResultJSON{SchemaVersion: schemaVersion, Output: r.Output, Format: r.Generation.String(), Disks: []packedDiskJSON{}}
+	for _, d := range r.Disks {
+		out.Disks = append(out.Disks, packedDiskJSON{d.Device, d.Size, d.Members, d.Compressed})
+	}
+	return out
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xva-tools/xva"
+)
+
+// schemaVersion is the version of every --json document.
+const schemaVersion = 1
+
+// globals are the flags every command shares.
+type globals struct {
+	jobs     int
+	progress string
+	json     bool
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "xva",
+		Short: "Pack, unpack, inspect and convert XenServer / XCP-ng XVA archives",
+		Long: `xva packs a VM (disk images plus its description) into an XVA archive,
+unpacks archives onto sparse raw images, and shows what an archive holds.
+
+Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
+3 integrity failure (bad checksum, short or malformed archive).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
+	root.PersistentFlags().StringVar(&g.progress, "progress", "auto", "progress on stderr: auto (on a terminal), always, never")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g))
+	return root
+}
+
+// options turns the shared flags into library options.
+func (g *globals) options() []xva.Option {
+	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(newProgress(g.progress, g.json))}
+}
+
+// printJSON writes v as the command's one JSON document.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(lo, hi)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
