@@ -72,11 +72,8 @@ func (v VDI) SourceDir() (string, error) {
 // IsLegacy reports whether doc looks like a legacy ova.xml: its root element
 // is <appliance>.
 func IsLegacy(doc []byte) bool {
-	d := etree.NewDocument()
-	if d.ReadFromBytes(doc) != nil || d.Root() == nil {
-		return false
-	}
-	return d.Root().Tag == "appliance"
+	root, err := readDoc(doc)
+	return err == nil && root.Tag == "appliance"
 }
 
 // ParseLegacy reads a legacy ova.xml. It accepts what real files contain:
@@ -84,12 +81,11 @@ func IsLegacy(doc []byte) bool {
 // missing variety (system for the boot disk, user otherwise), a missing
 // <hacks>, vbd modes w, rw, r and ro, and whitespace around text.
 func ParseLegacy(doc []byte) (*Appliance, error) {
-	d := etree.NewDocument()
-	if err := d.ReadFromBytes(doc); err != nil {
-		return nil, fmt.Errorf("ova: parsing legacy ova.xml: %w", err)
+	root, err := readDoc(doc)
+	if err != nil {
+		return nil, err
 	}
-	root := d.Root()
-	if root == nil || root.Tag != "appliance" {
+	if root.Tag != "appliance" {
 		return nil, errors.New("ova: legacy ova.xml has no <appliance> root element")
 	}
 	if v := root.SelectAttrValue("version", ""); v != "0.1" {

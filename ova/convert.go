@@ -1,0 +1,335 @@
+package ova
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The version block we write. xapi refuses archives whose xapi_major and
+// xapi_minor are newer than its own, so they are the lowest real values;
+// export_vsn 2 means inline checksums and no trailing table.
+var exportVersion = []Member{
+	{"hostname", NewString("localhost")},
+	{"date", NewString("20090101T00:00:00Z")},
+	{"product_version", NewString("")},
+	{"product_brand", NewString("xva")},
+	{"build_number", NewString("")},
+	{"xapi_major", NewInt(1)},
+	{"xapi_minor", NewInt(1)},
+	{"export_vsn", NewInt(2)},
+}
+
+// minStaticMemory is what xapi's legacy importer set as memory_static_min.
+const minStaticMemory = 16 << 20
+
+// FromAppliance builds an xapi ova.xml for the first VM of a legacy
+// appliance: complete VM, VBD, VDI and SR records, every field the importer
+// needs present and typed as it expects (no VIFs, as the legacy importer
+// created none). Object ids are Ref:100 upwards, all of one width, so that
+// the VDIs' lexicographic order, the order xapi reads disks in, is the
+// order of the VM's disks. UUIDs are derived from the document, so the same
+// input always gives the same bytes.
+func FromAppliance(a *Appliance) (*Export, error) {
+	if len(a.VMs) != 1 {
+		return nil, fmt.Errorf("ova: the appliance holds %d VMs; converting supports exactly one", len(a.VMs))
+	}
+	vm := a.VMs[0]
+	if len(vm.VBDs) > 400 {
+		return nil, fmt.Errorf("ova: %d disks are too many", len(vm.VBDs))
+	}
+	seed, err := a.MarshalLegacy()
+	if err != nil {
+		return nil, err
+	}
+	next := 100
+	ref := func() string { next++; return "Ref:" + strconv.Itoa(next-1) }
+	vmID, srID := ref(), ""
+	type disk struct{ vbdID, vdiID string }
+	disks := make([]disk, len(vm.VBDs))
+	for i := range disks {
+		disks[i].vdiID = ref()
+	}
+	for i := range disks {
+		disks[i].vbdID = ref()
+	}
+	srID = ref()
+
+	var objects []*Value
+	add := func(class, id string, fields []Member) {
+		objects = append(objects, NewStruct(
+			Member{"class", NewString(class)}, Member{"id", NewString(id)}, Member{"snapshot", NewStruct(fields...)}))
+	}
+	var vbdIDs, vdiIDs []string
+	for _, d := range disks {
+		vbdIDs = append(vbdIDs, d.vbdID)
+		vdiIDs = append(vdiIDs, d.vdiID)
+	}
+	add("VM", vmID, vmRecord(vm, uuidFrom(seed, "vm"), vbdIDs))
+	for i, b := range vm.VBDs {
+		vdi, ok := a.VDI(b.VDI)
+		if !ok {
+			return nil, fmt.Errorf("ova: vbd %q names missing vdi %q", b.Device, b.VDI)
+		}
+		add("VBD", disks[i].vbdID, vbdRecord(b, i, vdi, uuidFrom(seed, "vbd"+strconv.Itoa(i)), vmID, disks[i].vdiID))
+	}
+	for i, b := range vm.VBDs {
+		vdi, _ := a.VDI(b.VDI)
+		add("VDI", disks[i].vdiID, vdiRecord(vdi, b.ReadOnly, uuidFrom(seed, "vdi"+strconv.Itoa(i)), srID, disks[i].vbdID))
+	}
+	add("SR", srID, srRecord(uuidFrom(seed, "sr"), vdiIDs))
+	root := NewStruct(
+		Member{"version", NewStruct(exportVersion...)},
+		Member{"objects", NewArray(objects...)},
+	)
+	return ParseExport(root.Marshal())
+}
+
+var epoch = NewTime(time.Unix(0, 0))
+
+func null() *Value { return NewString(NullRef) }
+
+func vmRecord(vm VM, uuid string, vbds []string) []Member {
+	mem := vm.Memory
+	policy, bootloader, domain := "", "pygrub", "pv"
+	bootParams := map[string]string{}
+	if vm.HVM {
+		policy, bootloader, domain = "BIOS order", "", "hvm"
+		bootParams["order"] = "cd"
+	}
+	platform := map[string]string{"acpi": "true", "apic": "true", "nx": "false", "pae": "true"}
+	if vm.Distrib == "windows" && vm.DistribVersion == "win2k" {
+		platform = map[string]string{"acpi": "false", "apic": "false", "nx": "false", "pae": "true"}
+	}
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"power_state", NewString("Halted")},
+		{"name_label", NewString(vm.Label)},
+		{"name_description", NewString(vm.Description)},
+		{"user_version", NewInt(1)},
+		{"is_a_template", NewBool(false)},
+		{"is_default_template", NewBool(false)},
+		{"suspend_VDI", null()},
+		{"resident_on", null()},
+		{"affinity", null()},
+		{"memory_overhead", NewInt(0)},
+		{"memory_target", NewInt(mem)},
+		{"memory_static_max", NewInt(mem)},
+		{"memory_dynamic_max", NewInt(mem)},
+		{"memory_dynamic_min", NewInt(mem)},
+		{"memory_static_min", NewInt(min(mem, minStaticMemory))},
+		{"VCPUs_params", NewStruct()},
+		{"VCPUs_max", NewInt(int64(vm.VCPUs))},
+		{"VCPUs_at_startup", NewInt(int64(vm.VCPUs))},
+		{"actions_after_shutdown", NewString("destroy")},
+		{"actions_after_reboot", NewString("restart")},
+		{"actions_after_crash", NewString("restart")},
+		{"consoles", NewArray()},
+		{"VIFs", NewArray()},
+		{"VBDs", NewStrings(vbds...)},
+		{"crash_dumps", NewArray()},
+		{"VTPMs", NewArray()},
+		{"PV_bootloader", NewString(bootloader)},
+		{"PV_kernel", NewString("")},
+		{"PV_ramdisk", NewString("")},
+		{"PV_args", NewString(vm.KernelCmdline)},
+		{"PV_bootloader_args", NewString("")},
+		{"PV_legacy_args", NewString("")},
+		{"HVM_boot_policy", NewString(policy)},
+		{"HVM_boot_params", NewMap(bootParams)},
+		{"HVM_shadow_multiplier", NewDouble(1)},
+		{"platform", NewMap(platform)},
+		{"PCI_bus", NewString("")},
+		{"other_config", NewStruct()},
+		{"domid", NewInt(-1)},
+		{"domarch", NewString("")},
+		{"last_boot_CPU_flags", NewStruct()},
+		{"is_control_domain", NewBool(false)},
+		{"metrics", null()},
+		{"guest_metrics", null()},
+		{"last_booted_record", NewString("")},
+		{"recommendations", NewString("")},
+		{"xenstore_data", NewStruct()},
+		{"ha_always_run", NewBool(false)},
+		{"ha_restart_priority", NewString("")},
+		{"is_a_snapshot", NewBool(false)},
+		{"snapshot_of", null()},
+		{"snapshots", NewArray()},
+		{"snapshot_time", epoch},
+		{"transportable_snapshot_id", NewString("")},
+		{"blobs", NewStruct()},
+		{"tags", NewArray()},
+		{"blocked_operations", NewStruct()},
+		{"snapshot_info", NewStruct()},
+		{"snapshot_metadata", NewString("")},
+		{"parent", null()},
+		{"children", NewArray()},
+		{"bios_strings", NewStruct()},
+		{"is_snapshot_from_vmpp", NewBool(false)},
+		{"is_vmss_snapshot", NewBool(false)},
+		{"start_delay", NewInt(0)},
+		{"shutdown_delay", NewInt(0)},
+		{"order", NewInt(0)},
+		{"VGPUs", NewArray()},
+		{"attached_PCIs", NewArray()},
+		{"suspend_SR", null()},
+		{"version", NewInt(0)},
+		{"generation_id", NewString("")},
+		{"hardware_platform_version", NewInt(0)},
+		{"has_vendor_device", NewBool(false)},
+		{"requires_reboot", NewBool(false)},
+		{"reference_label", NewString("")},
+		{"domain_type", NewString(domain)},
+		{"NVRAM", NewStruct()},
+		{"VUSBs", NewArray()},
+	}
+}
+
+func vbdRecord(b VBD, index int, vdi VDI, uuid, vmID, vdiID string) []Member {
+	mode := "RW"
+	if b.ReadOnly {
+		mode = "RO"
+	}
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"VM", NewString(vmID)},
+		{"VDI", NewString(vdiID)},
+		{"device", NewString(b.Device)},
+		{"userdevice", NewString(strconv.Itoa(index))},
+		{"bootable", NewBool(b.Bootable())},
+		{"mode", NewString(mode)},
+		{"type", NewString("Disk")},
+		// As xapi's legacy importer did: only the system disk is fixed.
+		{"unpluggable", NewBool(vdi.Variety != "system")},
+		{"storage_lock", NewBool(false)},
+		{"empty", NewBool(false)},
+		{"other_config", NewMap(map[string]string{"owner": "true"})},
+		{"currently_attached", NewBool(false)},
+		{"status_code", NewInt(0)},
+		{"status_detail", NewString("")},
+		{"runtime_properties", NewStruct()},
+		{"qos_algorithm_type", NewString("")},
+		{"qos_algorithm_params", NewStruct()},
+		{"qos_supported_algorithms", NewArray()},
+		{"metrics", null()},
+	}
+}
+
+func vdiRecord(v VDI, readOnly bool, uuid, srID, vbdID string) []Member {
+	variety := v.Variety
+	if variety == "" {
+		variety = "user"
+	}
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"name_label", NewString(v.Name)},
+		{"name_description", NewString("")},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"SR", NewString(srID)},
+		{"VBDs", NewStrings(vbdID)},
+		{"crash_dumps", NewArray()},
+		{"virtual_size", NewInt(v.Size)},
+		{"physical_utilisation", NewInt(v.Size)},
+		{"type", NewString(variety)},
+		{"sharable", NewBool(false)},
+		{"read_only", NewBool(readOnly)},
+		{"other_config", NewStruct()},
+		{"storage_lock", NewBool(false)},
+		{"location", NewString("")},
+		{"managed", NewBool(true)},
+		{"missing", NewBool(false)},
+		{"parent", null()},
+		{"xenstore_data", NewStruct()},
+		{"sm_config", NewStruct()},
+		{"is_a_snapshot", NewBool(false)},
+		{"snapshot_of", null()},
+		{"snapshots", NewArray()},
+		{"snapshot_time", epoch},
+		{"tags", NewArray()},
+		{"allow_caching", NewBool(false)},
+		{"on_boot", NewString("persist")},
+		{"metadata_of_pool", null()},
+		{"metadata_latest", NewBool(false)},
+		{"is_tools_iso", NewBool(false)},
+		{"cbt_enabled", NewBool(false)},
+	}
+}
+
+func srRecord(uuid string, vdis []string) []Member {
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"name_label", NewString("Local storage")},
+		{"name_description", NewString("")},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"VDIs", NewStrings(vdis...)},
+		{"PBDs", NewArray()},
+		{"virtual_allocation", NewInt(0)},
+		{"physical_utilisation", NewInt(0)},
+		{"physical_size", NewInt(0)},
+		{"type", NewString("lvm")},
+		{"content_type", NewString("user")},
+		{"shared", NewBool(false)},
+		{"other_config", NewStruct()},
+		{"tags", NewArray()},
+		{"sm_config", NewStruct()},
+		{"blobs", NewStruct()},
+		{"local_cache_enabled", NewBool(false)},
+		{"introduced_by", null()},
+		{"clustered", NewBool(false)},
+		{"is_tools_sr", NewBool(false)},
+	}
+}
+
+// uuidFrom derives a name-based (version 5 style) UUID from seed and role.
+func uuidFrom(seed []byte, role string) string {
+	h := sha1.Sum(append([]byte(role+"\x00"), seed...))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// ToAppliance builds the legacy view of the exported VM: its name,
+// description, memory, vCPUs, boot mode, kernel command line and disks. A
+// disk's source directory is its device name, as the xe CLI expects.
+func (e *Export) ToAppliance() (*Appliance, error) {
+	o, err := e.VMObject()
+	if err != nil {
+		return nil, err
+	}
+	vm, err := e.VM()
+	if err != nil {
+		return nil, err
+	}
+	disks, err := e.Disks(o)
+	if err != nil {
+		return nil, err
+	}
+	vm.VBDs = nil
+	a := &Appliance{}
+	for _, d := range disks {
+		if d.VBD == nil {
+			continue // a suspend image has no place in a legacy appliance
+		}
+		name := "vdi_" + d.Device
+		fn := "user"
+		if d.Bootable {
+			fn = "root"
+		}
+		vm.VBDs = append(vm.VBDs, VBD{Device: d.Device, Function: fn, ReadOnly: d.ReadOnly, VDI: name})
+		variety := strings.ToLower(d.VDI.Str("type"))
+		if !validVariety(variety) {
+			variety = "user"
+		}
+		a.VDIs = append(a.VDIs, VDI{Name: name, Size: d.Size, Source: "file://" + d.Device, Type: TypeGzippedChunks, Variety: variety})
+	}
+	a.VMs = []VM{vm}
+	return a, a.check()
+}
