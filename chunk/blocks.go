@@ -1,0 +1,374 @@
+package chunk
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/pipeline"
+)
+
+// The xapi (export_vsn 2) disk encoding: a disk is a run of members
+// prefix/%08d of BlockSize bytes (the last one shorter), each followed by a
+// member holding its hash; all-zero blocks are left out except the first
+// and the last.
+const (
+	BlockSize = 1 << 20
+	// maxBlock bounds a data member we accept from an archive. xapi writes
+	// 1 MiB; anything far larger is not a block.
+	maxBlock = 64 << 20
+	maxHash  = 128
+)
+
+// Checksum is the hash kind of a checksum member.
+type Checksum int
+
+// Checksum kinds: XXH64 (written since 2019) and SHA-1 (before, still read).
+const (
+	XXHash Checksum = iota + 1
+	SHA1
+)
+
+// Ext is the checksum member's suffix.
+func (c Checksum) Ext() string {
+	if c == SHA1 {
+		return ".checksum"
+	}
+	return ".xxhash"
+}
+
+func (c Checksum) String() string {
+	if c == SHA1 {
+		return "sha1"
+	}
+	return "xxhash"
+}
+
+// ParseChecksum reads "xxhash" or "sha1".
+func ParseChecksum(s string) (Checksum, error) {
+	switch strings.ToLower(s) {
+	case "xxhash", "xxh64", "":
+		return XXHash, nil
+	case "sha1", "sha-1":
+		return SHA1, nil
+	}
+	return 0, fmt.Errorf("chunk: unknown checksum %q (want xxhash or sha1)", s)
+}
+
+// HashText is the checksum member's text as xapi writes and compares it:
+// XXH64 with seed 0 as 16 uppercase hex digits of the integer, or SHA-1 as
+// 40 lowercase hex digits; no newline.
+func HashText(c Checksum, data []byte) string {
+	if c == SHA1 {
+		h := sha1.Sum(data)
+		return hex.EncodeToString(h[:])
+	}
+	return fmt.Sprintf("%016X", xxhash.Sum64(data))
+}
+
+// BlockName is the member name of block n of the disk with prefix.
+func BlockName(prefix string, n int64) string { return fmt.Sprintf("%s/%08d", prefix, n) }
+
+// Errors of the block codec; a *BlockError says which member.
+var (
+	ErrHashMismatch  = errors.New("chunk: block hash mismatch")
+	ErrNoChecksum    = errors.New("chunk: block is not followed by its checksum member")
+	ErrBlockName     = errors.New("chunk: bad block member name")
+	ErrBlockOrder    = errors.New("chunk: block numbers must increase")
+	ErrPastEnd       = errors.New("chunk: block runs past the disk's end")
+	ErrMissingBlocks = errors.New("chunk: disk ends early; its last block is missing")
+	ErrBlockTooLarge = errors.New("chunk: block member too large")
+)
+
+// BlockError locates a block codec error.
+type BlockError struct {
+	Member string
+	Offset int64 // disk offset of the block
+	Err    error
+}
+
+func (e *BlockError) Error() string { return e.Member + ": " + e.Err.Error() }
+func (e *BlockError) Unwrap() error { return e.Err }
+
+// MemberWriter receives whole members.
+type MemberWriter interface {
+	WriteMember(name string, data []byte) error
+}
+
+// BlockOptions tunes the block codec.
+type BlockOptions struct {
+	Checksum Checksum // what the writer emits; default XXHash
+	Jobs     int
+	Progress func(n int64) // raw disk bytes handled, holes included
+	// OnBadBlock, if set, is told of each block whose hash does not match,
+	// and the block's data is still emitted (salvage); otherwise a
+	// mismatch ends decoding.
+	OnBadBlock func(*BlockError)
+}
+
+// BlockStats counts what a disk's encoding holds.
+type BlockStats struct {
+	Blocks    int   // data members, keep-alive ones included
+	KeepAlive int   // zero-length data members
+	Data      int64 // bytes in data members
+	Checksums map[Checksum]int
+}
+
+// WriteBlocks encodes size bytes of a disk, taken from src, as members of
+// prefix. Blocks are hashed in parallel and written in order.
+func WriteBlocks(ctx context.Context, w MemberWriter, src Filler, prefix string, size int64, o BlockOptions) (BlockStats, error) {
+	if o.Checksum == 0 {
+		o.Checksum = XXHash
+	}
+	st := BlockStats{Checksums: map[Checksum]int{}}
+	last := max((size+BlockSize-1)/BlockSize-1, 0)
+	var skipped int64 // hole bytes not yet reported to Progress
+	report := func(n int64) {
+		if o.Progress != nil {
+			o.Progress(n)
+		}
+	}
+	type hashed struct {
+		n       int64
+		buf     []byte
+		hash    string
+		holes   int64 // bytes skipped before this block
+		omitted bool  // all zero: not written
+	}
+	pool := pipeline.NewOrdered(ctx, o.Jobs, func(h *hashed) error {
+		defer putBuf(h.buf)
+		report(h.holes)
+		if !h.omitted {
+			name := BlockName(prefix, h.n)
+			if err := w.WriteMember(name, h.buf); err != nil {
+				return err
+			}
+			if err := w.WriteMember(name+o.Checksum.Ext(), []byte(h.hash)); err != nil {
+				return err
+			}
+			st.Blocks++
+			st.Data += int64(len(h.buf))
+			st.Checksums[o.Checksum]++
+		}
+		report(int64(len(h.buf)))
+		return nil
+	}, func(h *hashed) { putBuf(h.buf) })
+
+	for n := int64(0); n <= last; n++ {
+		off := n * BlockSize
+		blen := min(BlockSize, size-off)
+		must := n == 0 || n == last
+		buf := getBuf(BlockSize)[:blen]
+		data, err := src.Fill(buf, off)
+		if err != nil {
+			putBuf(buf)
+			return st, pool.Abort(err)
+		}
+		if !data && !must {
+			putBuf(buf)
+			skipped += blen
+			continue
+		}
+		if !data {
+			clear(buf)
+		}
+		holes := skipped
+		skipped = 0
+		err = pool.Submit(func(context.Context) (*hashed, error) {
+			h := &hashed{n: n, buf: buf, holes: holes}
+			if !must && disk.IsZero(buf) {
+				h.omitted = true
+			} else {
+				h.hash = HashText(o.Checksum, buf)
+			}
+			return h, nil
+		})
+		if err != nil {
+			putBuf(buf)
+			break
+		}
+	}
+	if err := pool.Close(); err != nil {
+		return st, err
+	}
+	report(skipped)
+	return st, nil
+}
+
+// Member is an archive member as the block reader sees it.
+type Member struct {
+	Name string
+	Size int64
+	R    io.Reader
+}
+
+// ReadBlocks decodes one disk from members, which yields the disk's members
+// in archive order. Blocks are placed by running offset, never by number ×
+// 1 MiB: a number skipped means a gap of BlockSize zero bytes, and a
+// zero-length keep-alive member takes a number without moving the offset.
+// Every block's hash is checked, in parallel, against the member that must
+// follow it; data reach emit in order.
+func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix string, size int64, emit Emit, o BlockOptions) (BlockStats, error) {
+	st := BlockStats{Checksums: map[Checksum]int{}}
+	var pos int64
+	var emitted int64 // offset up to which progress was reported
+	lastNum := int64(-1)
+	type checked struct {
+		off  int64
+		buf  []byte
+		bad  *BlockError
+		name string
+	}
+	pool := pipeline.NewOrdered(ctx, o.Jobs, func(c *checked) error {
+		defer putBuf(c.buf)
+		if c.bad != nil {
+			if o.OnBadBlock == nil {
+				return c.bad
+			}
+			o.OnBadBlock(c.bad)
+		}
+		if len(c.buf) > 0 && !disk.IsZero(c.buf) {
+			if err := emit(c.off, c.buf); err != nil {
+				return err
+			}
+		}
+		if o.Progress != nil {
+			end := c.off + int64(len(c.buf))
+			o.Progress(end - emitted)
+			emitted = end
+		}
+		return nil
+	}, func(c *checked) { putBuf(c.buf) })
+
+	next, stop := iter.Pull2(members)
+	defer stop()
+	fail := func(name string, off int64, err error) (BlockStats, error) {
+		return st, pool.Abort(&BlockError{Member: name, Offset: off, Err: err})
+	}
+	for {
+		m, err, ok := next()
+		if !ok {
+			break
+		}
+		if err != nil {
+			return st, pool.Abort(err)
+		}
+		num, ext, err := parseBlockName(prefix, m.Name)
+		if err != nil {
+			return fail(m.Name, pos, err)
+		}
+		if ext != "" {
+			return fail(m.Name, pos, fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum))
+		}
+		if num <= lastNum {
+			return fail(m.Name, pos, fmt.Errorf("%w: %08d follows %08d", ErrBlockOrder, num, lastNum))
+		}
+		pos += (num - lastNum - 1) * BlockSize
+		if m.Size > maxBlock {
+			return fail(m.Name, pos, fmt.Errorf("%w: %d bytes", ErrBlockTooLarge, m.Size))
+		}
+		if pos+m.Size > size {
+			return fail(m.Name, pos, fmt.Errorf("%w: bytes %d to %d of a %d-byte disk", ErrPastEnd, pos, pos+m.Size, size))
+		}
+		buf := getBuf(int(m.Size))
+		if _, err := io.ReadFull(m.R, buf); err != nil {
+			putBuf(buf)
+			return fail(m.Name, pos, truncated(err))
+		}
+		cm, err, ok := next()
+		if err != nil {
+			putBuf(buf)
+			return st, pool.Abort(err)
+		}
+		kind := Checksum(0)
+		switch {
+		case !ok:
+		case cm.Name == m.Name+XXHash.Ext():
+			kind = XXHash
+		case cm.Name == m.Name+SHA1.Ext():
+			kind = SHA1
+		}
+		if kind == 0 {
+			putBuf(buf)
+			return fail(m.Name, pos, ErrNoChecksum)
+		}
+		if cm.Size > maxHash {
+			putBuf(buf)
+			return fail(cm.Name, pos, fmt.Errorf("%w: a %d-byte checksum member", ErrBlockTooLarge, cm.Size))
+		}
+		text := make([]byte, cm.Size)
+		if _, err := io.ReadFull(cm.R, text); err != nil {
+			putBuf(buf)
+			return fail(cm.Name, pos, truncated(err))
+		}
+		st.Blocks++
+		st.Data += m.Size
+		st.Checksums[kind]++
+		if m.Size == 0 {
+			st.KeepAlive++
+		}
+		off, name := pos, m.Name
+		err = pool.Submit(func(context.Context) (*checked, error) {
+			c := &checked{off: off, buf: buf, name: name}
+			if got := HashText(kind, buf); got != string(text) {
+				c.bad = &BlockError{Member: cm.Name, Offset: off, Err: mismatch(string(text), got)}
+			}
+			return c, nil
+		})
+		if err != nil {
+			putBuf(buf)
+			break
+		}
+		pos += m.Size
+		lastNum = num
+	}
+	if err := pool.Close(); err != nil {
+		return st, err
+	}
+	if pos != size {
+		name := BlockName(prefix, lastNum+1)
+		return st, &BlockError{Member: name, Offset: pos,
+			Err: fmt.Errorf("%w: blocks end at byte %d of %d", ErrMissingBlocks, pos, size)}
+	}
+	return st, nil
+}
+
+func mismatch(want, got string) error {
+	if strings.EqualFold(want, got) {
+		return fmt.Errorf("%w: member says %s, data hash to %s (the case differs; xapi compares exactly)", ErrHashMismatch, want, got)
+	}
+	return fmt.Errorf("%w: member says %q, data hash to %s", ErrHashMismatch, want, got)
+}
+
+// parseBlockName splits prefix/NNNNNNNN[.ext]. Names must have exactly 8
+// digits, so that name order is number order as xapi requires.
+func parseBlockName(prefix, name string) (int64, string, error) {
+	rest, ok := strings.CutPrefix(name, prefix+"/")
+	if !ok {
+		return 0, "", fmt.Errorf("%w: not under %s/", ErrBlockName, prefix)
+	}
+	digits, ext, _ := strings.Cut(rest, ".")
+	if ext != "" {
+		ext = "." + ext
+		if ext != XXHash.Ext() && ext != SHA1.Ext() {
+			return 0, "", fmt.Errorf("%w: unknown suffix %s", ErrBlockName, ext)
+		}
+	}
+	if len(digits) != 8 || strings.Trim(digits, "0123456789") != "" {
+		return 0, "", fmt.Errorf("%w: want 8 digits", ErrBlockName)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: %v", ErrBlockName, err)
+	}
+	return n, ext, nil
+}
