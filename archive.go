@@ -26,7 +26,7 @@ type archive struct {
 
 // openArchive opens path and reads its ova.xml.
 func openArchive(path string, o *options) (*archive, error) {
-	c, err := openContainer(path)
+	c, err := openContainer(path, o.jobs)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +43,9 @@ func openArchive(path string, o *options) (*archive, error) {
 			return nil, err
 		}
 		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
+	}
+	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
+		tf.sortByName()
 	}
 	return &archive{meta: meta, p: p, seen: map[string]bool{}, opts: o}, nil
 }
@@ -72,6 +75,21 @@ func (a *archive) nextDisk() (*Disk, error) {
 		return nil, err
 	}
 	d := a.meta.diskOf(m.name)
+	if d != nil {
+		// An empty xapi disk has no members; it takes its place in the
+		// order before the disk whose members come next.
+		for i := range a.meta.Disks {
+			e := &a.meta.Disks[i]
+			if e.ID < d.ID && e.Size == 0 && !a.seen[e.ID] {
+				a.seen[e.ID] = true
+				return e, nil
+			}
+		}
+	}
+	if d == nil && a.trailingTable() {
+		a.p.next() // export_vsn 1: the checksum table after the last disk
+		return a.nextDisk()
+	}
 	if d == nil {
 		return nil, corrupt(m.name, "", -1, "member belongs to no disk of ova.xml")
 	}
@@ -80,6 +98,57 @@ func (a *archive) nextDisk() (*Disk, error) {
 	}
 	a.seen[d.ID] = true
 	return d, nil
+}
+
+// trailingTable reports whether the member that comes next may be the
+// end-of-archive checksum table of an export_vsn 1 archive: every disk has
+// been read. Its content is not needed, since every block carries its own
+// hash.
+func (a *archive) trailingTable() bool {
+	if a.meta.Export == nil || a.meta.Export.ExportVersion() != 1 {
+		return false
+	}
+	for _, d := range a.meta.Disks {
+		if !a.seen[d.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+// decode decodes disk d, handing its data to emit in increasing order.
+func (a *archive) decode(ctx context.Context, d *Disk, emit chunk.Emit) error {
+	if a.meta.Generation == XAPI {
+		_, err := a.decodeXapi(ctx, d, emit)
+		return err
+	}
+	return a.decodeLegacy(ctx, d, emit)
+}
+
+// decodeXapi checks and decodes d's hashed blocks.
+func (a *archive) decodeXapi(ctx context.Context, d *Disk, emit chunk.Emit) (chunk.BlockStats, error) {
+	members := func(yield func(chunk.Member, error) bool) {
+		for m, err := range a.members(d) {
+			if err != nil {
+				yield(chunk.Member{}, err)
+				return
+			}
+			if !yield(chunk.Member{Name: m.name, Size: m.size, R: m.r}, nil) {
+				return
+			}
+		}
+	}
+	o := chunk.BlockOptions{Jobs: a.opts.jobs, Progress: a.opts.progress.Advance, OnBadBlock: a.opts.onBadBlock}
+	st, err := chunk.ReadBlocks(ctx, members, d.ID, d.Size, func(off int64, p []byte) error {
+		if err := emit(off, p); err != nil {
+			return writeError{err}
+		}
+		return nil
+	}, o)
+	if err != nil {
+		return st, classify(ctx, err, "", d.Device, -1)
+	}
+	return st, nil
 }
 
 // members yields the members of d that come next in the archive.
@@ -236,11 +305,15 @@ func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Re
 
 // classify turns a decoder error into the error the caller sees: the
 // medium's and the sink's errors and cancellation pass through; everything
-// else is corruption of member.
+// else is corruption of member, or of the member a *chunk.BlockError names.
 func classify(ctx context.Context, err error, member, device string, off int64) error {
 	var ioe ioError
 	var we writeError
 	var ce *CorruptError
+	var be *chunk.BlockError
+	if errors.As(err, &be) && !errors.As(err, &we) && !errors.As(err, &ioe) {
+		member, off, err = be.Member, be.Offset, be.Err
+	}
 	switch {
 	case errors.As(err, &we):
 		return we.err
@@ -299,19 +372,27 @@ func missingChunk(prefix, last, suffix string, k int64) (string, bool) {
 
 // diskStats is what a pass over a disk's members learned without decoding.
 type diskStats struct {
-	Members    int
-	Compressed int64
+	Members    int   // chunks, or xapi data blocks
+	Compressed int64 // bytes stored, checksum members included
+	Checksums  map[chunk.Checksum]int
 }
 
 // skipDisk reads past d's members, counting them.
 func (a *archive) skipDisk(d *Disk) (diskStats, error) {
-	var s diskStats
+	s := diskStats{Checksums: map[chunk.Checksum]int{}}
 	for m, err := range a.members(d) {
 		if err != nil {
 			return s, err
 		}
-		s.Members++
 		s.Compressed += m.size
+		switch {
+		case a.meta.Generation == XAPI && strings.HasSuffix(m.name, chunk.XXHash.Ext()):
+			s.Checksums[chunk.XXHash]++
+		case a.meta.Generation == XAPI && strings.HasSuffix(m.name, chunk.SHA1.Ext()):
+			s.Checksums[chunk.SHA1]++
+		default:
+			s.Members++
+		}
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package xva
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -59,10 +60,11 @@ func (p *peeker) next() (*member, error) {
 }
 
 // openContainer opens path: a directory, a tar file, or "-" for a tar
-// stream on stdin.
-func openContainer(path string) (container, error) {
+// stream on stdin. A file or stream compressed as a whole with gzip or zstd
+// is recognised by its magic number and read as a stream.
+func openContainer(path string, jobs int) (container, error) {
 	if path == "-" {
-		return newTarContainer(bufio.NewReaderSize(os.Stdin, 1<<20), nil, "tar stream"), nil
+		return openStream(os.Stdin, nil, jobs)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -76,28 +78,86 @@ func openContainer(path string) (container, error) {
 		return nil, ioError{err}
 	}
 	if !st.Mode().IsRegular() {
-		return newTarContainer(bufio.NewReaderSize(f, 1<<20), f, "tar stream"), nil
+		return openStream(f, f, jobs)
+	}
+	var magic [4]byte
+	n, err := io.ReadFull(f, magic[:])
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		f.Close()
+		return nil, ioError{err}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, ioError{err}
+	}
+	if compressionOf(magic[:n]) != "" {
+		return openStream(f, f, jobs)
 	}
 	return indexTarFile(f)
+}
+
+// openStream reads a tar stream, decompressing it if it starts with a gzip
+// or zstd magic number.
+func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
+	br := bufio.NewReaderSize(ioReader{r}, 1<<20)
+	magic, _ := br.Peek(4)
+	kind := compressionOf(magic)
+	if kind == "" {
+		return newTarContainer(br, closer, "tar stream"), nil
+	}
+	zr, err := decompress(br, kind, jobs)
+	if err != nil {
+		if closer != nil {
+			closer.Close()
+		}
+		return nil, corrupt("", "", -1, "reading the %s stream: %w", kind, err)
+	}
+	c := newTarContainer(zr, closer, "tar."+map[string]string{"gzip": "gz", "zstd": "zst"}[kind]+" stream")
+	c.compression = kind
+	c.decomp = zr
+	return c, nil
+}
+
+// Magic numbers of whole-archive compression, as xapi's importer tests them.
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+func compressionOf(magic []byte) string {
+	switch {
+	case bytes.HasPrefix(magic, zstdMagic):
+		return "zstd"
+	case bytes.HasPrefix(magic, gzipMagic):
+		return "gzip"
+	}
+	return ""
 }
 
 // tarContainer reads members from a tar stream. Directory entries are
 // skipped: legacy archives made with tar(1) have them and nothing in them
 // matters.
 type tarContainer struct {
-	tr     *tarx.Reader
-	closer io.Closer
-	kind   string
+	tr          *tarx.Reader
+	closer      io.Closer
+	kind        string
+	compression string
+	decomp      io.ReadCloser
 }
 
+// newTarContainer reads a tar stream from r. Callers wrap the medium, not a
+// decompressor, in ioReader: a broken compressed stream is corruption.
 func newTarContainer(r io.Reader, closer io.Closer, kind string) *tarContainer {
-	return &tarContainer{tr: tarx.NewReader(ioReader{r}), closer: closer, kind: kind}
+	return &tarContainer{tr: tarx.NewReader(r), closer: closer, kind: kind}
 }
 
 func (t *tarContainer) form() string { return t.kind }
 func (t *tarContainer) random() bool { return false }
 
 func (t *tarContainer) close() error {
+	if t.decomp != nil {
+		t.decomp.Close()
+	}
 	if t.closer != nil {
 		return t.closer.Close()
 	}
@@ -145,9 +205,10 @@ func tarError(err error, pos int64) error {
 }
 
 // tarFileContainer reads a tar file on disk. Its members are indexed once,
-// seeking over their data, and then read in the same order as the
-// directory form: tar(1) stores a directory's files in readdir order, and a
-// seekable archive has no reason to reject that.
+// seeking over their data. For a legacy archive they can then be read in
+// the same order as the directory form (sortByName): tar(1) stores a
+// directory's files in readdir order, and a seekable archive has no reason
+// to reject that. An xapi archive's order is part of its format and is kept.
 type tarFileContainer struct {
 	f       *os.File
 	members []indexed
@@ -162,7 +223,7 @@ type indexed struct {
 
 func indexTarFile(f *os.File) (*tarFileContainer, error) {
 	t := &tarFileContainer{f: f}
-	tc := newTarContainer(f, nil, "tar")
+	tc := newTarContainer(ioReader{f}, nil, "tar")
 	for {
 		m, err := tc.next()
 		if err == io.EOF {
@@ -174,15 +235,17 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 		}
 		t.members = append(t.members, indexed{m.name, m.size, tc.tr.DataOffset()})
 	}
-	if len(t.members) > 1 {
-		rest := t.members[1:]
-		sorted := slices.IsSortedFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) })
-		if !sorted {
-			t.reordered = true
-			slices.SortStableFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) })
-		}
-	}
 	return t, nil
+}
+
+// sortByName puts the members not yet read (all after ova.xml) in
+// directory-form order.
+func (t *tarFileContainer) sortByName() {
+	cmp := func(a, b indexed) int { return compareMemberPaths(a.name, b.name) }
+	if !slices.IsSortedFunc(t.members, cmp) {
+		t.reordered = true
+		slices.SortStableFunc(t.members, cmp)
+	}
 }
 
 func (t *tarFileContainer) form() string { return "tar" }

@@ -3,15 +3,20 @@ package xva
 import (
 	"context"
 	"io"
+
+	"github.com/xva-tools/xva/chunk"
 )
 
 // InfoResult describes an archive without decoding its disks.
 type InfoResult struct {
-	Archive    string     `json:"archive"`
-	Form       string     `json:"form"` // directory, tar, tar stream
-	Generation Generation `json:"-"`
-	VM         VMInfo     `json:"vm"`
-	Disks      []DiskInfo `json:"disks"`
+	Archive     string     `json:"archive"`
+	Form        string     `json:"form"` // directory, tar, tar stream, tar.gz stream, tar.zst stream
+	Generation  Generation `json:"-"`
+	Compression string     `json:"compression"`          // none, gzip, zstd
+	ExportVsn   int64      `json:"export_vsn,omitempty"` // xapi only
+	Checksum    string     `json:"checksum,omitempty"`   // xapi only: xxhash, sha1, mixed
+	VM          VMInfo     `json:"vm"`
+	Disks       []DiskInfo `json:"disks"`
 }
 
 // VMInfo is the VM an archive describes.
@@ -30,7 +35,7 @@ type DiskInfo struct {
 	ID         string `json:"id"`
 	Size       int64  `json:"size_bytes"`
 	Bootable   bool   `json:"bootable"`
-	Members    int    `json:"members"` // chunks (legacy) or blocks (xapi)
+	Members    int    `json:"members"` // chunks (legacy) or data blocks (xapi)
 	Compressed int64  `json:"stored_bytes"`
 }
 
@@ -48,9 +53,10 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 	defer a.close()
 	vm := a.meta.VM
 	res := &InfoResult{
-		Archive:    path,
-		Form:       a.p.c.form(),
-		Generation: a.meta.Generation,
+		Archive:     path,
+		Form:        a.p.c.form(),
+		Generation:  a.meta.Generation,
+		Compression: "none",
 		VM: VMInfo{
 			Name:          vm.Label,
 			Description:   vm.Description,
@@ -60,12 +66,27 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 			KernelCmdline: vm.KernelCmdline,
 		},
 	}
+	if tc, ok := a.p.c.(*tarContainer); ok && tc.compression != "" {
+		res.Compression = tc.compression
+	}
+	if a.meta.Export != nil {
+		res.ExportVsn = a.meta.Export.ExportVersion()
+	}
+	sums := map[chunk.Checksum]bool{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		d, err := a.nextDisk()
 		if err == io.EOF {
+			switch {
+			case len(sums) > 1:
+				res.Checksum = "mixed"
+			case sums[chunk.SHA1]:
+				res.Checksum = chunk.SHA1.String()
+			case sums[chunk.XXHash]:
+				res.Checksum = chunk.XXHash.String()
+			}
 			return res, nil
 		}
 		if err != nil {
@@ -74,6 +95,9 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 		s, err := a.skipDisk(d)
 		if err != nil {
 			return nil, err
+		}
+		for c := range s.Checksums {
+			sums[c] = true
 		}
 		res.Disks = append(res.Disks, DiskInfo{
 			Device: d.Device, ID: d.ID, Size: d.Size, Bootable: d.Bootable,

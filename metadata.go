@@ -46,6 +46,7 @@ type Metadata struct {
 	OVA        []byte // ova.xml exactly as read
 	VM         ova.VM // the (first) VM
 	Legacy     *ova.Appliance
+	Export     *ova.Export // xapi generation
 	// Disks in archive order: sorted by ID, as xapi reads them.
 	Disks []Disk
 }
@@ -66,14 +67,46 @@ type Disk struct {
 // readers rely on: disk member prefixes that stay inside the archive,
 // devices usable as file names, no two disks sharing either.
 func ParseMetadata(doc []byte) (*Metadata, error) {
-	if !ova.IsLegacy(doc) {
-		return nil, fmt.Errorf("%w: ova.xml is not a legacy <appliance> document; the xapi generation is not supported yet", ErrUnsupported)
+	if ova.IsLegacy(doc) {
+		a, err := ova.ParseLegacy(doc)
+		if err != nil {
+			return nil, err
+		}
+		return legacyMetadata(doc, a)
 	}
-	a, err := ova.ParseLegacy(doc)
+	e, err := ova.ParseExport(doc)
 	if err != nil {
 		return nil, err
 	}
-	return legacyMetadata(doc, a)
+	return xapiMetadata(doc, e)
+}
+
+// xapiMetadata describes an xapi-generation archive. Devices come from the
+// VBDs (ova.Export.Disks makes them plain and unique).
+func xapiMetadata(doc []byte, e *ova.Export) (*Metadata, error) {
+	switch v := e.ExportVersion(); {
+	case v == 0:
+		return nil, fmt.Errorf("%w: export_vsn 0 (XenServer 4.0 beta) archives carry no checksums and no current host imports them", ErrUnsupported)
+	case v < 0 || v > 2:
+		return nil, fmt.Errorf("%w: export_vsn %d", ErrUnsupported, v)
+	}
+	vm, err := e.VM()
+	if err != nil {
+		return nil, err
+	}
+	vmo, _ := e.VMObject()
+	disks, err := e.Disks(vmo)
+	if err != nil {
+		return nil, err
+	}
+	m := &Metadata{Generation: XAPI, OVA: doc, VM: vm, Export: e}
+	for _, d := range disks {
+		if err := checkPrefix(d.VDI.ID); err != nil {
+			return nil, fmt.Errorf("ova: VDI id %q %w", d.VDI.ID, err)
+		}
+		m.Disks = append(m.Disks, Disk{ID: d.VDI.ID, Device: d.Device, VDI: d.VDI.ID, Size: d.Size, Bootable: d.Bootable})
+	}
+	return m, m.check()
 }
 
 func legacyMetadata(doc []byte, a *ova.Appliance) (*Metadata, error) {

@@ -10,11 +10,15 @@ import (
 type Option func(*options) error
 
 type options struct {
-	jobs     int
-	level    int
-	progress Progress
-	dirForm  bool
-	force    bool
+	jobs       int
+	level      int
+	progress   Progress
+	dirForm    bool
+	force      bool
+	format     Generation // 0: the input's own, or legacy
+	compress   string     // "", "gzip", "zstd"
+	checksum   chunk.Checksum
+	onBadBlock func(*chunk.BlockError)
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -67,4 +71,38 @@ func WithDirectory(dir bool) Option {
 // WithOverwrite lets Pack replace an existing output file.
 func WithOverwrite(force bool) Option {
 	return func(o *options) error { o.force = force; return nil }
+}
+
+// WithFormat sets the generation Pack and Convert write. By default Pack
+// writes a VM directory's own generation (legacy for a VM given by parts).
+func WithFormat(g Generation) Option {
+	return func(o *options) error {
+		if g != Legacy && g != XAPI {
+			return fmt.Errorf("xva: unknown format %v", g)
+		}
+		o.format = g
+		return nil
+	}
+}
+
+// WithCompression compresses an xapi archive as a whole: "gzip", "zstd",
+// or "" / "none" for a plain tar (the default).
+func WithCompression(kind string) Option {
+	return func(o *options) error {
+		switch kind {
+		case "", "none":
+			o.compress = ""
+		case "gzip", "zstd":
+			o.compress = kind
+		default:
+			return fmt.Errorf("xva: unknown compression %q (want none, gzip or zstd)", kind)
+		}
+		return nil
+	}
+}
+
+// WithChecksum sets the block hash an xapi archive is written with:
+// chunk.XXHash (the default, what hosts write since 2019) or chunk.SHA1.
+func WithChecksum(c chunk.Checksum) Option {
+	return func(o *options) error { o.checksum = c; return nil }
 }

@@ -27,17 +27,25 @@ type archiveOut interface {
 	abort()
 }
 
-// createOutput picks the archive form for output: "-" is a tar stream on
-// stdout; a name ending in "/", an existing directory or dir means the
-// directory form; anything else a tar file.
-func createOutput(output string, dir, force bool) (archiveOut, error) {
+// createOutput picks the archive form for output. "-" is a tar stream on
+// stdout. For the legacy generation, a name ending in "/", an existing
+// directory or dir means the directory form, anything else a tar file
+// written in place. An xapi archive is always one tar stream, compressed as
+// a whole if asked, written to a temporary file and renamed.
+func createOutput(output string, g Generation, o *options) (archiveOut, error) {
+	if g == Legacy && o.compress != "" {
+		return nil, fmt.Errorf("xva: legacy archives are not compressed as a whole (their chunks are gzip already); --compress needs --format xapi")
+	}
 	if output == "-" {
-		return newStreamOut(os.Stdout, nil), nil
+		return newStreamOut(os.Stdout, nil, o.compress, o.jobs)
 	}
 	st, err := os.Stat(output)
 	isDir := err == nil && st.IsDir()
+	wantDir := o.dirForm || isDir || output[len(output)-1] == os.PathSeparator
 	switch {
-	case dir || isDir || output[len(output)-1] == os.PathSeparator:
+	case wantDir && g == XAPI:
+		return nil, fmt.Errorf("xva: xapi archives have no directory form; give a file name")
+	case wantDir:
 		return newDirOut(filepath.Clean(output))
 	case err == nil && !st.Mode().IsRegular():
 		// A FIFO or a device: a stream, and nothing to replace.
@@ -45,11 +53,24 @@ func createOutput(output string, dir, force bool) (archiveOut, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newStreamOut(f, f), nil
-	case err == nil && !force:
+		return newStreamOut(f, f, o.compress, o.jobs)
+	case err == nil && !o.force:
 		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, output)
+	case g == XAPI:
+		f, err := fsutil.CreateTemp(output)
+		if err != nil {
+			return nil, err
+		}
+		s, err := newStreamOut(f, f, o.compress, o.jobs)
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+		s.tmp, s.final, s.replace = f, output, o.force
+		return s, nil
 	}
-	return newTarFileOut(output, force)
+	return newTarFileOut(output, o.force)
 }
 
 // prepareDir checks that final may receive a directory: it must not exist
@@ -218,19 +239,33 @@ func (s *fileSection) WriteAt(p []byte, off int64) (int, error) {
 	return s.f.WriteAt(p, s.base+off)
 }
 
-// streamOut writes a tar stream to a pipe or stdout. A chunk's size must be
-// in its header before its data, so each chunk is spooled first: in memory
-// while small (the common case, since zero pieces are tiny), spilling to a
-// temporary file when large.
+// streamOut writes a tar stream: to stdout or a pipe, or to a temporary
+// file that commit renames into place; compressed as a whole if asked. A
+// legacy chunk's size must be in its header before its data, so each chunk
+// is spooled first: in memory while small (the common case, since zero
+// pieces are tiny), spilling to a temporary file when large.
 type streamOut struct {
-	bw     *bufio.Writer
-	tw     *tarx.Writer
-	closer io.Closer
+	bw      *bufio.Writer
+	zw      io.WriteCloser // compressor, or nil
+	tw      *tarx.Writer
+	closer  io.Closer
+	tmp     *os.File // temporary file, renamed to final by commit
+	final   string
+	replace bool
 }
 
-func newStreamOut(w io.Writer, closer io.Closer) *streamOut {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	return &streamOut{bw: bw, tw: tarx.NewWriter(bw), closer: closer}
+func newStreamOut(w io.Writer, closer io.Closer, compress string, jobs int) (*streamOut, error) {
+	s := &streamOut{bw: bufio.NewWriterSize(w, 1<<20), closer: closer}
+	var tw io.Writer = s.bw
+	if compress != "" {
+		zw, err := compressor(s.bw, compress, jobs)
+		if err != nil {
+			return nil, err
+		}
+		s.zw, tw = zw, zw
+	}
+	s.tw = tarx.NewWriter(tw)
+	return s, nil
 }
 
 func (s *streamOut) file(name string, data []byte) error {
@@ -256,20 +291,41 @@ func (s *streamOut) chunk(name string, write func(chunk.ChunkFile) (int64, error
 
 func (s *streamOut) commit() error {
 	err := s.tw.Close()
+	if s.zw != nil && err == nil {
+		err = s.zw.Close()
+	}
 	if err == nil {
 		err = s.bw.Flush()
+	}
+	if s.tmp != nil && err == nil {
+		err = s.tmp.Sync()
 	}
 	if s.closer != nil {
 		if cerr := s.closer.Close(); err == nil {
 			err = cerr
 		}
 	}
+	if s.tmp != nil {
+		if err == nil && s.replace {
+			err = os.Rename(s.tmp.Name(), s.final)
+		} else if err == nil {
+			err = fsutil.RenameNoReplace(s.tmp.Name(), s.final)
+		}
+		if err != nil {
+			os.Remove(s.tmp.Name())
+		}
+	}
 	return err
 }
 
-// abort cannot take back what a stream has sent; the reader sees a
-// truncated archive, which every reader rejects.
+// abort removes a temporary file; what a stream has sent cannot be taken
+// back, and its reader sees a truncated archive, which every reader rejects.
 func (s *streamOut) abort() {
+	if s.tmp != nil {
+		s.tmp.Close()
+		os.Remove(s.tmp.Name())
+		return
+	}
 	s.bw.Flush()
 	if s.closer != nil {
 		s.closer.Close()

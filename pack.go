@@ -45,7 +45,8 @@ type PackedDisk struct {
 	Compressed int64
 }
 
-// Pack writes an archive of the VM that spec describes to output.
+// Pack writes an archive of the VM that spec describes to output, in the
+// legacy generation unless WithFormat says otherwise.
 func Pack(ctx context.Context, spec *VMSpec, output string, opts ...Option) (*PackResult, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -55,24 +56,34 @@ func Pack(ctx context.Context, spec *VMSpec, output string, opts ...Option) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	return pack(ctx, a, paths, output, o)
+	doc, err := a.MarshalLegacy()
+	if err != nil {
+		return nil, err
+	}
+	m, err := legacyMetadata(doc, a)
+	if err != nil {
+		return nil, err
+	}
+	return pack(ctx, m, paths, output, o)
 }
 
 // PackDir writes an archive of the VM directory vmdir (an ova.xml plus one
-// image per disk named after its device, as Unpack writes it) to output.
+// image per disk named after its device, as Unpack writes it) to output, in
+// the directory's own generation unless WithFormat says otherwise.
 func PackDir(ctx context.Context, vmdir, output string, opts ...Option) (*PackResult, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	meta, paths, err := readVMDir(vmdir)
+	m, paths, err := readVMDir(vmdir)
 	if err != nil {
 		return nil, err
 	}
-	return pack(ctx, meta.Legacy, paths, output, o)
+	return pack(ctx, m, paths, output, o)
 }
 
-// appliance builds the legacy model of spec, and maps each VDI to its image.
+// appliance builds the legacy model of spec and maps each device to its
+// image.
 func (spec *VMSpec) appliance() (*ova.Appliance, map[string]string, error) {
 	if len(spec.Disks) == 0 {
 		return nil, nil, fmt.Errorf("xva: a VM needs at least one disk")
@@ -94,7 +105,7 @@ func (spec *VMSpec) appliance() (*ova.Appliance, map[string]string, error) {
 		if !safeName(d.Device) || strings.ContainsAny(d.Device, " \t\n") {
 			return nil, nil, fmt.Errorf("xva: disk device %q is not a plain name like sda or xvda", d.Device)
 		}
-		if _, dup := paths["vdi_"+d.Device]; dup {
+		if _, dup := paths[d.Device]; dup {
 			return nil, nil, fmt.Errorf("xva: disk device %q given twice", d.Device)
 		}
 		function, variety := "user", "user"
@@ -104,42 +115,53 @@ func (spec *VMSpec) appliance() (*ova.Appliance, map[string]string, error) {
 		name := "vdi_" + d.Device
 		vm.VBDs = append(vm.VBDs, ova.VBD{Device: d.Device, Function: function, VDI: name})
 		a.VDIs = append(a.VDIs, ova.VDI{Name: name, Source: "file://" + d.Device, Type: ova.TypeGzippedChunks, Variety: variety})
-		paths[name] = d.Path
+		paths[d.Device] = d.Path
 	}
 	a.VMs = []ova.VM{vm}
 	return a, paths, nil
 }
 
-// pack opens the images, records their sizes in the model and writes the
-// archive.
-func pack(ctx context.Context, a *ova.Appliance, paths map[string]string, output string, o *options) (*PackResult, error) {
+// pack opens each disk's image, records its size in the metadata of the
+// generation to write, and writes the archive.
+func pack(ctx context.Context, m *Metadata, paths map[string]string, output string, o *options) (*PackResult, error) {
+	target := o.format
+	if target == 0 {
+		target = m.Generation
+	}
+	m, err := convertMetadata(m, target)
+	if err != nil {
+		return nil, err
+	}
 	sources := map[string]disk.Source{}
 	defer func() {
 		for _, s := range sources {
 			s.Close()
 		}
 	}()
-	for i, vdi := range a.VDIs {
-		src, err := openImage(paths[vdi.Name])
+	sizes := map[string]int64{}
+	for _, d := range m.Disks {
+		path, ok := paths[d.Device]
+		if !ok {
+			return nil, fmt.Errorf("xva: no image given for disk %s", d.Device)
+		}
+		src, err := openImage(path)
 		if err != nil {
 			return nil, err
 		}
-		sources[vdi.Name] = src
-		a.VDIs[i].Size = src.Size()
+		sources[d.Device] = src
+		sizes[d.Device] = src.Size()
 	}
-	doc, err := a.MarshalLegacy()
+	if m, err = withSizes(m, sizes); err != nil {
+		return nil, err
+	}
+	out, err := createOutput(output, target, o)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := legacyMetadata(doc, a)
-	if err != nil {
-		return nil, err
-	}
-	out, err := createOutput(output, o.dirForm, o.force)
-	if err != nil {
-		return nil, err
-	}
-	res, err := writeLegacy(ctx, out, meta, sources, o)
+	res, err := writeArchive(ctx, out, m, func(d *Disk) (disk.Reader, func(), error) {
+		r := disk.NewReader(ctx, sources[d.Device])
+		return r, func() { r.Close() }, nil
+	}, o)
 	if err != nil {
 		out.abort()
 		return nil, err
@@ -159,14 +181,88 @@ func openImage(path string) (disk.Source, error) {
 	return raw.Open(path)
 }
 
-// writeLegacy writes ova.xml and every disk's gzip chunks to out.
-func writeLegacy(ctx context.Context, out archiveOut, meta *Metadata, sources map[string]disk.Source, o *options) (*PackResult, error) {
-	if err := out.file("ova.xml", meta.OVA); err != nil {
+// convertMetadata returns m in generation g. Converting keeps the VM's
+// name, description, memory, vcpus, boot mode, disks and their devices.
+func convertMetadata(m *Metadata, g Generation) (*Metadata, error) {
+	if m.Generation == g {
+		return m, nil
+	}
+	if g == XAPI {
+		e, err := ova.FromAppliance(m.Legacy)
+		if err != nil {
+			return nil, err
+		}
+		return xapiMetadata(e.Marshal(), e)
+	}
+	a, err := m.Export.ToAppliance()
+	if err != nil {
 		return nil, err
 	}
-	res := &PackResult{Generation: Legacy}
-	for _, d := range meta.Disks {
-		pd, err := writeLegacyDisk(ctx, out, &d, sources[d.VDI], o)
+	doc, err := a.MarshalLegacy()
+	if err != nil {
+		return nil, err
+	}
+	return legacyMetadata(doc, a)
+}
+
+// withSizes returns m with each disk's declared size set to sizes[device].
+// Metadata that needs no change keeps its exact bytes.
+func withSizes(m *Metadata, sizes map[string]int64) (*Metadata, error) {
+	changed := false
+	for _, d := range m.Disks {
+		size, ok := sizes[d.Device]
+		if !ok || size == d.Size {
+			continue
+		}
+		changed = true
+		if m.Generation == XAPI {
+			m.Export.Object(d.VDI).Snapshot.Set("virtual_size", ova.NewInt(size))
+			continue
+		}
+		for i := range m.Legacy.VDIs {
+			if m.Legacy.VDIs[i].Name == d.VDI {
+				m.Legacy.VDIs[i].Size = size
+			}
+		}
+	}
+	if !changed {
+		return m, nil
+	}
+	if m.Generation == XAPI {
+		doc := m.Export.Marshal()
+		e, err := ova.ParseExport(doc)
+		if err != nil {
+			return nil, err
+		}
+		return xapiMetadata(doc, e)
+	}
+	doc, err := m.Legacy.MarshalLegacy()
+	if err != nil {
+		return nil, err
+	}
+	return legacyMetadata(doc, m.Legacy)
+}
+
+// diskReader opens the data of one disk for writing it out; done releases
+// what it holds.
+type diskReader func(d *Disk) (r disk.Reader, done func(), err error)
+
+// writeArchive writes ova.xml and then every disk of m, in archive order.
+func writeArchive(ctx context.Context, out archiveOut, m *Metadata, open diskReader, o *options) (*PackResult, error) {
+	if err := out.file("ova.xml", m.OVA); err != nil {
+		return nil, err
+	}
+	res := &PackResult{Generation: m.Generation}
+	for i := range m.Disks {
+		d := &m.Disks[i]
+		r, done, err := open(d)
+		if err != nil {
+			return nil, err
+		}
+		o.progress.StartDisk(d.Device, d.Size)
+		pd, err := writeDisk(ctx, out, m.Generation, d, r, o, o.progress.Advance)
+		o.progress.EndDisk()
+		done()
 		if err != nil {
 			return nil, err
 		}
@@ -175,14 +271,25 @@ func writeLegacy(ctx context.Context, out archiveOut, meta *Metadata, sources ma
 	return res, nil
 }
 
-func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, src disk.Source, o *options) (PackedDisk, error) {
+// writeDisk encodes one disk, read from r, in generation g.
+func writeDisk(ctx context.Context, out archiveOut, g Generation, d *Disk, r disk.Reader, o *options, progress func(int64)) (PackedDisk, error) {
+	g8 := disk.NewGather(r)
+	if g == XAPI {
+		st, err := chunk.WriteBlocks(ctx, memberWriter{out}, g8, d.ID, d.Size,
+			chunk.BlockOptions{Checksum: o.checksum, Jobs: o.jobs, Progress: progress})
+		return PackedDisk{Device: d.Device, Size: d.Size, Members: st.Blocks, Compressed: st.Data}, err
+	}
+	return writeLegacyDisk(ctx, out, d, g8, o, progress)
+}
+
+// memberWriter writes whole members to an archive.
+type memberWriter struct{ out archiveOut }
+
+func (w memberWriter) WriteMember(name string, data []byte) error { return w.out.file(name, data) }
+
+func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gather, o *options, progress func(int64)) (PackedDisk, error) {
 	pd := PackedDisk{Device: d.Device, Size: d.Size}
-	o.progress.StartDisk(d.Device, d.Size)
-	defer o.progress.EndDisk()
-	r := disk.NewReader(ctx, src)
-	defer r.Close()
-	g := disk.NewGather(r)
-	gz := chunk.GzipOptions{Level: o.level, Jobs: o.jobs, Progress: o.progress.Advance}
+	gz := chunk.GzipOptions{Level: o.level, Jobs: o.jobs, Progress: progress}
 	// A zero-byte disk still gets one (empty) chunk so that its directory
 	// exists, as the xe CLI expects.
 	for start := int64(0); start < d.Size || start == 0; start += chunk.ChunkSize {
@@ -220,7 +327,7 @@ func readVMDir(dir string) (*Metadata, map[string]string, error) {
 		if _, err := os.Stat(p); err != nil {
 			return nil, nil, fmt.Errorf("xva: VM directory %s has no image for disk %s (looked for %s)", dir, d.Device, p)
 		}
-		paths[d.VDI] = p
+		paths[d.Device] = p
 	}
 	return meta, paths, nil
 }

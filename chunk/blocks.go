@@ -124,13 +124,16 @@ type BlockStats struct {
 }
 
 // WriteBlocks encodes size bytes of a disk, taken from src, as members of
-// prefix. Blocks are hashed in parallel and written in order.
+// prefix. Blocks are hashed in parallel and written in order. The first and
+// last blocks are always written, whatever they hold.
 func WriteBlocks(ctx context.Context, w MemberWriter, src Filler, prefix string, size int64, o BlockOptions) (BlockStats, error) {
 	if o.Checksum == 0 {
 		o.Checksum = XXHash
 	}
 	st := BlockStats{Checksums: map[Checksum]int{}}
-	last := max((size+BlockSize-1)/BlockSize-1, 0)
+	// A zero-byte disk has no blocks at all: xapi's importer reads nothing
+	// for it, so even an empty member would be taken for the next disk's.
+	last := (size+BlockSize-1)/BlockSize - 1
 	var skipped int64 // hole bytes not yet reported to Progress
 	report := func(n int64) {
 		if o.Progress != nil {

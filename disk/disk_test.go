@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"errors"
 	"iter"
 	"math/rand/v2"
 	"testing"
@@ -164,5 +165,52 @@ func TestZeroSource(t *testing.T) {
 	}
 	for range Extents(context.Background(), z) {
 		t.Fatal("zero source has an extent")
+	}
+}
+
+func TestPipe(t *testing.T) {
+	src := randomDisk(5*PieceSize+3, []Extent{{0, 100}, {PieceSize, 3 * PieceSize}, {5 * PieceSize, 3}})
+	p := NewPipe(src.Size())
+	go func() {
+		r := NewReader(context.Background(), src)
+		defer r.Close()
+		for pc, err := range Pieces(r) {
+			if err != nil {
+				p.CloseWrite(err)
+				return
+			}
+			if _, err := p.WriteAt(pc.Data, pc.Off); err != nil {
+				p.CloseWrite(err)
+				return
+			}
+		}
+		p.CloseWrite(nil)
+	}()
+	sink := &memSink{t: t, b: make([]byte, src.Size())}
+	if _, err := Copy(context.Background(), sink, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sink.b, src.b) {
+		t.Fatal("data through the pipe differ")
+	}
+}
+
+func TestPipeReaderStops(t *testing.T) {
+	p := NewPipe(100)
+	errc := make(chan error)
+	go func() {
+		_, err := p.WriteAt([]byte{1}, 0)
+		if err == nil {
+			_, err = p.WriteAt([]byte{2}, 1)
+		}
+		errc <- err
+	}()
+	if _, err := p.Next(); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("encoder failed")
+	p.CloseRead(boom)
+	if err := <-errc; !errors.Is(err, boom) {
+		t.Fatalf("producer got %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package ova
 import (
 	"crypto/sha1"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,15 @@ func FromAppliance(a *Appliance) (*Export, error) {
 	vmID, srID := ref(), ""
 	type disk struct{ vbdID, vdiID string }
 	disks := make([]disk, len(vm.VBDs))
-	for i := range disks {
+	// VDI ids follow the disks' source order, the order a legacy archive
+	// stores them in, so a converted stream keeps xapi's order.
+	order := make([]int, len(vm.VBDs))
+	for i := range order {
+		order[i] = i
+	}
+	source := func(i int) string { v, _ := a.VDI(vm.VBDs[i].VDI); return v.Source }
+	slices.SortStableFunc(order, func(x, y int) int { return strings.Compare(source(x), source(y)) })
+	for _, i := range order {
 		disks[i].vdiID = ref()
 	}
 	for i := range disks {

@@ -195,7 +195,20 @@ func (e *Export) Disks(vm *Object) ([]ExportDisk, error) {
 		}
 	}
 	slices.SortFunc(disks, func(a, b ExportDisk) int { return strings.Compare(a.VDI.ID, b.VDI.ID) })
+	// Devices name image files: each must be a plain name, and unique.
+	used := map[string]bool{}
+	for i := range disks {
+		if d := disks[i].Device; !plainName(d) || used[d] {
+			disks[i].Device = fmt.Sprintf("disk%d", i)
+		}
+		used[disks[i].Device] = true
+	}
 	return disks, nil
+}
+
+// plainName reports whether s can name a file on its own.
+func plainName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 200 && !strings.ContainsAny(s, "/\\\x00")
 }
 
 // deviceName turns a userdevice number into a Xen device name: 0 → xvda.

@@ -338,7 +338,9 @@ func NewStrings(s ...string) *Value {
 }
 
 // NewStruct is a <struct> of members, in order.
-func NewStruct(members ...Member) *Value { return &Value{Kind: Struct, Tag: "struct", Members: members} }
+func NewStruct(members ...Member) *Value {
+	return &Value{Kind: Struct, Tag: "struct", Members: members}
+}
 
 // NewMap is a <struct> of string values, sorted by key for reproducibility.
 func NewMap(kv map[string]string) *Value {

@@ -14,10 +14,11 @@ func newInfoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info ARCHIVE",
 		Short: "Show the VM an archive holds and how its disks are stored",
-		Long: `Show an archive's VM (name, memory, vCPUs, boot mode) and, per disk, its
-device, size, number of chunks and stored (compressed) size. The disks are
-not decoded, so this is quick even for large archives; 'xva unpack' checks
-the data.`,
+		Long: `Show an archive's format (generation, form, compression; for the xapi
+generation its export_vsn and checksum kind), its VM (name, memory, vCPUs,
+boot mode) and, per disk, its device, size, number of chunks or blocks and
+stored size. The disks are not decoded, so this is quick even for large
+archives; 'xva unpack' checks the data.`,
 		Example: `  xva info web.xva
   xva info --json web.xva`,
 		Args: exactArgs(1),
@@ -44,6 +45,10 @@ the data.`,
 func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "archive:\t%s (%s, %s format)\n", r.Archive, r.Form, r.Generation)
+	if r.Generation == xva.XAPI {
+		fmt.Fprintf(w, "export_vsn:\t%d\n", r.ExportVsn)
+		fmt.Fprintf(w, "checksums:\t%s\n", r.Checksum)
+	}
 	fmt.Fprintf(w, "name:\t%s\n", r.VM.Name)
 	if r.VM.Description != "" {
 		fmt.Fprintf(w, "description:\t%s\n", r.VM.Description)
@@ -57,13 +62,21 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	w.Flush()
 	fmt.Fprintln(cmd.OutOrStdout())
 	w = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "DEVICE\tSIZE\tCHUNKS\tSTORED\tBOOT")
+	unit := "CHUNKS"
+	if r.Generation == xva.XAPI {
+		unit = "ID\tBLOCKS"
+	}
+	fmt.Fprintf(w, "DEVICE\tSIZE\t%s\tSTORED\tBOOT\n", unit)
 	for _, d := range r.Disks {
 		boot := ""
 		if d.Bootable {
 			boot = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", d.Device, humanize.IBytes(uint64(d.Size)), d.Members,
+		members := fmt.Sprint(d.Members)
+		if r.Generation == xva.XAPI {
+			members = d.ID + "\t" + members
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.Device, humanize.IBytes(uint64(d.Size)), members,
 			humanize.IBytes(uint64(d.Compressed)), boot)
 	}
 	w.Flush()

@@ -7,9 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/tarx"
 )
 
 // xvaBin is the binary under test, built once.
@@ -161,5 +163,70 @@ func TestProgressOnlyWhenAsked(t *testing.T) {
 	}
 	if r := run(t, dir, nil, "pack", "--progress=always", "--disk", "sda=sda.img", "b.xva"); !strings.Contains(r.stderr, "sda") || !strings.Contains(r.stderr, "100.0%") {
 		t.Fatalf("--progress=always printed %q", r.stderr)
+	}
+}
+
+// maxRSS runs xva with stdin from a file and returns its peak resident set.
+func maxRSS(t *testing.T, dir, stdin string, args ...string) int64 {
+	t.Helper()
+	cmd := exec.Command(xvaBin, args...)
+	cmd.Dir = dir
+	f, err := os.Open(stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdin = f
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("xva %v: %v\n%s", args, err, errb.String())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Skip("no rusage on this system")
+	}
+	return ru.Maxrss << 10 // kilobytes on Linux
+}
+
+func TestConvertFromStdinHasBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-GiB disk")
+	}
+	dir := t.TempDir()
+	d := fixtures.Disk{Size: 4<<30 + 12345, Seed: 7, Data: 0.01, MaxRegion: 8 << 20}
+	sum, err := d.Write(filepath.Join(dir, "big.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, nil, "pack", "--disk", "xvda=big.img", "legacy.xva")
+	os.Remove(filepath.Join(dir, "big.img"))
+	rss := maxRSS(t, dir, filepath.Join(dir, "legacy.xva"), "convert", "-", "x.xva", "--format", "xapi")
+	t.Logf("converting a 4 GiB disk from stdin peaked at %d MiB", rss>>20)
+	if rss > 256<<20 {
+		t.Fatalf("peak RSS %d MiB; memory must not grow with the disk", rss>>20)
+	}
+	mustRun(t, dir, nil, "unpack", "x.xva", "vm")
+	got, err := fixtures.HashFile(filepath.Join(dir, "vm", "xvda.raw"))
+	if err != nil || got != sum {
+		t.Fatalf("disk after legacy → xapi differs: %v", err)
+	}
+}
+
+func TestXapiCorruptBlockExits3(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "xvda=sda.img", "x.xva")
+	b, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
+	tr := tarx.NewReader(bytes.NewReader(b))
+	tr.Next() // ova.xml
+	h, err := tr.Next()
+	if err != nil || !strings.HasSuffix(h.Name, "/00000000") {
+		t.Fatalf("second member %v: %v", h, err)
+	}
+	b[h.DataOffset+h.Size/2] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "x.xva"), b, 0o644)
+	r := run(t, dir, nil, "unpack", "x.xva", "out")
+	if r.code != 3 || !strings.Contains(r.stderr, ".xxhash") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 }

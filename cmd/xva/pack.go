@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -9,14 +10,58 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/chunk"
 )
 
 type packFlags struct {
 	name, description, memory, kernelCmdline string
 	vcpus                                    int
-	hvm, dir, force                          bool
+	hvm                                      bool
 	disks                                    []string
-	level                                    int
+	out                                      outputFlags
+}
+
+// outputFlags are the flags of the commands that write an archive.
+type outputFlags struct {
+	format, compress, checksum string
+	level                      int
+	dir, force                 bool
+}
+
+func (f *outputFlags) register(cmd *cobra.Command, formatHelp string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.format, "format", "", formatHelp)
+	fl.StringVar(&f.compress, "compress", "none", "compress an xapi archive as a whole: none, gzip or zstd")
+	fl.StringVar(&f.checksum, "checksum", "xxhash", "block hash of an xapi archive: xxhash (current hosts) or sha1")
+	fl.IntVar(&f.level, "level", 6, "gzip compression level of legacy chunks, 0-9")
+	fl.BoolVar(&f.dir, "dir", false, "write the directory form of a legacy archive")
+	fl.BoolVar(&f.force, "force", false, "replace OUTPUT if it is an existing file")
+}
+
+// options checks the flags and turns them into library options.
+func (f *outputFlags) options() ([]xva.Option, error) {
+	if f.level < 0 || f.level > 9 {
+		return nil, usagef("--level must be 0-9, got %d", f.level)
+	}
+	opts := []xva.Option{xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force)}
+	if f.format != "" {
+		g, err := xva.ParseGeneration(f.format)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		opts = append(opts, xva.WithFormat(g))
+	}
+	switch f.compress {
+	case "none", "gzip", "zstd":
+		opts = append(opts, xva.WithCompression(f.compress))
+	default:
+		return nil, usagef("--compress %q: want none, gzip or zstd", f.compress)
+	}
+	c, err := chunk.ParseChecksum(f.checksum)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return append(opts, xva.WithChecksum(c)), nil
 }
 
 func newPackCmd(g *globals) *cobra.Command {
@@ -24,17 +69,28 @@ func newPackCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pack [VMDIR] OUTPUT",
 		Short: "Build an XVA archive from a VM directory or from disk images",
-		Long: `Build a legacy (version 0.1) XVA archive: ova.xml plus each disk cut into
-1e9-byte gzip chunks, compressed on all cores. All-zero stretches cost no
-compression and holes in the images are never read.
+		Long: `Build an XVA archive, in either generation:
+
+  legacy (--format legacy, the default for --disk flags): ova.xml version
+  0.1 plus each disk cut into 1e9-byte gzip chunks, compressed on all cores;
+  what XenServer hosts before 2021 import.
+
+  xapi (--format xapi): the XML-RPC ova.xml and 1 MiB blocks each followed
+  by its XXH64 (or --checksum sha1) hash, optionally compressed as a whole
+  with --compress gzip|zstd; what every current XenServer / XCP-ng host
+  exports and imports.
+
+All-zero stretches cost no compression and holes in the images are never
+read.
 
 The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
-plus one image per disk named after its device, e.g. sda.raw), or from
---disk flags and the VM settings given as flags; the first --disk is the
-boot disk.
+plus one image per disk named after its device, e.g. sda.raw; packed in the
+generation of its ova.xml unless --format says otherwise), or from --disk
+flags and the VM settings given as flags; the first --disk is the boot disk.
 
-OUTPUT is a single tar file, '-' for standard output, or the directory form
-when it ends in '/', names an existing empty directory, or --dir is given.
+OUTPUT is a single tar file, '-' for standard output, or, for a legacy
+archive, the directory form when it ends in '/', names an existing empty
+directory, or --dir is given.
 Nothing appears under OUTPUT until the archive is complete. The same inputs
 and flags always give the same bytes, whatever --jobs is.`,
 		Example: `  # Pack two raw images into web.xva
@@ -42,6 +98,9 @@ and flags always give the same bytes, whatever --jobs is.`,
 
   # Rebuild an archive from an unpacked VM directory
   xva pack vm/ web.xva
+
+  # An archive for a current XenServer / XCP-ng host, zstd-compressed
+  xva pack --format xapi --compress zstd --disk xvda=root.img --name web web.xva
 
   # Write the directory form (ova.xml, sda/chunk-000000000.gz, ...)
   xva pack --disk sda=root.img --name web web-dir/`,
@@ -58,29 +117,23 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.BoolVar(&f.hvm, "hvm", true, "boot in HVM mode (--hvm=false for PV)")
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
 	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw image; repeat for more disks, the first boots")
-	fl.BoolVar(&f.dir, "dir", false, "write the directory form of the archive")
-	fl.BoolVar(&f.force, "force", false, "replace OUTPUT if it is an existing file")
-	fl.IntVar(&f.level, "level", 6, "gzip compression level, 0-9")
+	f.out.register(cmd, "archive generation: legacy or xapi (default: the VM directory's, else legacy)")
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }
 
 func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error {
 	output := args[len(args)-1]
-	opts := append(g.options(), xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force))
-	if f.level < 0 || f.level > 9 {
-		return usagef("--level must be 0-9, got %d", f.level)
+	outOpts, err := f.out.options()
+	if err != nil {
+		return err
 	}
-	// With the archive on stdout, the summary must not mix into it.
-	summary := cmd.OutOrStdout()
-	if output == "-" {
-		if g.json {
-			return usagef("--json prints to standard output, which OUTPUT '-' already uses")
-		}
-		summary = cmd.ErrOrStderr()
+	opts := append(g.options(), outOpts...)
+	summary, err := summaryWriter(cmd, g, output)
+	if err != nil {
+		return err
 	}
 	var res *xva.PackResult
-	var err error
 	if len(args) == 2 {
 		if len(f.disks) > 0 {
 			return usagef("give either a VM directory or --disk flags, not both")
@@ -96,15 +149,35 @@ func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error 
 	if err != nil {
 		return err
 	}
+	return printPackResult(summary, g, res)
+}
+
+// summaryWriter is where a command that writes an archive prints its
+// summary: stdout, unless the archive itself goes there.
+func summaryWriter(cmd *cobra.Command, g *globals, output string) (io.Writer, error) {
+	if output != "-" {
+		return cmd.OutOrStdout(), nil
+	}
+	if g.json {
+		return nil, usagef("--json prints to standard output, which OUTPUT '-' already uses")
+	}
+	return cmd.ErrOrStderr(), nil
+}
+
+func printPackResult(w io.Writer, g *globals, res *xva.PackResult) error {
 	if g.json {
 		return printJSON(packJSON(res))
 	}
-	for _, d := range res.Disks {
-		fmt.Fprintf(summary, "%s: %s in %s, %s stored\n", d.Device,
-			humanize.IBytes(uint64(d.Size)), plural(d.Members, "chunk"), humanize.IBytes(uint64(d.Compressed)))
+	unit := "chunk"
+	if res.Generation == xva.XAPI {
+		unit = "block"
 	}
-	if output != "-" {
-		fmt.Fprintf(summary, "wrote %s\n", output)
+	for _, d := range res.Disks {
+		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", d.Device,
+			humanize.IBytes(uint64(d.Size)), plural(d.Members, unit), humanize.IBytes(uint64(d.Compressed)))
+	}
+	if res.Output != "-" {
+		fmt.Fprintf(w, "wrote %s (%s format)\n", res.Output, res.Generation)
 	}
 	return nil
 }

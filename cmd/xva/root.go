@@ -25,7 +25,9 @@ func newRootCmd() *cobra.Command {
 		Use:   "xva",
 		Short: "Pack, unpack, inspect and convert XenServer / XCP-ng XVA archives",
 		Long: `xva packs a VM (disk images plus its description) into an XVA archive,
-unpacks archives onto sparse raw images, and shows what an archive holds.
+unpacks archives onto sparse raw images, shows what an archive holds, and
+converts between the legacy generation (version 0.1, gzip chunks) and the
+xapi generation (hashed 1 MiB blocks) that current hosts import.
 
 Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 3 integrity failure (bad checksum, short or malformed archive).`,
@@ -35,7 +37,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
 	root.PersistentFlags().StringVar(&g.progress, "progress", "auto", "progress on stderr: auto (on a terminal), always, never")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g))
+	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g))
 	return root
 }
 

@@ -17,9 +17,9 @@ func newUnpackCmd(g *globals) *cobra.Command {
 plus one raw image per disk named after its device (sda.raw). Images are
 sparse: zero runs of 4 KiB and more become holes.
 
-ARCHIVE is a .xva file, an archive directory, or '-' for standard input.
-Every chunk's CRC-32 and length is checked; on any failure nothing is left
-behind. OUTDIR must not exist or be empty; it appears only when complete.
+ARCHIVE is a .xva file of either generation (plain, gzip or zstd), an
+archive directory, or '-' for standard input. Every chunk's CRC-32 and length,
+or every block's hash, is checked; on any failure nothing is left behind. OUTDIR must not exist or be empty; it appears only when complete.
 'xva pack OUTDIR new.xva' rebuilds the same archive.`,
 		Example: `  # Unpack web.xva into vm/
   xva unpack web.xva vm/
