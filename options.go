@@ -106,3 +106,6 @@ func WithCompression(kind string) Option {
 func WithChecksum(c chunk.Checksum) Option {
 	return func(o *options) error { o.checksum = c; return nil }
 }
+
+// ParseChecksum reads a block hash name: "xxhash" or "sha1".
+func ParseChecksum(s string) (chunk.Checksum, error) { return chunk.ParseChecksum(s) }

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
-	"github.com/xva-tools/xva/chunk"
 )
 
 type packFlags struct {
@@ -57,7 +56,7 @@ func (f *outputFlags) options() ([]xva.Option, error) {
 	default:
 		return nil, usagef("--compress %q: want none, gzip or zstd", f.compress)
 	}
-	c, err := chunk.ParseChecksum(f.checksum)
+	c, err := xva.ParseChecksum(f.checksum)
 	if err != nil {
 		return nil, usageError{err}
 	}
