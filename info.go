@@ -17,6 +17,16 @@ type InfoResult struct {
 	Checksum    string     `json:"checksum,omitempty"`   // xapi only: xxhash, sha1, mixed
 	VM          VMInfo     `json:"vm"`
 	Disks       []DiskInfo `json:"disks"`
+	// Networks lists the VM's interfaces (xapi only; legacy archives have none).
+	Networks []NetInfo `json:"networks"`
+}
+
+// NetInfo is a network interface of the VM.
+type NetInfo struct {
+	Device  string `json:"device"`
+	MAC     string `json:"mac"`
+	Network string `json:"network"`
+	Bridge  string `json:"bridge"`
 }
 
 // VMInfo is the VM an archive describes.
@@ -69,8 +79,13 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 	if tc, ok := a.p.c.(*tarContainer); ok && tc.compression != "" {
 		res.Compression = tc.compression
 	}
-	if a.meta.Export != nil {
-		res.ExportVsn = a.meta.Export.ExportVersion()
+	res.Networks = []NetInfo{}
+	if e := a.meta.Export; e != nil {
+		res.ExportVsn = e.ExportVersion()
+		vmo, _ := e.VMObject()
+		for _, i := range e.Interfaces(vmo) {
+			res.Networks = append(res.Networks, NetInfo{i.Device, i.MAC, i.Network.NameLabel, i.Network.Bridge})
+		}
 	}
 	sums := map[chunk.Checksum]bool{}
 	for {

@@ -156,29 +156,29 @@ func (e *Export) Disks(vm *Object) ([]ExportDisk, error) {
 	var disks []ExportDisk
 	seen := map[string]bool{}
 	for _, o := range e.Objects {
-		if o.Class != "VBD" || o.Str("VM") != vm.ID || strings.EqualFold(o.Str("type"), "CD") {
+		if o.Class != "VBD" {
 			continue
 		}
-		if empty, _ := o.Bool("empty"); empty {
+		vbd := o.VBD()
+		if vbd.VM != vm.ID || vbd.IsCD() || vbd.Empty {
 			continue
 		}
-		vdi := e.Object(o.Str("VDI"))
+		vdi := e.Object(vbd.VDI)
 		if vdi == nil || vdi.Class != "VDI" || seen[vdi.ID] {
 			continue
 		}
-		if sr := e.Object(vdi.Str("SR")); sr != nil && sr.Str("content_type") == "iso" {
-			continue
-		}
-		size, err := vdi.Int("virtual_size")
+		rec, err := vdi.VDI()
 		if err != nil {
 			return nil, err
 		}
-		if size < 0 {
-			return nil, fmt.Errorf("ova: VDI %s has negative virtual_size %d", vdi.ID, size)
+		if sr := e.Object(rec.SR); sr != nil && sr.SR().ContentType == "iso" {
+			continue
 		}
-		boot, _ := o.Bool("bootable")
-		d := ExportDisk{VDI: vdi, VBD: o, Size: size, Userdevice: o.Str("userdevice"), Bootable: boot,
-			ReadOnly: strings.EqualFold(o.Str("mode"), "RO"), Device: o.Str("device")}
+		if rec.VirtualSize < 0 {
+			return nil, fmt.Errorf("ova: VDI %s has negative virtual_size %d", vdi.ID, rec.VirtualSize)
+		}
+		d := ExportDisk{VDI: vdi, VBD: o, Size: rec.VirtualSize, Userdevice: vbd.Userdevice, Bootable: vbd.Bootable,
+			ReadOnly: strings.EqualFold(vbd.Mode, "RO"), Device: vbd.Device}
 		if d.Device == "" {
 			d.Device = deviceName(d.Userdevice)
 		}

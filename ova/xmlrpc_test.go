@@ -50,6 +50,10 @@ func TestParseXS55Sample(t *testing.T) {
 	if len(disks) != 1 || disks[0].VDI.ID != "Ref:4" || disks[0].Size != 5368709120 || disks[0].Device != "xvda" || !disks[0].Bootable {
 		t.Fatalf("disks %+v", disks)
 	}
+	ifs := e.Interfaces(vmo)
+	if len(ifs) != 1 || ifs[0].Device != "0" || ifs[0].Network.Bridge != "xenbr0" || ifs[0].MAC != "00:00:00:00:00:00" {
+		t.Fatalf("interfaces %+v", ifs)
+	}
 	// Read → write → read says the same thing.
 	again, err := ParseExport(e.Marshal())
 	if err != nil {

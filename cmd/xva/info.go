@@ -80,4 +80,13 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 			humanize.IBytes(uint64(d.Compressed)), boot)
 	}
 	w.Flush()
+	if len(r.Networks) > 0 {
+		fmt.Fprintln(cmd.OutOrStdout())
+		w = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "VIF\tMAC\tNETWORK\tBRIDGE")
+		for _, n := range r.Networks {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", n.Device, n.MAC, n.Network, n.Bridge)
+		}
+		w.Flush()
+	}
 }
