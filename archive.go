@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -181,67 +179,23 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-// chunkPlan checks a disk's chunk names as they come and places each chunk:
-// every chunk but the last holds exactly 1e9 bytes, the last the rest of
-// the declared size; names must increase; a gap in numbered names is
-// reported as the missing member.
-type chunkPlan struct {
-	d    *Disk
-	k    int64
-	last string
-}
-
-// add places the chunk called name and returns its disk offset and size.
-func (p *chunkPlan) add(name string) (start, want int64, err error) {
-	d := p.d
-	suffix := name[len(d.ID)+1:]
-	start = p.k * chunk.ChunkSize
-	if p.k > 0 && suffix <= p.last {
-		return 0, 0, corrupt(name, d.Device, start, "chunk names must increase, and it follows %s/%s "+
-			"(an archive made with tar(1) needs tar --sort=name; xva reorders only tar files and directories)", d.ID, p.last)
-	}
-	if missing, ok := missingChunk(d.ID, p.last, suffix, p.k); ok {
-		return 0, 0, corrupt(missing, d.Device, start, "chunk missing (the next one is %s)", name)
-	}
-	if start >= d.Size && !(p.k == 0 && d.Size == 0) {
-		return 0, 0, corrupt(name, d.Device, start, "chunk lies past the disk's declared size of %d bytes", d.Size)
-	}
-	p.k++
-	p.last = suffix
-	return start, min(chunk.ChunkSize, d.Size-start), nil
-}
-
-// finish checks that the chunks cover the declared size.
-func (p *chunkPlan) finish() error {
-	d := p.d
-	held := min(p.k*chunk.ChunkSize, d.Size)
-	if held == d.Size && (p.k > 0 || d.Size == 0) {
-		return nil
-	}
-	next := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, p.k)
-	if n, ok := nextChunkName(d.ID, p.last); ok && p.k > 0 {
-		next = n
-	}
-	return corrupt(next, d.Device, held, "chunk missing: the chunks hold %d bytes, ova.xml declares %d", held, d.Size)
-}
-
 // decodeLegacy inflates d's chunks and hands the data to emit at disk
 // offsets, in increasing order.
 func (a *archive) decodeLegacy(ctx context.Context, d *Disk, emit chunk.Emit) error {
-	plan := &chunkPlan{d: d}
+	plan := chunk.NewLegacySeq(d.ID, d.Size)
 	for m, err := range a.members(d) {
 		if err != nil {
 			return err
 		}
-		start, want, err := plan.add(m.name)
+		start, want, err := plan.Add(m.name)
 		if err != nil {
-			return err
+			return classify(ctx, err, m.name, d.Device, start)
 		}
 		if err := a.decodeChunk(ctx, d, m.name, m.r, start, want, a.opts.jobs, emit); err != nil {
 			return err
 		}
 	}
-	return plan.finish()
+	return classify(ctx, plan.End(), "", d.Device, -1)
 }
 
 // decodeLegacyConcurrent is decodeLegacy for archives whose members can be
@@ -252,7 +206,7 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 		m           *member
 		start, want int64
 	}
-	plan := &chunkPlan{d: d}
+	plan := chunk.NewLegacySeq(d.ID, d.Size)
 	var chunks []planned
 	for m, err := range a.members(d) {
 		if err != nil {
@@ -261,14 +215,14 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 		if m.open == nil {
 			return fmt.Errorf("xva: member %s cannot be opened on its own", m.name)
 		}
-		start, want, err := plan.add(m.name)
+		start, want, err := plan.Add(m.name)
 		if err != nil {
-			return err
+			return classify(ctx, err, m.name, d.Device, start)
 		}
 		chunks = append(chunks, planned{m, start, want})
 	}
-	if err := plan.finish(); err != nil {
-		return err
+	if err := plan.End(); err != nil {
+		return classify(ctx, err, "", d.Device, -1)
 	}
 	jobs := pipeline.Jobs(a.opts.jobs)
 	workers := min(jobs, len(chunks))
@@ -305,12 +259,15 @@ func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Re
 
 // classify turns a decoder error into the error the caller sees: the
 // medium's and the sink's errors and cancellation pass through; everything
-// else is corruption of member, or of the member a *chunk.BlockError names.
+// else is corruption of member, or of the member a *chunk.MemberError names.
 func classify(ctx context.Context, err error, member, device string, off int64) error {
+	if err == nil {
+		return nil
+	}
 	var ioe ioError
 	var we writeError
 	var ce *CorruptError
-	var be *chunk.BlockError
+	var be *chunk.MemberError
 	if errors.As(err, &be) && !errors.As(err, &we) && !errors.As(err, &ioe) {
 		member, off, err = be.Member, be.Offset, be.Err
 	}
@@ -325,49 +282,6 @@ func classify(ctx context.Context, err error, member, device string, off int64) 
 		return corrupt(member, device, off, "member truncated")
 	}
 	return corrupt(member, device, off, "%w", err)
-}
-
-// numbered splits chunk names like "chunk-000000003.gz" and
-// "chunk000000003.gz" into stem, digits and extension.
-var numbered = regexp.MustCompile(`^(.*?)([0-9]+)(\.gz)?$`)
-
-// nextChunkName returns the name that would follow last in its numbering.
-func nextChunkName(prefix, last string) (string, bool) {
-	m := numbered.FindStringSubmatch(last)
-	if m == nil {
-		return "", false
-	}
-	n, err := strconv.ParseInt(m[2], 10, 64)
-	if err != nil {
-		return "", false
-	}
-	return fmt.Sprintf("%s/%s%0*d%s", prefix, m[1], len(m[2]), n+1, m[3]), true
-}
-
-// missingChunk reports the member missing before suffix: chunk 0 when the
-// first chunk is numbered above zero (every known producer, xapi's CLI,
-// split -d and rBuilder, counts from zero), or the one skipped when last and
-// suffix are numbered alike and the numbers jump.
-func missingChunk(prefix, last, suffix string, k int64) (string, bool) {
-	ms := numbered.FindStringSubmatch(suffix)
-	if ms == nil {
-		return "", false
-	}
-	if k == 0 {
-		if strings.Trim(ms[2], "0") != "" {
-			return fmt.Sprintf("%s/%s%0*d%s", prefix, ms[1], len(ms[2]), 0, ms[3]), true
-		}
-		return "", false
-	}
-	ml := numbered.FindStringSubmatch(last)
-	if ml == nil || ml[1] != ms[1] || len(ml[2]) != len(ms[2]) || ml[3] != ms[3] {
-		return "", false
-	}
-	want, ok := nextChunkName(prefix, last)
-	if ok && want != prefix+"/"+suffix {
-		return want, true
-	}
-	return "", false
 }
 
 // diskStats is what a pass over a disk's members learned without decoding.

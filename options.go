@@ -18,7 +18,7 @@ type options struct {
 	format     Generation // 0: the input's own, or legacy
 	compress   string     // "", "gzip", "zstd"
 	checksum   chunk.Checksum
-	onBadBlock func(*chunk.BlockError)
+	onBadBlock func(*chunk.MemberError)
 }
 
 func makeOptions(opts []Option) (*options, error) {

@@ -78,7 +78,7 @@ func HashText(c Checksum, data []byte) string {
 // BlockName is the member name of block n of the disk with prefix.
 func BlockName(prefix string, n int64) string { return fmt.Sprintf("%s/%08d", prefix, n) }
 
-// Errors of the block codec; a *BlockError says which member.
+// Errors of the block codec; a *MemberError says which member.
 var (
 	ErrHashMismatch  = errors.New("chunk: block hash mismatch")
 	ErrNoChecksum    = errors.New("chunk: block is not followed by its checksum member")
@@ -89,15 +89,16 @@ var (
 	ErrBlockTooLarge = errors.New("chunk: block member too large")
 )
 
-// BlockError locates a block codec error.
-type BlockError struct {
+// MemberError locates an error of either disk encoding: the member, and the
+// disk offset of the data it holds.
+type MemberError struct {
 	Member string
 	Offset int64 // disk offset of the block
 	Err    error
 }
 
-func (e *BlockError) Error() string { return e.Member + ": " + e.Err.Error() }
-func (e *BlockError) Unwrap() error { return e.Err }
+func (e *MemberError) Error() string { return e.Member + ": " + e.Err.Error() }
+func (e *MemberError) Unwrap() error { return e.Err }
 
 // MemberWriter receives whole members.
 type MemberWriter interface {
@@ -112,7 +113,7 @@ type BlockOptions struct {
 	// OnBadBlock, if set, is told of each block whose hash does not match,
 	// and the block's data is still emitted (salvage); otherwise a
 	// mismatch ends decoding.
-	OnBadBlock func(*BlockError)
+	OnBadBlock func(*MemberError)
 }
 
 // BlockStats counts what a disk's encoding holds.
@@ -214,21 +215,113 @@ type Member struct {
 	R    io.Reader
 }
 
+// BlockSeq follows the members of one disk's block encoding in archive
+// order, checking their names and placing each block on the disk. Blocks are
+// placed by running offset, never by number × 1 MiB: a number skipped means
+// a gap of BlockSize zero bytes, and a zero-length keep-alive member takes a
+// number without moving the offset. After an error the sequence goes on
+// from the member as given, so a checker can report every problem.
+type BlockSeq struct {
+	prefix  string
+	size    int64
+	pos     int64  // offset the next block starts at, before any gap
+	last    int64  // number of the last data member
+	pending string // data member awaiting its checksum member
+}
+
+// NewBlockSeq starts the sequence of the disk whose members are prefix/….
+func NewBlockSeq(prefix string, size int64) *BlockSeq {
+	return &BlockSeq{prefix: prefix, size: size, last: -1}
+}
+
+// Pos is the offset up to which blocks have been placed.
+func (s *BlockSeq) Pos() int64 { return s.pos }
+
+// Data places the data member name of size bytes and returns its offset.
+func (s *BlockSeq) Data(name string, size int64) (int64, error) {
+	fail := func(off int64, err error) (int64, error) { return off, &MemberError{Member: name, Offset: off, Err: err} }
+	if s.pending != "" {
+		p := s.pending
+		s.pending = ""
+		return fail(s.pos, fmt.Errorf("%w (the member after %s)", ErrNoChecksum, p))
+	}
+	num, ext, err := parseBlockName(s.prefix, name)
+	if err != nil {
+		return fail(s.pos, err)
+	}
+	if ext != "" {
+		return fail(s.pos, fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum))
+	}
+	off := s.pos
+	if num > s.last {
+		off += (num - s.last - 1) * BlockSize
+	}
+	s.pending = name
+	var seqErr error
+	switch {
+	case num <= s.last:
+		seqErr = fmt.Errorf("%w: %08d follows %08d", ErrBlockOrder, num, s.last)
+	case size > maxBlock:
+		seqErr = fmt.Errorf("%w: %d bytes", ErrBlockTooLarge, size)
+	case off+size > s.size:
+		seqErr = fmt.Errorf("%w: bytes %d to %d of a %d-byte disk", ErrPastEnd, off, off+size, s.size)
+	}
+	if num > s.last {
+		s.last = num
+	}
+	s.pos = off + size
+	if seqErr != nil {
+		return fail(off, seqErr)
+	}
+	return off, nil
+}
+
+// Checksum takes the member that follows a data member and returns its
+// hash kind; it must be named after the data member.
+func (s *BlockSeq) Checksum(name string) (Checksum, error) {
+	p := s.pending
+	s.pending = ""
+	switch {
+	case p != "" && name == p+XXHash.Ext():
+		return XXHash, nil
+	case p != "" && name == p+SHA1.Ext():
+		return SHA1, nil
+	case p == "":
+		return 0, &MemberError{Member: name, Offset: s.pos, Err: fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum)}
+	}
+	return 0, &MemberError{Member: p, Offset: s.pos, Err: ErrNoChecksum}
+}
+
+// End checks that the blocks reach the disk's end.
+func (s *BlockSeq) End() error {
+	if s.pending != "" {
+		p := s.pending
+		s.pending = ""
+		return &MemberError{Member: p, Offset: s.pos, Err: ErrNoChecksum}
+	}
+	if s.pos != s.size {
+		return &MemberError{Member: BlockName(s.prefix, s.last+1), Offset: s.pos,
+			Err: fmt.Errorf("%w: blocks end at byte %d of %d", ErrMissingBlocks, s.pos, s.size)}
+	}
+	return nil
+}
+
+// IsChecksumName reports whether name is a checksum member's.
+func IsChecksumName(name string) bool {
+	return strings.HasSuffix(name, XXHash.Ext()) || strings.HasSuffix(name, SHA1.Ext())
+}
+
 // ReadBlocks decodes one disk from members, which yields the disk's members
-// in archive order. Blocks are placed by running offset, never by number ×
-// 1 MiB: a number skipped means a gap of BlockSize zero bytes, and a
-// zero-length keep-alive member takes a number without moving the offset.
-// Every block's hash is checked, in parallel, against the member that must
-// follow it; data reach emit in order.
+// in archive order, placing them as BlockSeq does. Every block's hash is
+// checked, in parallel, against the member that must follow it; data reach
+// emit in order.
 func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix string, size int64, emit Emit, o BlockOptions) (BlockStats, error) {
 	st := BlockStats{Checksums: map[Checksum]int{}}
-	var pos int64
 	var emitted int64 // offset up to which progress was reported
-	lastNum := int64(-1)
 	type checked struct {
 		off  int64
 		buf  []byte
-		bad  *BlockError
+		bad  *MemberError
 		name string
 	}
 	pool := pipeline.NewOrdered(ctx, o.Jobs, func(c *checked) error {
@@ -252,11 +345,9 @@ func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix st
 		return nil
 	}, func(c *checked) { putBuf(c.buf) })
 
+	seq := NewBlockSeq(prefix, size)
 	next, stop := iter.Pull2(members)
 	defer stop()
-	fail := func(name string, off int64, err error) (BlockStats, error) {
-		return st, pool.Abort(&BlockError{Member: name, Offset: off, Err: err})
-	}
 	for {
 		m, err, ok := next()
 		if !ok {
@@ -265,53 +356,32 @@ func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix st
 		if err != nil {
 			return st, pool.Abort(err)
 		}
-		num, ext, err := parseBlockName(prefix, m.Name)
+		off, err := seq.Data(m.Name, m.Size)
 		if err != nil {
-			return fail(m.Name, pos, err)
-		}
-		if ext != "" {
-			return fail(m.Name, pos, fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum))
-		}
-		if num <= lastNum {
-			return fail(m.Name, pos, fmt.Errorf("%w: %08d follows %08d", ErrBlockOrder, num, lastNum))
-		}
-		pos += (num - lastNum - 1) * BlockSize
-		if m.Size > maxBlock {
-			return fail(m.Name, pos, fmt.Errorf("%w: %d bytes", ErrBlockTooLarge, m.Size))
-		}
-		if pos+m.Size > size {
-			return fail(m.Name, pos, fmt.Errorf("%w: bytes %d to %d of a %d-byte disk", ErrPastEnd, pos, pos+m.Size, size))
+			return st, pool.Abort(err)
 		}
 		buf := getBuf(int(m.Size))
 		if _, err := io.ReadFull(m.R, buf); err != nil {
 			putBuf(buf)
-			return fail(m.Name, pos, truncated(err))
+			return st, pool.Abort(&MemberError{Member: m.Name, Offset: off, Err: truncated(err)})
 		}
 		cm, err, ok := next()
 		if err != nil {
 			putBuf(buf)
 			return st, pool.Abort(err)
 		}
-		kind := Checksum(0)
-		switch {
-		case !ok:
-		case cm.Name == m.Name+XXHash.Ext():
-			kind = XXHash
-		case cm.Name == m.Name+SHA1.Ext():
-			kind = SHA1
+		if !ok {
+			cm.Name = ""
 		}
-		if kind == 0 {
+		kind, err := seq.Checksum(cm.Name)
+		if err != nil {
 			putBuf(buf)
-			return fail(m.Name, pos, ErrNoChecksum)
+			return st, pool.Abort(err)
 		}
-		if cm.Size > maxHash {
+		text, err := ReadHash(cm, off)
+		if err != nil {
 			putBuf(buf)
-			return fail(cm.Name, pos, fmt.Errorf("%w: a %d-byte checksum member", ErrBlockTooLarge, cm.Size))
-		}
-		text := make([]byte, cm.Size)
-		if _, err := io.ReadFull(cm.R, text); err != nil {
-			putBuf(buf)
-			return fail(cm.Name, pos, truncated(err))
+			return st, pool.Abort(err)
 		}
 		st.Blocks++
 		st.Data += m.Size
@@ -319,30 +389,40 @@ func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix st
 		if m.Size == 0 {
 			st.KeepAlive++
 		}
-		off, name := pos, m.Name
+		name := m.Name
 		err = pool.Submit(func(context.Context) (*checked, error) {
-			c := &checked{off: off, buf: buf, name: name}
-			if got := HashText(kind, buf); got != string(text) {
-				c.bad = &BlockError{Member: cm.Name, Offset: off, Err: mismatch(string(text), got)}
-			}
-			return c, nil
+			return &checked{off: off, buf: buf, name: name, bad: CheckHash(cm.Name, off, kind, buf, text)}, nil
 		})
 		if err != nil {
 			putBuf(buf)
 			break
 		}
-		pos += m.Size
-		lastNum = num
 	}
 	if err := pool.Close(); err != nil {
 		return st, err
 	}
-	if pos != size {
-		name := BlockName(prefix, lastNum+1)
-		return st, &BlockError{Member: name, Offset: pos,
-			Err: fmt.Errorf("%w: blocks end at byte %d of %d", ErrMissingBlocks, pos, size)}
+	return st, seq.End()
+}
+
+// ReadHash reads the text of the checksum member cm of the block at off.
+func ReadHash(cm Member, off int64) (string, error) {
+	if cm.Size > maxHash {
+		return "", &MemberError{Member: cm.Name, Offset: off, Err: fmt.Errorf("%w: a %d-byte checksum member", ErrBlockTooLarge, cm.Size)}
 	}
-	return st, nil
+	text := make([]byte, cm.Size)
+	if _, err := io.ReadFull(cm.R, text); err != nil {
+		return "", &MemberError{Member: cm.Name, Offset: off, Err: truncated(err)}
+	}
+	return string(text), nil
+}
+
+// CheckHash compares a block's hash with the text of its checksum member,
+// exactly as xapi does; it returns nil when they match.
+func CheckHash(member string, off int64, kind Checksum, data []byte, text string) *MemberError {
+	if got := HashText(kind, data); got != text {
+		return &MemberError{Member: member, Offset: off, Err: mismatch(text, got)}
+	}
+	return nil
 }
 
 func mismatch(want, got string) error {

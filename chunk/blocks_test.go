@@ -199,7 +199,7 @@ func TestBlockFaults(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, _, err := readBlocks(c.mutate(clone()), int64(len(b)), BlockOptions{})
-		var be *BlockError
+		var be *MemberError
 		if !errors.Is(err, c.want) || !errors.As(err, &be) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 			continue
@@ -217,8 +217,8 @@ func TestSalvageKeepsGoing(t *testing.T) {
 	ms[2].R.(*bytes.Reader).ReadAt(buf, 0)
 	buf[0] ^= 0xff
 	ms[2] = Member{ms[2].Name, ms[2].Size, bytes.NewReader(buf)}
-	var bad []*BlockError
-	got, _, err := readBlocks(ms, int64(len(b)), BlockOptions{OnBadBlock: func(e *BlockError) { bad = append(bad, e) }})
+	var bad []*MemberError
+	got, _, err := readBlocks(ms, int64(len(b)), BlockOptions{OnBadBlock: func(e *MemberError) { bad = append(bad, e) }})
 	if err != nil {
 		t.Fatal(err)
 	}
