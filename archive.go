@@ -17,7 +17,8 @@ import (
 // archive is an open archive being read front to back, disk by disk.
 type archive struct {
 	meta *Metadata
-	p    *peeker
+	c    container // the archive's container, as opened
+	p    *peeker   // its members, directory entries left out
 	seen map[string]bool
 	opts *options
 }
@@ -28,7 +29,7 @@ func openArchive(path string, o *options) (*archive, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peeker{c: c}
+	p := &peeker{c: skipDirs{c}}
 	doc, err := readOVA(p)
 	if err != nil {
 		c.close()
@@ -45,10 +46,10 @@ func openArchive(path string, o *options) (*archive, error) {
 	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
 		tf.sortByName()
 	}
-	return &archive{meta: meta, p: p, seen: map[string]bool{}, opts: o}, nil
+	return &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o}, nil
 }
 
-func (a *archive) close() error { return a.p.c.close() }
+func (a *archive) close() error { return a.c.close() }
 
 // nextDisk returns the disk whose members come next, or, once the members
 // are used up, a declared disk that had none (an error unless it is empty).

@@ -23,7 +23,9 @@ const maxOVASize = 32 << 20
 
 // member is one file of an archive.
 type member struct {
-	name string
+	name string // normalised: a leading "./" removed
+	raw  string // as the archive spells it
+	dir  bool   // a tar directory entry, which carries no data
 	size int64
 	r    io.Reader // the member's data; valid until the next member
 	// open gives an independent reader of the data, for reading members
@@ -174,16 +176,26 @@ func (t *tarContainer) next() (*member, error) {
 			return nil, tarError(err, t.tr.Pos())
 		}
 		name := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0) {
-			continue
-		}
-		if !h.IsRegular() {
+		dir := h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0)
+		if !dir && !h.IsRegular() {
 			return nil, corrupt(h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
 		}
-		if !filepath.IsLocal(name) || strings.Contains(name, `\`) {
+		if local := strings.TrimSuffix(name, "/"); local != "" && local != "." && (!filepath.IsLocal(local) || strings.Contains(name, `\`)) {
 			return nil, corrupt(h.Name, "", -1, "member name escapes the archive")
 		}
-		return &member{name: name, size: h.Size, r: t.tr}, nil
+		return &member{name: name, raw: h.Name, dir: dir, size: h.Size, r: t.tr}, nil
+	}
+}
+
+// skipDirs hides directory entries: readers of the data never need them.
+type skipDirs struct{ container }
+
+func (s skipDirs) next() (*member, error) {
+	for {
+		m, err := s.container.next()
+		if err != nil || !m.dir {
+			return m, err
+		}
 	}
 }
 
@@ -212,12 +224,15 @@ func tarError(err error, pos int64) error {
 type tarFileContainer struct {
 	f       *os.File
 	members []indexed
-	// Reordered is set when the physical order differed from name order.
+	// reordered is set when the physical order differed from name order.
 	reordered bool
+	sawEnd    bool // the archive ends with two zero blocks
+	strays    int  // single zero blocks between headers
 }
 
 type indexed struct {
-	name      string
+	name, raw string
+	dir       bool
 	size, off int64
 }
 
@@ -233,8 +248,9 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 			f.Close()
 			return nil, err
 		}
-		t.members = append(t.members, indexed{m.name, m.size, tc.tr.DataOffset()})
+		t.members = append(t.members, indexed{m.name, m.raw, m.dir, m.size, tc.tr.DataOffset()})
 	}
+	t.sawEnd, t.strays = tc.tr.SawEnd(), tc.tr.StrayZeroBlocks()
 	return t, nil
 }
 
@@ -262,7 +278,7 @@ func (t *tarFileContainer) next() (*member, error) {
 		return io.NopCloser(&memberReader{r: io.NewSectionReader(t.f, m.off, m.size)}), nil
 	}
 	r, _ := open()
-	return &member{name: m.name, size: m.size, r: r, open: open}, nil
+	return &member{name: m.name, raw: m.raw, dir: m.dir, size: m.size, r: r, open: open}, nil
 }
 
 // memberReader reads a member of a tar file; reaching the end of the file
@@ -376,7 +392,7 @@ func (d *dirContainer) next() (*member, error) {
 		return nil, ioError{err}
 	}
 	d.cur = f
-	return &member{name: name, size: st.Size(), r: f, open: open}, nil
+	return &member{name: name, raw: name, size: st.Size(), r: f, open: open}, nil
 }
 
 func (d *dirContainer) close() error {

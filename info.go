@@ -64,7 +64,7 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 	vm := a.meta.VM
 	res := &InfoResult{
 		Archive:     path,
-		Form:        a.p.c.form(),
+		Form:        a.c.form(),
 		Generation:  a.meta.Generation,
 		Compression: "none",
 		VM: VMInfo{
@@ -76,7 +76,7 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 			KernelCmdline: vm.KernelCmdline,
 		},
 	}
-	if tc, ok := a.p.c.(*tarContainer); ok && tc.compression != "" {
+	if tc, ok := a.c.(*tarContainer); ok && tc.compression != "" {
 		res.Compression = tc.compression
 	}
 	res.Networks = []NetInfo{}

@@ -112,7 +112,7 @@ func (a *archive) decodeInto(ctx context.Context, d *Disk, sink disk.Sink) (int6
 		return err
 	}
 	var err error
-	if a.meta.Generation == Legacy && a.p.c.random() && disk.IsUnordered(sink) {
+	if a.meta.Generation == Legacy && a.c.random() && disk.IsUnordered(sink) {
 		err = a.decodeLegacyConcurrent(ctx, d, emit)
 	} else {
 		err = a.decode(ctx, d, emit)
