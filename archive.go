@@ -246,7 +246,7 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 // decodeChunk inflates one chunk placed at start.
 func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Reader, start, want int64, jobs int, emit chunk.Emit) error {
 	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance}
-	err := chunk.ReadGzipChunk(ctx, r, want, func(off int64, p []byte) error {
+	_, err := chunk.ReadGzipChunk(ctx, r, want, func(off int64, p []byte) error {
 		if err := emit(start+off, p); err != nil {
 			return writeError{err}
 		}

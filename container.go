@@ -156,6 +156,28 @@ func newTarContainer(r io.Reader, closer io.Closer, kind string) *tarContainer {
 func (t *tarContainer) form() string { return t.kind }
 func (t *tarContainer) random() bool { return false }
 
+// drain reads a compressed stream to its end after the tar's end, so that
+// the decompressor checks its own trailer (gzip's CRC-32 and ISIZE, zstd's
+// frame checksum): the tar reader stops at the end-of-archive blocks. It
+// returns io.EOF when the stream is sound.
+func (t *tarContainer) drain() error {
+	if t.decomp == nil {
+		return io.EOF
+	}
+	_, err := io.Copy(io.Discard, t.decomp)
+	t.decomp = nil
+	if err == nil {
+		return io.EOF
+	}
+	if errors.As(err, new(ioError)) {
+		return err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return corrupt("", "", -1, "the %s stream is truncated after the end of the tar", t.compression)
+	}
+	return corrupt("", "", -1, "the %s stream is damaged after the end of the tar: %w", t.compression, err)
+}
+
 func (t *tarContainer) close() error {
 	if t.decomp != nil {
 		t.decomp.Close()
@@ -170,7 +192,7 @@ func (t *tarContainer) next() (*member, error) {
 	for {
 		h, err := t.tr.Next()
 		if err == io.EOF {
-			return nil, io.EOF
+			return nil, t.drain()
 		}
 		if err != nil {
 			return nil, tarError(err, t.tr.Pos())
@@ -226,8 +248,9 @@ type tarFileContainer struct {
 	members []indexed
 	// reordered is set when the physical order differed from name order.
 	reordered bool
-	sawEnd    bool // the archive ends with two zero blocks
-	strays    int  // single zero blocks between headers
+	sawEnd    bool  // the archive ends with two zero blocks
+	strays    int   // single zero blocks between headers
+	err       error // what stopped the indexing, returned after the last good member
 }
 
 type indexed struct {
@@ -245,8 +268,13 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 			break
 		}
 		if err != nil {
-			f.Close()
-			return nil, err
+			if xerr := new(ioError); errors.As(err, xerr) {
+				f.Close()
+				return nil, err
+			}
+			// Corruption: the members before it can still be read.
+			t.err = err
+			break
 		}
 		t.members = append(t.members, indexed{m.name, m.raw, m.dir, m.size, tc.tr.DataOffset()})
 	}
@@ -270,6 +298,9 @@ func (t *tarFileContainer) close() error { return t.f.Close() }
 
 func (t *tarFileContainer) next() (*member, error) {
 	if len(t.members) == 0 {
+		if t.err != nil {
+			return nil, t.err
+		}
 		return nil, io.EOF
 	}
 	m := t.members[0]

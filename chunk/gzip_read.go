@@ -26,40 +26,47 @@ type Emit func(off int64, p []byte) error
 // ReadGzipChunk inflates one gzip chunk from r, which must decode to exactly
 // want bytes, checking CRC-32 and ISIZE, and hands the data to emit. It
 // reads r to its end: anything after the gzip data is an error, as is
-// output past want (so a decompression bomb stops at want+1 bytes).
+// output past want (so a decompression bomb stops at want+1 bytes). With
+// want < 0 any length up to ChunkSize is accepted. It returns the number of
+// bytes the chunk holds.
 //
 // A chunk carrying our piece index is inflated in parallel and its all-zero
 // pieces are recognised without inflating; any other gzip file, multi-member
 // ones included, is inflated sequentially as gzip -d would.
-func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o GzipOptions) error {
+func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o GzipOptions) (int64, error) {
+	exact := want >= 0
+	if !exact {
+		want = ChunkSize
+	}
 	br := bufio.NewReaderSize(r, 1<<17)
 	hdr, err := br.Peek(gzipHeaderLen + 2)
 	if len(hdr) < 2 || hdr[0] != 0x1f || hdr[1] != 0x8b {
 		if err == io.EOF && len(hdr) == 0 {
-			return fmt.Errorf("%w: empty file", ErrNotGzip)
+			return 0, fmt.Errorf("%w: empty file", ErrNotGzip)
 		}
-		return ErrNotGzip
+		return 0, ErrNotGzip
 	}
 	if len(hdr) == gzipHeaderLen+2 && hdr[3]&0x04 != 0 {
 		xlen := int(binary.LittleEndian.Uint16(hdr[gzipHeaderLen:]))
 		full, _ := br.Peek(gzipHeaderLen + 2 + xlen)
 		if len(full) == gzipHeaderLen+2+xlen && hdr[3]&^0x04 == 0 {
-			if idx := parseIndex(full[gzipHeaderLen+2:]); idx != nil && idx.length == want {
+			idx := parseIndex(full[gzipHeaderLen+2:])
+			if idx != nil && (idx.length == want || !exact && idx.length <= ChunkSize) {
 				if _, err := br.Discard(len(full)); err != nil {
-					return err
+					return 0, err
 				}
-				return readIndexed(ctx, br, idx, emit, o)
+				return idx.length, readIndexed(ctx, br, idx, emit, o)
 			}
 		}
 	}
-	return readSequential(ctx, br, want, emit, o)
+	return readSequential(ctx, br, want, exact, emit, o)
 }
 
 // readSequential inflates every gzip member in r in turn.
-func readSequential(ctx context.Context, r io.Reader, want int64, emit Emit, o GzipOptions) error {
+func readSequential(ctx context.Context, r io.Reader, want int64, exact bool, emit Emit, o GzipOptions) (int64, error) {
 	zr, err := pgzip.NewReaderN(r, PieceSize, 4)
 	if err != nil {
-		return gzipErr(err)
+		return 0, gzipErr(err)
 	}
 	defer zr.Close()
 	buf := getBuf(PieceSize)
@@ -67,38 +74,39 @@ func readSequential(ctx context.Context, r io.Reader, want int64, emit Emit, o G
 	var off int64
 	for off < want {
 		if err := ctx.Err(); err != nil {
-			return err
+			return off, err
 		}
 		p := buf[:min(PieceSize, want-off)]
 		n, err := io.ReadFull(zr, p)
 		if n > 0 && !disk.IsZero(p[:n]) {
 			if err := emit(off, p[:n]); err != nil {
-				return err
+				return off, err
 			}
 		}
 		off += int64(n)
 		if o.Progress != nil {
 			o.Progress(int64(n))
 		}
+		if (err == io.EOF || err == io.ErrUnexpectedEOF) && !exact {
+			return off, nil // the reader verified the last CRC-32 on reaching EOF
+		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return fmt.Errorf("%w: %d bytes, want %d", ErrTooShort, off, want)
+			return off, fmt.Errorf("%w: %d bytes, want %d", ErrTooShort, off, want)
 		}
 		if err != nil {
-			return gzipErr(err)
+			return off, gzipErr(err)
 		}
 	}
 	// Reading on to EOF checks the last CRC-32 and ISIZE and catches
 	// output past want.
 	var one [1]byte
 	switch n, err := zr.Read(one[:]); {
-	case n > 0:
-		return fmt.Errorf("%w of %d bytes", ErrTooLong, want)
+	case n > 0 || err == nil:
+		return off, fmt.Errorf("%w of %d bytes", ErrTooLong, want)
 	case err == io.EOF:
-		return nil
-	case err == nil:
-		return fmt.Errorf("%w of %d bytes", ErrTooLong, want)
+		return off, nil
 	default:
-		return gzipErr(err)
+		return off, gzipErr(err)
 	}
 }
 

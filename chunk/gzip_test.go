@@ -85,7 +85,7 @@ func encode(t testing.TB, b []byte, holes bool, o GzipOptions) []byte {
 func decode(gz []byte, want int64, o GzipOptions) ([]byte, error) {
 	out := make([]byte, want)
 	last := int64(-1)
-	err := ReadGzipChunk(context.Background(), bytes.NewReader(gz), want, func(off int64, p []byte) error {
+	_, err := ReadGzipChunk(context.Background(), bytes.NewReader(gz), want, func(off int64, p []byte) error {
 		if off < last {
 			return errors.New("emit out of order")
 		}
@@ -294,6 +294,21 @@ func TestNotGzip(t *testing.T) {
 	for _, in := range [][]byte{nil, []byte("x"), []byte("hello, world")} {
 		if _, err := decode(in, 10, GzipOptions{}); !errors.Is(err, ErrNotGzip) {
 			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+func TestAnyLength(t *testing.T) {
+	b := testDisk(2*PieceSize+77, 10)
+	for _, gz := range [][]byte{encode(t, b, false, GzipOptions{Level: 6}), foreignGzip(b, 2)} {
+		n, err := ReadGzipChunk(context.Background(), bytes.NewReader(gz), -1, func(int64, []byte) error { return nil }, GzipOptions{})
+		if err != nil || n != int64(len(b)) {
+			t.Fatalf("any length: %d bytes, %v", n, err)
+		}
+		bad := bytes.Clone(gz)
+		bad[len(bad)-7] ^= 1 // CRC-32
+		if _, err := ReadGzipChunk(context.Background(), bytes.NewReader(bad), -1, func(int64, []byte) error { return nil }, GzipOptions{}); !errors.Is(err, ErrChecksum) {
+			t.Fatalf("any length, bad CRC: %v", err)
 		}
 	}
 }

@@ -1,0 +1,53 @@
+package verify
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xva-tools/xva/fixtures"
+)
+
+func TestCorpus(t *testing.T) {
+	dir := t.TempDir()
+	intact, cases, err := fixtures.Corpus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 25 {
+		t.Fatalf("the corpus has %d faults; it needs at least 25", len(cases))
+	}
+	for _, p := range intact {
+		rep := Archive(context.Background(), p, Options{})
+		if !rep.OK || len(rep.Problems) > 0 || rep.Error != "" {
+			t.Errorf("intact %s: %+v %s", filepath.Base(p), rep.Problems, rep.Error)
+		}
+		for _, d := range rep.Disks {
+			if d.Verified == 0 || !d.OK {
+				t.Errorf("intact %s: disk %s verified %d bytes", filepath.Base(p), d.Device, d.Verified)
+			}
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.Fault, func(t *testing.T) {
+			rep := Archive(context.Background(), c.Path, Options{Jobs: 3})
+			if rep.OK || rep.Error != "" {
+				t.Fatalf("OK=%v error=%q problems=%+v", rep.OK, rep.Error, rep.Problems)
+			}
+			for _, p := range rep.Problems {
+				switch {
+				case c.Member != "" && p.Member == c.Member,
+					c.Member == "" && c.Disk != "" && p.Disk == c.Disk,
+					c.Member == "" && c.Disk == "" && string(p.Kind) == c.Kind:
+					return
+				}
+			}
+			var got []string
+			for _, p := range rep.Problems {
+				got = append(got, string(p.Kind)+" "+p.Member+" disk="+p.Disk+": "+p.Message)
+			}
+			t.Fatalf("no problem names member=%q disk=%q kind=%q; got:\n%s", c.Member, c.Disk, c.Kind, strings.Join(got, "\n"))
+		})
+	}
+}
