@@ -189,24 +189,22 @@ func (t *tarContainer) close() error {
 }
 
 func (t *tarContainer) next() (*member, error) {
-	for {
-		h, err := t.tr.Next()
-		if err == io.EOF {
-			return nil, t.drain()
-		}
-		if err != nil {
-			return nil, tarError(err, t.tr.Pos())
-		}
-		name := strings.TrimPrefix(h.Name, "./")
-		dir := h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0)
-		if !dir && !h.IsRegular() {
-			return nil, corrupt(h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
-		}
-		if local := strings.TrimSuffix(name, "/"); local != "" && local != "." && (!filepath.IsLocal(local) || strings.Contains(name, `\`)) {
-			return nil, corrupt(h.Name, "", -1, "member name escapes the archive")
-		}
-		return &member{name: name, raw: h.Name, dir: dir, size: h.Size, r: t.tr}, nil
+	h, err := t.tr.Next()
+	if err == io.EOF {
+		return nil, t.drain()
 	}
+	if err != nil {
+		return nil, tarError(err, t.tr.Pos())
+	}
+	name := strings.TrimPrefix(h.Name, "./")
+	dir := h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0)
+	if !dir && !h.IsRegular() {
+		return nil, corrupt(h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
+	}
+	if local := strings.TrimSuffix(name, "/"); local != "" && local != "." && (!filepath.IsLocal(local) || strings.Contains(name, `\`)) {
+		return nil, corrupt(h.Name, "", -1, "member name escapes the archive")
+	}
+	return &member{name: name, raw: h.Name, dir: dir, size: h.Size, r: t.tr}, nil
 }
 
 // skipDirs hides directory entries: readers of the data never need them.

@@ -239,7 +239,9 @@ func (s *BlockSeq) Pos() int64 { return s.pos }
 
 // Data places the data member name of size bytes and returns its offset.
 func (s *BlockSeq) Data(name string, size int64) (int64, error) {
-	fail := func(off int64, err error) (int64, error) { return off, &MemberError{Member: name, Offset: off, Err: err} }
+	fail := func(off int64, err error) (int64, error) {
+		return off, &MemberError{Member: name, Offset: off, Err: err}
+	}
 	if s.pending != "" {
 		p := s.pending
 		s.pending = ""

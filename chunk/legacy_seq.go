@@ -28,7 +28,9 @@ type LegacySeq struct {
 }
 
 // NewLegacySeq starts the sequence of the disk whose chunks are prefix/….
-func NewLegacySeq(prefix string, size int64) *LegacySeq { return &LegacySeq{prefix: prefix, size: size} }
+func NewLegacySeq(prefix string, size int64) *LegacySeq {
+	return &LegacySeq{prefix: prefix, size: size}
+}
 
 // Add places the chunk called name and returns its offset and the exact
 // number of bytes it must inflate to.
