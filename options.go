@@ -19,6 +19,7 @@ type options struct {
 	compress   string     // "", "gzip", "zstd"
 	checksum   chunk.Checksum
 	onBadBlock func(*chunk.MemberError)
+	salvage    func(BadBlock)
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -109,3 +110,17 @@ func WithChecksum(c chunk.Checksum) Option {
 
 // ParseChecksum reads a block hash name: "xxhash" or "sha1".
 func ParseChecksum(s string) (chunk.Checksum, error) { return chunk.ParseChecksum(s) }
+
+// BadBlock is a block that failed its hash and was written as found.
+type BadBlock struct {
+	Member string // the checksum member that disagrees
+	Offset int64  // disk offset of the block
+	Err    error
+}
+
+// WithSalvage makes Unpack of an xapi archive write blocks whose hash does
+// not match, as found, instead of stopping; fn is told of each one. Unpack
+// then completes its output and returns a *CorruptError that counts them.
+func WithSalvage(fn func(BadBlock)) Option {
+	return func(o *options) error { o.salvage = fn; return nil }
+}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/raw"
@@ -20,6 +21,7 @@ type UnpackResult struct {
 	OutDir     string
 	Generation Generation
 	Disks      []UnpackedDisk
+	BadBlocks  []BadBlock // blocks written despite a bad hash (salvage)
 }
 
 // UnpackedDisk describes one written disk image.
@@ -50,6 +52,17 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 		return nil, err
 	}
 	defer a.close()
+	var bad []BadBlock
+	if o.salvage != nil {
+		if a.meta.Generation != XAPI {
+			return nil, fmt.Errorf("xva: --salvage needs an xapi archive, whose blocks are hashed one by one; a legacy chunk is one gzip stream")
+		}
+		o.onBadBlock = func(e *chunk.MemberError) {
+			b := BadBlock{Member: e.Member, Offset: e.Offset, Err: e.Err}
+			bad = append(bad, b)
+			o.salvage(b)
+		}
+	}
 	tmp, err := fsutil.MkdirTemp(outdir)
 	if err != nil {
 		return nil, err
@@ -67,6 +80,11 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	res.OutDir = outdir
 	for i := range res.Disks {
 		res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
+	}
+	if len(bad) > 0 {
+		res.BadBlocks = bad
+		return res, &CorruptError{Member: bad[0].Member, Offset: bad[0].Offset,
+			Err: fmt.Errorf("%d blocks failed their hash and were written as found (salvage)", len(bad))}
 	}
 	return res, nil
 }

@@ -50,7 +50,10 @@ func report(err error, interrupted bool) int {
 
 func exitCode(err error) int {
 	var u usageError
+	var s silentError
 	switch {
+	case errors.As(err, &s):
+		return s.code
 	case errors.As(err, &u):
 		return exitUsage
 	case xva.IsCorrupt(err):
@@ -65,3 +68,12 @@ type usageError struct{ error }
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
+
+// silentError carries an exit code for a result already printed, such as a
+// verify verdict.
+type silentError struct {
+	code int
+	msg  string
+}
+
+func (e silentError) Error() string { return e.msg }

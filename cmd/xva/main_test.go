@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/tarx"
 )
@@ -228,5 +230,119 @@ func TestXapiCorruptBlockExits3(t *testing.T) {
 	r := run(t, dir, nil, "unpack", "x.xva", "out")
 	if r.code != 3 || !strings.Contains(r.stderr, ".xxhash") {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestVerifyCorpusThroughTheBinary(t *testing.T) {
+	dir := t.TempDir()
+	intact, cases, err := fixtures.Corpus(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Intact archives alone: exit 0, one OK line each.
+	r := run(t, dir, nil, append([]string{"verify"}, intact...)...)
+	if r.code != 0 || strings.Count(r.stdout, "OK ") != len(intact) {
+		t.Fatalf("intact: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if q := run(t, dir, nil, append([]string{"verify", "--quiet"}, intact...)...); q.code != 0 || q.stdout != "" {
+		t.Fatalf("--quiet on intact archives printed %q", q.stdout)
+	}
+	// Everything at once: exit 3, a report per archive, valid JSON.
+	args := []string{"verify", "--json"}
+	args = append(args, intact...)
+	for _, c := range cases {
+		args = append(args, c.Path)
+	}
+	r = run(t, dir, nil, args...)
+	if r.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", r.code, r.stderr)
+	}
+	validateSchema(t, r.stdout)
+	var doc struct {
+		OK       bool
+		Archives []struct {
+			Archive  string
+			OK       bool
+			Problems []struct{ Kind, Member, Disk string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.OK || len(doc.Archives) != len(intact)+len(cases) {
+		t.Fatalf("ok=%v, %d reports", doc.OK, len(doc.Archives))
+	}
+	for i, rep := range doc.Archives[len(intact):] {
+		c := cases[i]
+		found := false
+		for _, p := range rep.Problems {
+			found = found || c.Member != "" && p.Member == c.Member || c.Member == "" && c.Disk != "" && p.Disk == c.Disk ||
+				c.Member == "" && c.Disk == "" && p.Kind == c.Kind
+		}
+		if rep.OK || !found {
+			t.Errorf("%s: ok=%v, problems %+v", c.Fault, rep.OK, rep.Problems)
+		}
+	}
+	// A missing file is an I/O error: exit 1.
+	if r := run(t, dir, nil, "verify", intact[0], "nonexistent.xva"); r.code != 1 || !strings.Contains(r.stdout, "ERROR") {
+		t.Fatalf("missing file: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// validateSchema checks a verify --json document against the schema the
+// README documents.
+func validateSchema(t *testing.T, doc string) {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	sch, err := c.Compile("../../docs/verify-report.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Validate(v); err != nil {
+		t.Fatalf("verify --json does not match docs/verify-report.schema.json: %v", err)
+	}
+}
+
+func TestSalvage(t *testing.T) {
+	dir, sums := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "sda=sda.img", "x.xva")
+	b, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
+	tr := tarx.NewReader(bytes.NewReader(b))
+	tr.Next()
+	tr.Next()
+	tr.Next()
+	h, _ := tr.Next() // the second block: sda/00000001
+	b[h.DataOffset+10] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "x.xva"), b, 0o644)
+	if r := run(t, dir, nil, "unpack", "x.xva", "strict"); r.code != 3 {
+		t.Fatalf("plain unpack of a bad block: exit %d", r.code)
+	}
+	r := run(t, dir, nil, "unpack", "--salvage", "--json", "x.xva", "rescued")
+	if r.code != 3 || !strings.Contains(r.stderr, "bad block: "+h.Name+".xxhash") {
+		t.Fatalf("salvage: exit %d\n%s", r.code, r.stderr)
+	}
+	var doc struct{ BadBlocks []struct{ Member string } `json:"bad_blocks"` }
+	json.Unmarshal([]byte(r.stdout), &doc)
+	if len(doc.BadBlocks) != 1 {
+		t.Fatalf("salvage JSON: %s", r.stdout)
+	}
+	// The disk is there, identical to the original but for the flipped byte.
+	orig, _ := os.ReadFile(filepath.Join(dir, "sda.img"))
+	got, err := os.ReadFile(filepath.Join(dir, "rescued", "sda.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := 0
+	for i := range orig {
+		if orig[i] != got[i] {
+			diff++
+		}
+	}
+	if diff != 1 || len(got) != len(orig) || sums["sda"] == "" {
+		t.Fatalf("salvaged disk differs in %d bytes", diff)
 	}
 }

@@ -10,6 +10,7 @@ import (
 )
 
 func newUnpackCmd(g *globals) *cobra.Command {
+	var salvage bool
 	cmd := &cobra.Command{
 		Use:   "unpack ARCHIVE OUTDIR",
 		Short: "Write an archive's VM out as ova.xml plus one sparse raw image per disk",
@@ -25,24 +26,37 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
   xva unpack web.xva vm/
 
   # Unpack from a pipe
-  cat web.xva | xva unpack - vm/`,
+  cat web.xva | xva unpack - vm/
+
+  # Rescue what a damaged xapi archive holds, bad blocks included
+  xva unpack --salvage damaged.xva rescued/`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := xva.Unpack(cmd.Context(), args[0], args[1], g.options()...)
-			if err != nil {
+			opts := g.options()
+			if salvage {
+				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
+				}))
+			}
+			res, err := xva.Unpack(cmd.Context(), args[0], args[1], opts...)
+			if res == nil {
 				return err
 			}
 			if g.json {
-				return printJSON(unpackJSON(res))
+				if jerr := printJSON(unpackJSON(res)); jerr != nil {
+					return jerr
+				}
+				return err
 			}
 			for _, d := range res.Disks {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s of data)\n", d.Path,
 					humanize.IBytes(uint64(d.Size)), humanize.IBytes(uint64(d.Data)))
 			}
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&salvage, "salvage", false, "xapi archives: write blocks that fail their hash as found, report each, and exit 3")
 	return cmd
 }
 
@@ -51,6 +65,13 @@ type unpackResultJSON struct {
 	OutDir        string             `json:"outdir"`
 	Format        string             `json:"format"`
 	Disks         []unpackedDiskJSON `json:"disks"`
+	BadBlocks     []badBlockJSON     `json:"bad_blocks"`
+}
+
+type badBlockJSON struct {
+	Member  string `json:"member"`
+	Offset  int64  `json:"offset"`
+	Message string `json:"message"`
 }
 
 type unpackedDiskJSON struct {
@@ -61,7 +82,11 @@ type unpackedDiskJSON struct {
 }
 
 func unpackJSON(r *xva.UnpackResult) unpackResultJSON {
-	out := unpackResultJSON{SchemaVersion: schemaVersion, OutDir: r.OutDir, Format: r.Generation.String(), Disks: []unpackedDiskJSON{}}
+	out := unpackResultJSON{SchemaVersion: schemaVersion, OutDir: r.OutDir, Format: r.Generation.String(),
+		Disks: []unpackedDiskJSON{}, BadBlocks: []badBlockJSON{}}
+	for _, b := range r.BadBlocks {
+		out.BadBlocks = append(out.BadBlocks, badBlockJSON{b.Member, b.Offset, b.Err.Error()})
+	}
 	for _, d := range r.Disks {
 		out.Disks = append(out.Disks, unpackedDiskJSON{d.Device, d.Path, d.Size, d.Data})
 	}
