@@ -325,7 +325,9 @@ func TestSalvage(t *testing.T) {
 	if r.code != 3 || !strings.Contains(r.stderr, "bad block: "+h.Name+".xxhash") {
 		t.Fatalf("salvage: exit %d\n%s", r.code, r.stderr)
 	}
-	var doc struct{ BadBlocks []struct{ Member string } `json:"bad_blocks"` }
+	var doc struct {
+		BadBlocks []struct{ Member string } `json:"bad_blocks"`
+	}
 	json.Unmarshal([]byte(r.stdout), &doc)
 	if len(doc.BadBlocks) != 1 {
 		t.Fatalf("salvage JSON: %s", r.stdout)
