@@ -4,7 +4,7 @@ BIN      := bin/xva
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := 2026.2.2
 
-.PHONY: all build demo test lint unit clean
+.PHONY: all build demo test lint unit bench clean
 
 all: build
 
@@ -35,6 +35,12 @@ lint:
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+# Side-by-side measurements against pigz, tar+xxhsum (and qemu-img); a few
+# minutes at the default 4 GiB disk. SIZE=16GiB make bench for a bigger one.
+SIZE ?= 4GiB
+bench:
+	$(GO) run ./bench -size $(SIZE) -out bench/results.json
 
 clean:
 	rm -rf bin demo

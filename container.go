@@ -259,7 +259,13 @@ type indexed struct {
 
 func indexTarFile(f *os.File) (*tarFileContainer, error) {
 	t := &tarFileContainer{f: f}
-	tc := newTarContainer(ioReader{f}, nil, "tar")
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, ioError{err}
+	}
+	// Headers are read by offset: skipping a member's data costs nothing.
+	tc := newTarContainer(fileReader{io.NewSectionReader(f, 0, st.Size())}, nil, "tar")
 	for {
 		m, err := tc.next()
 		if err == io.EOF {
@@ -308,6 +314,18 @@ func (t *tarFileContainer) next() (*member, error) {
 	}
 	r, _ := open()
 	return &member{name: m.name, raw: m.raw, dir: m.dir, size: m.size, r: r, open: open}, nil
+}
+
+// fileReader reads a file by offset: seeking is free and the size known,
+// and its errors are the medium's.
+type fileReader struct{ *io.SectionReader }
+
+func (f fileReader) Read(p []byte) (int, error) {
+	n, err := f.SectionReader.Read(p)
+	if err != nil && err != io.EOF {
+		err = ioError{err}
+	}
+	return n, err
 }
 
 // memberReader reads a member of a tar file; reaching the end of the file

@@ -123,8 +123,9 @@ type checker struct {
 	last  string // ID of the last disk whose members came
 	work  *errgroup.Group
 	ctx   context.Context
-	xapi  bool
-	dir   bool // the archive is a directory: member order means nothing
+	xapi   bool
+	dir    bool // the archive is a directory: member order means nothing
+	random bool // members can be read independently, by workers
 }
 
 // diskState follows one disk's members.
@@ -143,7 +144,30 @@ type diskState struct {
 type pendingBlock struct {
 	name string
 	off  int64
-	data []byte
+	data []byte                       // read already (a stream)
+	open func() (io.ReadCloser, error) // or read by the worker (a tar file)
+	size int64
+}
+
+// load returns the block's data, reading it if it was left for a worker.
+func (p *pendingBlock) load() ([]byte, error) {
+	if p.open == nil {
+		return p.data, nil
+	}
+	rc, err := p.open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data := getBlock(p.size)
+	if _, err := io.ReadFull(rc, data); err != nil {
+		putBlock(data)
+		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+			return nil, &xva.CorruptError{Member: p.name, Offset: p.off, Err: errors.New("member truncated")}
+		}
+		return nil, err
+	}
+	return data, nil
 }
 
 func (c *checker) problem(kind Kind, member, disk string, off int64, format string, args ...any) {
@@ -164,6 +188,7 @@ func (c *checker) run(ctx context.Context, path string) {
 		c.rep.Compression = "none"
 	}
 	c.dir = r.Form() == "directory"
+	c.random = r.Random()
 	if !c.readMetadata(r) {
 		return
 	}
@@ -501,12 +526,22 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 		if err != nil {
 			return unwrapTruncation(err)
 		}
+		name := m.Name
 		c.work.Go(func() error {
-			if bad := chunk.CheckHash(m.Name, p.off, kind, p.data, text); bad != nil {
+			data, err := p.load()
+			if err != nil {
+				if xva.IsCorrupt(err) {
+					c.stop(p.name, err)
+					return nil
+				}
+				return err
+			}
+			defer putBlock(data)
+			if bad := chunk.CheckHash(name, p.off, kind, data, text); bad != nil {
 				c.memberProblem(st, bad)
 			} else {
 				c.mu.Lock()
-				st.verified += int64(len(p.data))
+				st.verified += int64(len(data))
 				c.mu.Unlock()
 			}
 			return nil
@@ -531,8 +566,14 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 	if m.Size > 64<<20 {
 		return c.discard(m)
 	}
-	data := make([]byte, m.Size)
+	if c.random {
+		// A worker reads it, in parallel with the others.
+		st.pending = &pendingBlock{name: m.Name, off: off, open: m.Open, size: m.Size}
+		return nil
+	}
+	data := getBlock(m.Size)
 	if _, err := io.ReadFull(m.R, data); err != nil {
+		putBlock(data)
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
 			return &xva.CorruptError{Member: m.Name, Offset: off, Err: errors.New("member truncated")}
 		}
@@ -548,6 +589,24 @@ func unwrapTruncation(err error) error {
 		return &xva.CorruptError{Member: me.Member, Offset: me.Offset, Err: errors.New("member truncated")}
 	}
 	return err
+}
+
+// Block buffers are reused: allocating and zeroing a fresh MiB per block
+// cost a fifth of a check's time.
+var blocks = sync.Pool{New: func() any { b := make([]byte, chunk.BlockSize); return &b }}
+
+func getBlock(n int64) []byte {
+	if n > chunk.BlockSize {
+		return make([]byte, n)
+	}
+	return (*blocks.Get().(*[]byte))[:n]
+}
+
+func putBlock(b []byte) {
+	if cap(b) == chunk.BlockSize {
+		b = b[:cap(b)]
+		blocks.Put(&b)
+	}
 }
 
 type nopProgress struct{}

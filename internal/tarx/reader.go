@@ -254,6 +254,22 @@ func (tr *Reader) skip(n int64) error {
 	if n == 0 {
 		return nil
 	}
+	// A reader that knows its size (an io.SectionReader over a file) seeks
+	// for free and needs no probe to notice truncation.
+	if s, ok := tr.r.(interface {
+		io.Seeker
+		Size() int64
+	}); ok {
+		end, err := s.Seek(n, io.SeekCurrent)
+		if err == nil {
+			if end > s.Size() {
+				tr.pos += s.Size() - (end - n)
+				return io.ErrUnexpectedEOF
+			}
+			tr.pos += n
+			return nil
+		}
+	}
 	if s, ok := tr.r.(io.Seeker); ok && n > 1 {
 		if _, err := s.Seek(n-1, io.SeekCurrent); err == nil {
 			tr.pos += n - 1

@@ -1,0 +1,379 @@
+// Command bench measures xva side by side with the tools people would
+// otherwise use (pigz, gzip, tar, xxhsum, qemu-img) on the same generated
+// disk in the same run, and prints wall time, throughput, output size and
+// peak memory of both, and their ratios. Results also go to a JSON file.
+//
+//	go run ./bench [-size 4GiB] [-data 0.15] [-dir /var/tmp] [-out bench/results.json]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/xva-tools/xva/fixtures"
+)
+
+// run is one measured command.
+type run struct {
+	Tool     string  `json:"tool"`
+	Command  string  `json:"command"`
+	Seconds  float64 `json:"seconds"`
+	CPU      float64 `json:"cpu_seconds"` // user + system, children included
+	MaxRSS   int64   `json:"max_rss_bytes"`
+	OutBytes int64   `json:"output_bytes,omitempty"`
+}
+
+// Cores is how many cores the run used on average.
+func (r run) Cores() float64 { return r.CPU / max(r.Seconds, 1e-9) }
+
+// result compares xva with an alternative on one task.
+type result struct {
+	Task      string  `json:"task"`
+	DiskBytes int64   `json:"disk_bytes"`
+	Ours      run     `json:"xva"`
+	Theirs    *run    `json:"baseline,omitempty"`
+	Speedup   float64 `json:"speedup,omitempty"`    // baseline time / xva time
+	SizeRatio float64 `json:"size_ratio,omitempty"` // xva output / baseline output
+	Target    string  `json:"target,omitempty"`
+	Met       *bool   `json:"met,omitempty"`
+}
+
+type bench struct {
+	dir, xva string
+	jobs     int
+	results  []result
+}
+
+func main() {
+	size := flag.String("size", "4GiB", "size of the benchmark disk")
+	data := flag.Float64("data", 0.15, "fraction of the disk holding data")
+	bigSize := flag.String("big", "32GiB", "size of the sparse disk for the memory check")
+	dir := flag.String("dir", "", "work directory (default: a new one under $TMPDIR); it needs about twice the data size free")
+	out := flag.String("out", "bench/results.json", "where to write the JSON results")
+	keep := flag.Bool("keep", false, "keep the work directory")
+	flag.Parse()
+	if err := mainErr(*size, *bigSize, *data, *dir, *out, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(size, bigSize string, data float64, dir, out string, keep bool) error {
+	n, err := humanize.ParseBytes(size)
+	if err != nil {
+		return err
+	}
+	big, err := humanize.ParseBytes(bigSize)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "xva-bench-"); err != nil {
+			return err
+		}
+	}
+	if !keep {
+		defer os.RemoveAll(dir)
+	}
+	b := &bench{dir: dir, jobs: runtime.NumCPU(), xva: filepath.Join(dir, "xva")}
+	if err := b.setup(); err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s, %d cores; disk %s with %.0f%% data\n\n", cpuModel(), b.jobs, humanize.IBytes(n), data*100)
+	disk := fixtures.Disk{Size: int64(n), Seed: 42, Data: data, MaxRegion: 16 << 20}
+	if _, err := disk.Write(b.path("disk.raw")); err != nil {
+		return err
+	}
+	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify} {
+		if err := step(int64(n)); err != nil {
+			return err
+		}
+	}
+	if err := b.memory(int64(big)); err != nil {
+		return err
+	}
+	b.print()
+	return b.save(out)
+}
+
+func (b *bench) path(name string) string { return filepath.Join(b.dir, name) }
+
+// setup builds xva and checks the baselines are installed.
+func (b *bench) setup() error {
+	if out, err := exec.Command("go", "build", "-o", b.xva, "./cmd/xva").CombinedOutput(); err != nil {
+		return fmt.Errorf("building xva: %v\n%s", err, out)
+	}
+	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar)", tool)
+		}
+	}
+	return nil
+}
+
+// measure runs a shell command in the work directory and returns its cost.
+// Times and peak RSS come from wait4's rusage, which covers the shell's
+// children too (CPU summed, RSS of the largest process).
+func (b *bench) measure(tool, script string) (run, error) {
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = b.dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := run{Tool: tool, Command: script, Seconds: time.Since(start).Seconds()}
+	if err != nil {
+		return r, fmt.Errorf("%s: %v\n%s", script, err, stderr.String())
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.CPU = tv(ru.Utime) + tv(ru.Stime)
+		r.MaxRSS = ru.Maxrss << 10
+	}
+	return r, nil
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+// size is the bytes a path occupies as a file or a directory tree.
+func (b *bench) size(rel string) int64 {
+	var n int64
+	filepath.Walk(b.path(rel), func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// same checks two files hold the same bytes, so a comparison is of equal work.
+func (b *bench) same(x, y string) error {
+	if out, err := exec.Command("cmp", b.path(x), b.path(y)).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s and %s differ: %s", x, y, out)
+	}
+	return nil
+}
+
+func (b *bench) compare(task string, disk int64, ours, theirs run, target string, met func(result) bool) {
+	r := result{Task: task, DiskBytes: disk, Ours: ours, Theirs: &theirs, Target: target}
+	r.Speedup = theirs.Seconds / max(ours.Seconds, 1e-9)
+	if ours.OutBytes > 0 && theirs.OutBytes > 0 {
+		r.SizeRatio = float64(ours.OutBytes) / float64(theirs.OutBytes)
+	}
+	if met != nil {
+		ok := met(r)
+		r.Met = &ok
+	}
+	b.results = append(b.results, r)
+}
+
+func (b *bench) alone(task string, disk int64, ours run, target string, met func(result) bool) {
+	r := result{Task: task, DiskBytes: disk, Ours: ours, Target: target}
+	if met != nil {
+		ok := met(r)
+		r.Met = &ok
+	}
+	b.results = append(b.results, r)
+}
+
+func (b *bench) legacy(n int64) error {
+	ours, err := b.measure("xva", fmt.Sprintf("%s pack --disk sda=disk.raw legacy.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	ours.OutBytes = b.size("legacy.xva")
+	// The same chunking with the standard tools, compressed on all cores,
+	// no temporary files.
+	theirs, err := b.measure("split+pigz", fmt.Sprintf(
+		"mkdir -p pigz && split -b 1000000000 -d -a 9 --filter='pigz -6 -p %d > $FILE.gz' disk.raw pigz/chunk-", b.jobs))
+	if err != nil {
+		return err
+	}
+	theirs.OutBytes = b.size("pigz")
+	b.compare("legacy pack", n, ours, theirs, "≥ 2× faster, ≤ 1.05× size",
+		func(r result) bool { return r.Speedup >= 2 && r.SizeRatio <= 1.05 })
+
+	ours, err = b.measure("xva", fmt.Sprintf("%s unpack legacy.xva legacy-out", b.xva))
+	if err != nil {
+		return err
+	}
+	theirs, err = b.measure("pigz+cp", "pigz -dc pigz/chunk-* | cp --sparse=always /dev/stdin pigz.raw")
+	if err != nil {
+		return err
+	}
+	if err := b.same("legacy-out/sda.raw", "pigz.raw"); err != nil {
+		return err
+	}
+	b.compare("legacy unpack", n, ours, theirs, "≥ 2× faster", func(r result) bool { return r.Speedup >= 2 })
+	os.RemoveAll(b.path("pigz"))
+	os.Remove(b.path("pigz.raw"))
+	os.RemoveAll(b.path("legacy-out"))
+	return nil
+}
+
+func (b *bench) xapi(n int64) error {
+	ours, err := b.measure("xva", fmt.Sprintf("%s pack --format xapi --disk xvda=disk.raw x.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	ours.OutBytes = b.size("x.xva")
+	// The same archive by hand: 1 MiB blocks, an uppercase XXH64 member each,
+	// a tar in name order (no zero-block skipping: tar and split cannot).
+	pack := `mkdir -p tx/Ref:1 && cd tx && cp ../ova.xml . 2>/dev/null; ` +
+		`split -b 1048576 -d -a 8 ../disk.raw Ref:1/ && ` +
+		`xxhsum -H1 Ref:1/* | awk '{ printf "%s", toupper($1) > ($2 ".xxhash") }' && ` +
+		`tar --sort=name --owner=0 --group=0 --mode=0400 -cf ../tx.tar Ref:1 && cd .. && rm -rf tx`
+	theirs, err := b.measure("split+xxhsum+tar", pack)
+	if err != nil {
+		return err
+	}
+	theirs.OutBytes = b.size("tx.tar")
+	b.compare("xapi pack", n, ours, theirs, "≥ 1.5× faster", func(r result) bool { return r.Speedup >= 1.5 })
+
+	ours, err = b.measure("xva", fmt.Sprintf("%s unpack x.xva x-out", b.xva))
+	if err != nil {
+		return err
+	}
+	unpack := `mkdir -p tu && tar -xf tx.tar -C tu && cd tu && ` +
+		`for f in Ref:1/*.xxhash; do printf '%s  %s\n' "$(tr A-F a-f < $f)" "${f%.xxhash}"; done > sums && ` +
+		`xxhsum -H1 -c --quiet sums && ls Ref:1/* | grep -v xxhash | xargs cat | cp --sparse=always /dev/stdin ../tx.raw && cd .. && rm -rf tu`
+	theirs, err = b.measure("tar+xxhsum+cp", unpack)
+	if err != nil {
+		return err
+	}
+	if err := b.same("x-out/xvda.raw", "tx.raw"); err != nil {
+		return err
+	}
+	b.compare("xapi unpack", n, ours, theirs, "≥ 1.5× faster", func(r result) bool { return r.Speedup >= 1.5 })
+	os.Remove(b.path("tx.tar"))
+	os.Remove(b.path("tx.raw"))
+	os.RemoveAll(b.path("x-out"))
+	return nil
+}
+
+func (b *bench) verify(n int64) error {
+	if _, err := b.measure("xva", fmt.Sprintf("%s pack --disk sda=disk.raw legacy.xva --force", b.xva)); err != nil {
+		return err
+	}
+	// Inflating chunks is CPU-bound: it must use every core. Hashing blocks
+	// with XXH64 is not (it runs at memory speed): it must keep up with
+	// reading the archive.
+	r, err := b.measure("xva", fmt.Sprintf("%s verify legacy.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	b.alone("verify legacy", n, r, fmt.Sprintf("uses all %d cores", b.jobs),
+		func(r result) bool { return r.Ours.Cores() >= 0.8*float64(b.jobs) })
+	read, err := b.measure("cat", "cat x.xva > /dev/null")
+	if err != nil {
+		return err
+	}
+	r, err = b.measure("xva", fmt.Sprintf("%s verify x.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	b.compare("verify xapi", n, r, read, "as fast as reading it (cat)",
+		func(r result) bool { return r.Speedup >= 0.8 })
+	return nil
+}
+
+// memory packs and unpacks a much larger, mostly empty disk: peak memory
+// must not grow with the disk.
+func (b *bench) memory(big int64) error {
+	d := fixtures.Disk{Size: big, Seed: 43, Data: 0.002, MaxRegion: 16 << 20}
+	if _, err := d.Write(b.path("big.raw")); err != nil {
+		return err
+	}
+	defer os.Remove(b.path("big.raw"))
+	for _, format := range []string{"legacy", "xapi"} {
+		p, err := b.measure("xva", fmt.Sprintf("%s pack --format %s --disk xvda=big.raw big.xva --force", b.xva, format))
+		if err != nil {
+			return err
+		}
+		b.alone(format+" pack, "+humanize.IBytes(uint64(big))+" sparse", big, p, "peak RSS ≤ 256 MiB",
+			func(r result) bool { return r.Ours.MaxRSS <= 256<<20 })
+		u, err := b.measure("xva", fmt.Sprintf("%s unpack big.xva big-out && rm -rf big-out", b.xva))
+		if err != nil {
+			return err
+		}
+		b.alone(format+" unpack, "+humanize.IBytes(uint64(big))+" sparse", big, u, "peak RSS ≤ 256 MiB",
+			func(r result) bool { return r.Ours.MaxRSS <= 256<<20 })
+	}
+	os.Remove(b.path("big.xva"))
+	return nil
+}
+
+func (b *bench) print() {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "task\txva\tMiB/s\tcores\tRSS\tsize\tbaseline\tbaseline time\tRSS\tsize\tspeedup\tsize ratio\ttarget\tmet\t")
+	for _, r := range b.results {
+		rate := float64(r.DiskBytes) / (1 << 20) / max(r.Ours.Seconds, 1e-9)
+		fmt.Fprintf(w, "%s\t%.2fs\t%.0f\t%.1f\t%s\t%s\t", r.Task, r.Ours.Seconds, rate, r.Ours.Cores(),
+			mib(r.Ours.MaxRSS), mib(r.Ours.OutBytes))
+		if t := r.Theirs; t != nil {
+			fmt.Fprintf(w, "%s\t%.2fs\t%s\t%s\t%.2f×\t", t.Tool, t.Seconds, mib(t.MaxRSS), mib(t.OutBytes), r.Speedup)
+			if r.SizeRatio > 0 {
+				fmt.Fprintf(w, "%.3f\t", r.SizeRatio)
+			} else {
+				fmt.Fprint(w, "\t")
+			}
+		} else {
+			fmt.Fprint(w, "\t\t\t\t\t\t")
+		}
+		met := ""
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
+		}
+		fmt.Fprintf(w, "%s\t%s\t\n", r.Target, met)
+	}
+	w.Flush()
+}
+
+func mib(n int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+func (b *bench) save(path string) error {
+	doc := struct {
+		Machine string   `json:"machine"`
+		Cores   int      `json:"cores"`
+		Date    string   `json:"date"`
+		Results []result `json:"results"`
+	}{cpuModel(), b.jobs, time.Now().UTC().Format(time.RFC3339), b.results}
+	buf, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	fmt.Printf("\nresults written to %s\n", path)
+	return os.WriteFile(path, buf, 0o644)
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
