@@ -113,16 +113,16 @@ func Archive(ctx context.Context, path string, o Options) *Report {
 
 // checker holds the state of one check.
 type checker struct {
-	rep   *Report
-	opts  Options
-	jobs  int
-	mu    sync.Mutex // guards rep.Problems and diskState.verified
-	meta  *xva.Metadata
-	disks map[string]*diskState // by disk ID
-	cur   *diskState
-	last  string // ID of the last disk whose members came
-	work  *errgroup.Group
-	ctx   context.Context
+	rep    *Report
+	opts   Options
+	jobs   int
+	mu     sync.Mutex // guards rep.Problems and diskState.verified
+	meta   *xva.Metadata
+	disks  map[string]*diskState // by disk ID
+	cur    *diskState
+	last   string // ID of the last disk whose members came
+	work   *errgroup.Group
+	ctx    context.Context
 	xapi   bool
 	dir    bool // the archive is a directory: member order means nothing
 	random bool // members can be read independently, by workers
@@ -144,7 +144,7 @@ type diskState struct {
 type pendingBlock struct {
 	name string
 	off  int64
-	data []byte                       // read already (a stream)
+	data []byte                        // read already (a stream)
 	open func() (io.ReadCloser, error) // or read by the worker (a tar file)
 	size int64
 }
