@@ -9,8 +9,6 @@ import (
 	"iter"
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
 )
@@ -61,44 +59,7 @@ func (r *File) Name() string { return r.f.Name() }
 // Extents lists the file's data ranges with SEEK_DATA/SEEK_HOLE. On a
 // filesystem without hole support the whole file is one extent.
 func (r *File) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
-	return func(yield func(disk.Extent, error) bool) {
-		fd, err := fsutil.Fd(r.f)
-		if err != nil {
-			yield(disk.Extent{}, err)
-			return
-		}
-		for off := int64(0); off < r.size; {
-			if err := ctx.Err(); err != nil {
-				yield(disk.Extent{}, err)
-				return
-			}
-			start, err := unix.Seek(fd, off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) {
-				return // only a hole remains
-			}
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-				yield(disk.Extent{Off: off, Len: r.size - off}, nil)
-				return
-			}
-			if err != nil {
-				yield(disk.Extent{}, fmt.Errorf("raw: SEEK_DATA in %s: %w", r.f.Name(), err))
-				return
-			}
-			end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
-			if err != nil {
-				yield(disk.Extent{}, fmt.Errorf("raw: SEEK_HOLE in %s: %w", r.f.Name(), err))
-				return
-			}
-			end = min(end, r.size)
-			if start >= end {
-				return
-			}
-			if !yield(disk.Extent{Off: start, Len: end - start}, nil) {
-				return
-			}
-			off = end
-		}
-	}
+	return fsutil.DataExtents(ctx, r.f, 0, r.size)
 }
 
 // Sink writes a sparse raw image. It is created under a temporary name in the
