@@ -541,4 +541,3 @@ func TestCorruptImages(t *testing.T) {
 		t.Errorf("truncated fixed disk: %v", err)
 	}
 }
-
