@@ -20,6 +20,7 @@ type options struct {
 	checksum   chunk.Checksum
 	onBadBlock func(*chunk.MemberError)
 	salvage    func(BadBlock)
+	diskFormat string // raw, vhd, vhd-fixed
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -123,4 +124,17 @@ type BadBlock struct {
 // then completes its output and returns a *CorruptError that counts them.
 func WithSalvage(fn func(BadBlock)) Option {
 	return func(o *options) error { o.salvage = fn; return nil }
+}
+
+// WithDiskFormat sets the image format Unpack writes: "raw" (sparse files,
+// the default), "vhd" (dynamic VHD) or "vhd-fixed".
+func WithDiskFormat(f string) Option {
+	return func(o *options) error {
+		switch f {
+		case "", "raw", "vhd", "vhd-fixed":
+			o.diskFormat = f
+			return nil
+		}
+		return fmt.Errorf("xva: unknown disk format %q (want raw, vhd or vhd-fixed)", f)
+	}
 }

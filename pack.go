@@ -2,6 +2,7 @@ package xva
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/ova"
 	"github.com/xva-tools/xva/raw"
+	"github.com/xva-tools/xva/vhd"
 )
 
 // VMSpec describes a VM to pack from its parts.
@@ -173,10 +175,18 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 	return res, nil
 }
 
-// openImage opens a disk image for reading.
+// openImage opens a disk image for reading: a VHD (recognised by its
+// footer) or a raw file. A malformed VHD is an integrity failure.
 func openImage(path string) (disk.Source, error) {
 	if path == "" {
 		return nil, fmt.Errorf("xva: no image given")
+	}
+	if vhd.IsVHD(path) {
+		img, err := vhd.Open(path)
+		if errors.Is(err, vhd.ErrCorrupt) {
+			return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+		}
+		return img, err
 	}
 	return raw.Open(path)
 }
@@ -310,6 +320,9 @@ func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gathe
 	return pd, nil
 }
 
+// imageExts are the image file names a VM directory may hold per device.
+var imageExts = []string{".raw", ".vhd"}
+
 // readVMDir reads a VM directory: ova.xml and one image per disk, found by
 // device name.
 func readVMDir(dir string) (*Metadata, map[string]string, error) {
@@ -323,11 +336,21 @@ func readVMDir(dir string) (*Metadata, map[string]string, error) {
 	}
 	paths := map[string]string{}
 	for _, d := range meta.Disks {
-		p := filepath.Join(dir, d.Device+".raw")
-		if _, err := os.Stat(p); err != nil {
-			return nil, nil, fmt.Errorf("xva: VM directory %s has no image for disk %s (looked for %s)", dir, d.Device, p)
+		var found []string
+		for _, ext := range imageExts {
+			p := filepath.Join(dir, d.Device+ext)
+			if _, err := os.Stat(p); err == nil {
+				found = append(found, p)
+			}
 		}
-		paths[d.Device] = p
+		switch len(found) {
+		case 0:
+			return nil, nil, fmt.Errorf("xva: VM directory %s has no image for disk %s (looked for %s.raw and %s.vhd)", dir, d.Device, d.Device, d.Device)
+		case 1:
+			paths[d.Device] = found[0]
+		default:
+			return nil, nil, fmt.Errorf("xva: VM directory %s has two images for disk %s: %s", dir, d.Device, strings.Join(found, ", "))
+		}
 	}
 	return meta, paths, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/raw"
+	"github.com/xva-tools/xva/vhd"
 )
 
 // UnpackResult describes a written VM directory.
@@ -102,8 +103,7 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(dir, d.Device+".raw")
-		sink, err := raw.Create(path, d.Size)
+		path, sink, err := createImage(dir, d, o.diskFormat)
 		if err != nil {
 			return nil, err
 		}
@@ -117,6 +117,19 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 		}
 		res.Disks = append(res.Disks, UnpackedDisk{Device: d.Device, Path: path, Size: d.Size, Data: n})
 	}
+}
+
+// createImage starts the image of disk d in dir, in the given format.
+func createImage(dir string, d *Disk, format string) (string, disk.Sink, error) {
+	switch format {
+	case "vhd", "vhd-fixed":
+		path := filepath.Join(dir, d.Device+".vhd")
+		s, err := vhd.Create(path, d.Size, format == "vhd-fixed")
+		return path, s, err
+	}
+	path := filepath.Join(dir, d.Device+".raw")
+	s, err := raw.Create(path, d.Size)
+	return path, s, err
 }
 
 // decodeInto decodes disk d into sink and returns the data bytes written.

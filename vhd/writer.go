@@ -42,11 +42,9 @@ type Sink struct {
 
 	footer Footer
 	// dynamic disks
-	bat      []uint32
-	dataPos  int64  // file offset where the next block's bitmap goes
-	cur      int64  // block being filled, -1 for none
-	buf      []byte // its data
-	bufDirty bool
+	bat     []uint32
+	dataPos int64 // file offset where the next block's bitmap goes
+	last    int64 // the last block allocated, -1 for none
 }
 
 // Create starts a VHD of size bytes at path (which must not exist): fixed
@@ -68,7 +66,7 @@ func Create(path string, size int64, fixed bool) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{f: f, final: path, size: size, vsize: vsize, fixed: fixed, cur: -1}
+	s := &Sink{f: f, final: path, size: size, vsize: vsize, fixed: fixed, last: -1}
 	s.footer = Footer{
 		Features: 2, Version: vhdVersion, DataOffset: noOffset,
 		Timestamp: uint32(time.Since(vhdEpoch) / time.Second),
@@ -124,71 +122,70 @@ func alignedBitmap(off int64) int64 {
 // Size implements disk.Sink.
 func (s *Sink) Size() int64 { return s.size }
 
-// WriteAt implements disk.Sink.
+// WriteAt implements disk.Sink. Data goes straight to its place in the
+// file: a block is allocated when its first non-zero bytes arrive, and zero
+// runs inside it are left as holes in the file, which read as zeros.
 func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("vhd: write of %d bytes at %d past the disk's end %d", len(p), off, s.size)
 	}
-	if s.fixed {
-		err := disk.DataRuns(p, off, func(run []byte, at int64) error {
+	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
+		if s.fixed {
 			_, err := s.f.WriteAt(run, at)
 			return err
-		})
-		return len(p), err
-	}
-	n := len(p)
-	for len(p) > 0 {
-		b := off / BlockSize
-		if b != s.cur {
-			if b < s.cur {
-				return 0, fmt.Errorf("vhd: write at %d goes back before block %d", off, s.cur)
-			}
-			if err := s.flush(); err != nil {
-				return 0, err
-			}
-			s.cur = b
 		}
-		in := off % BlockSize
-		c := copy(s.block()[in:], p)
-		if !disk.IsZero(p[:c]) {
-			s.bufDirty = true
+		for len(run) > 0 {
+			b := at / BlockSize
+			n := min(int64(len(run)), (b+1)*BlockSize-at)
+			if disk.IsZero(run[:n]) { // a short zero run DataRuns kept
+				run, at = run[n:], at+n
+				continue
+			}
+			pos, err := s.blockData(b)
+			if err != nil {
+				return err
+			}
+			if _, err := s.f.WriteAt(run[:n], pos+at%BlockSize); err != nil {
+				return err
+			}
+			run, at = run[n:], at+n
 		}
-		p, off = p[c:], off+int64(c)
-	}
-	return n, nil
-}
-
-func (s *Sink) block() []byte {
-	if s.buf == nil {
-		s.buf = make([]byte, BlockSize)
-	}
-	return s.buf
-}
-
-// flush writes the block being filled, if it holds anything but zeros: an
-// all-ones bitmap (every sector present, what qemu, xapi and XO write) and
-// the whole block, even past the disk's end, as readers expect.
-func (s *Sink) flush() error {
-	if s.cur < 0 {
 		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	defer func() { s.cur, s.bufDirty = -1, false; clear(s.buf) }()
-	if !s.bufDirty {
-		return nil // all zero: left unallocated
+	return len(p), nil
+}
+
+// allOnes is the bitmap of an allocated block: every sector present, as
+// qemu, xapi and XO write it.
+var allOnes = func() []byte {
+	b := make([]byte, SectorSize)
+	for i := range b {
+		b[i] = 0xFF
 	}
-	bitmap := make([]byte, SectorSize)
-	for i := range bitmap {
-		bitmap[i] = 0xFF
+	return b
+}()
+
+// blockData returns the file offset of block b's data, allocating the
+// block after the last one if it has none. Blocks only come in increasing
+// order, so the file's blocks are in disk order.
+func (s *Sink) blockData(b int64) (int64, error) {
+	if e := s.bat[b]; e != unused {
+		return int64(e)*SectorSize + SectorSize, nil
 	}
-	if _, err := s.f.WriteAt(bitmap, s.dataPos); err != nil {
-		return err
+	if b < s.last {
+		return 0, fmt.Errorf("vhd: write to block %d after block %d", b, s.last)
 	}
-	if _, err := s.f.WriteAt(s.buf, s.dataPos+SectorSize); err != nil {
-		return err
+	if _, err := s.f.WriteAt(allOnes, s.dataPos); err != nil {
+		return 0, err
 	}
-	s.bat[s.cur] = uint32(s.dataPos / SectorSize)
-	s.dataPos = alignedBitmap(s.dataPos + SectorSize + BlockSize)
-	return nil
+	s.bat[b] = uint32(s.dataPos / SectorSize)
+	s.last = b
+	pos := s.dataPos + SectorSize
+	s.dataPos = alignedBitmap(pos + BlockSize)
+	return pos, nil
 }
 
 // Commit writes the metadata and the footers, flushes the file to stable
@@ -217,9 +214,6 @@ func (s *Sink) Commit() error {
 func (s *Sink) finish() error {
 	if s.fixed {
 		_, err := s.f.WriteAt(s.footer.marshal(), s.vsize)
-		return err
-	}
-	if err := s.flush(); err != nil {
 		return err
 	}
 	footer := s.footer.marshal()

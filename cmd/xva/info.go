@@ -18,11 +18,19 @@ func newInfoCmd(g *globals) *cobra.Command {
 generation its export_vsn and checksum kind), its VM (name, memory, vCPUs,
 boot mode) and, per disk, its device, size, number of chunks or blocks and
 stored size. The disks are not decoded, so this is quick even for large
-archives; 'xva unpack' checks the data.`,
+archives; 'xva unpack' checks the data.
+
+Given a VHD image instead, it shows its type (fixed, dynamic,
+differencing), virtual size, block size and count, allocated blocks and
+bytes, creator, UUID and parent.`,
 		Example: `  xva info web.xva
-  xva info --json web.xva`,
+  xva info --json web.xva
+  xva info disk.vhd`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if xva.IsImage(args[0]) {
+				return imageInfo(cmd, g, args[0])
+			}
 			res, err := xva.Info(cmd.Context(), args[0], g.options()...)
 			if err != nil {
 				return err
@@ -89,4 +97,30 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 		}
 		w.Flush()
 	}
+}
+
+func imageInfo(cmd *cobra.Command, g *globals, path string) error {
+	i, err := xva.InspectImage(cmd.Context(), path)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(struct {
+			SchemaVersion int `json:"schema_version"`
+			*xva.ImageInfo
+		}{schemaVersion, i})
+	}
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "image:\t%s (%s %s)\n", i.Path, i.Type, i.Format)
+	fmt.Fprintf(w, "size:\t%s (%d bytes)\n", humanize.IBytes(uint64(i.Size)), i.Size)
+	if i.Blocks > 0 {
+		fmt.Fprintf(w, "blocks:\t%d of %s, %d allocated\n", i.Blocks, humanize.IBytes(uint64(i.BlockSize)), i.Allocated)
+	}
+	fmt.Fprintf(w, "allocated:\t%s\n", humanize.IBytes(uint64(i.AllocatedBytes)))
+	fmt.Fprintf(w, "creator:\t%s\n", i.Creator)
+	fmt.Fprintf(w, "uuid:\t%s\n", i.UUID)
+	if i.Parent != "" {
+		fmt.Fprintf(w, "parent:\t%s (%s)\n", i.Parent, i.ParentUUID)
+	}
+	return w.Flush()
 }

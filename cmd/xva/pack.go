@@ -83,9 +83,11 @@ All-zero stretches cost no compression and holes in the images are never
 read.
 
 The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
-plus one image per disk named after its device, e.g. sda.raw; packed in the
+plus one image per disk named after its device, sda.raw or sda.vhd; packed in the
 generation of its ova.xml unless --format says otherwise), or from --disk
 flags and the VM settings given as flags; the first --disk is the boot disk.
+Images are raw files or VHDs (fixed, dynamic or differencing, recognised by
+content).
 
 OUTPUT is a single tar file, '-' for standard output, or, for a legacy
 archive, the directory form when it ends in '/', names an existing empty
@@ -115,7 +117,7 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.IntVar(&f.vcpus, "vcpus", 1, "virtual CPUs")
 	fl.BoolVar(&f.hvm, "hvm", true, "boot in HVM mode (--hvm=false for PV)")
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
-	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw image; repeat for more disks, the first boots")
+	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw or VHD image; repeat for more disks, the first boots")
 	f.out.register(cmd, "archive generation: legacy or xapi (default: the VM directory's, else legacy)")
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd

@@ -11,12 +11,15 @@ import (
 
 func newUnpackCmd(g *globals) *cobra.Command {
 	var salvage bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "unpack ARCHIVE OUTDIR",
 		Short: "Write an archive's VM out as ova.xml plus one sparse raw image per disk",
 		Long: `Unpack an XVA archive into a VM directory: the archive's ova.xml, unchanged,
-plus one raw image per disk named after its device (sda.raw). Images are
-sparse: zero runs of 4 KiB and more become holes.
+plus one image per disk named after its device: sda.raw, sparse (zero runs
+of 4 KiB and more become holes), or with --disk-format vhd a dynamic VHD
+(sda.vhd; all-zero 2 MiB blocks left unallocated) or vhd-fixed, which qemu,
+Hyper-V, libvhdi and XenServer all read at exactly the disk's size.
 
 ARCHIVE is a .xva file of either generation (plain, gzip or zstd), an
 archive directory, or '-' for standard input. Every chunk's CRC-32 and length,
@@ -28,11 +31,14 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
   # Unpack from a pipe
   cat web.xva | xva unpack - vm/
 
+  # Disks as dynamic VHDs, for Hyper-V, Azure or a XenServer SR
+  xva unpack --disk-format vhd web.xva vm/
+
   # Rescue what a damaged xapi archive holds, bad blocks included
   xva unpack --salvage damaged.xva rescued/`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := g.options()
+			opts := append(g.options(), xva.WithDiskFormat(format))
 			if salvage {
 				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
@@ -56,6 +62,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	cmd.Flags().StringVar(&format, "disk-format", "raw", "image format: raw, vhd (dynamic) or vhd-fixed")
 	cmd.Flags().BoolVar(&salvage, "salvage", false, "xapi archives: write blocks that fail their hash as found, report each, and exit 3")
 	return cmd
 }
