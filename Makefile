@@ -4,7 +4,7 @@ BIN      := bin/xva
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := 2026.2.2
 
-.PHONY: all build demo test lint unit bench clean
+.PHONY: all build demo test lint unit bench benchgo clean
 
 all: build
 
@@ -41,6 +41,11 @@ unit:
 SIZE ?= 4GiB
 bench:
 	$(GO) run ./bench -size $(SIZE) -out bench/results.json
+
+# Go benchmarks of the hot paths (gzip chunks, hashed blocks, VHD, sparse
+# raw), for comparing revisions with benchstat.
+benchgo:
+	$(GO) test -run '^$$' -bench . -benchmem ./chunk ./vhd ./raw
 
 clean:
 	rm -rf bin demo

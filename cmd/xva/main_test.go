@@ -348,3 +348,26 @@ func TestSalvage(t *testing.T) {
 		t.Fatalf("salvaged disk differs in %d bytes", diff)
 	}
 }
+
+func TestVHDInfoAndCorruption(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva")
+	mustRun(t, dir, nil, "unpack", "--disk-format", "vhd", "a.xva", "vm")
+	out := mustRun(t, dir, nil, "info", "--json", "vm/sda.vhd")
+	var info struct {
+		SchemaVersion int    `json:"schema_version"`
+		Type          string `json:"type"`
+		Size          int64  `json:"size_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Type != "dynamic" || info.Size != 3<<20+7+505 || info.SchemaVersion != 1 {
+		t.Fatalf("info --json of a VHD: %s (%v)", out, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "vm", "sda.vhd"))
+	b[len(b)-512+64] ^= 1 // the footer checksum
+	os.WriteFile(filepath.Join(dir, "vm", "sda.vhd"), b, 0o644)
+	for _, args := range [][]string{{"info", "vm/sda.vhd"}, {"pack", "vm", "b.xva"}} {
+		if r := run(t, dir, nil, args...); r.code != 3 || !strings.Contains(r.stderr, "checksum") {
+			t.Fatalf("xva %v on a corrupt VHD: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+}
