@@ -1,0 +1,281 @@
+// Package blockdev writes disk data onto a medium that does not start out
+// zero: a block device (through O_DIRECT, with sector-aligned buffers) or an
+// existing file. Ranges the caller skips are zeroed, so the result reads
+// back exactly as the disk, unless the caller says the medium is already
+// zero.
+package blockdev
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xva-tools/xva/internal/fsutil"
+)
+
+// stageSize is the aligned buffer writes are gathered in.
+const stageSize = 4 << 20
+
+// Target is a medium being written front to back.
+type Target struct {
+	f         *os.File
+	path      string
+	dev       bool
+	size      int64 // bytes of the medium
+	sector    int64 // logical sector size
+	prezeroed bool
+
+	stage    []byte // aligned; holds [stageOff, stageOff+len(stage))
+	stageOff int64
+	end      int64 // offset up to which the medium is written or zeroed
+}
+
+// Open opens path for writing: a block device with O_DIRECT, its size from
+// BLKGETSIZE64 and its logical sector size from BLKSSZGET, or an existing
+// regular file. With prezeroed, ranges never written are left as they are.
+func Open(path string, prezeroed bool) (*Target, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{path: path, prezeroed: prezeroed, sector: 512}
+	flags := os.O_RDWR
+	if st.Mode()&os.ModeDevice != 0 {
+		t.dev = true
+		flags |= unix.O_DIRECT | unix.O_EXCL
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is neither a block device nor a regular file", path)
+	}
+	if t.f, err = os.OpenFile(path, flags, 0); err != nil {
+		return nil, err
+	}
+	if t.size, err = Size(t.f); err != nil {
+		t.f.Close()
+		return nil, err
+	}
+	if t.dev {
+		fd, err := fsutil.Fd(t.f)
+		if err == nil {
+			var ss int
+			if ss, err = unix.IoctlGetInt(fd, unix.BLKSSZGET); err == nil && ss > 0 {
+				t.sector = int64(ss)
+			}
+		}
+		if err != nil {
+			t.f.Close()
+			return nil, fmt.Errorf("BLKSSZGET on %s: %w", path, err)
+		}
+	}
+	t.stage = aligned(stageSize)[:0]
+	return t, nil
+}
+
+// Size returns the size of a file or a block device (BLKGETSIZE64).
+func Size(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Mode()&os.ModeDevice == 0 {
+		return st.Size(), nil
+	}
+	fd, err := fsutil.Fd(f)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&n))); e != 0 {
+		return 0, fmt.Errorf("BLKGETSIZE64 on %s: %w", f.Name(), e)
+	}
+	return int64(n), nil
+}
+
+// aligned returns a buffer whose address is 4 KiB-aligned, as O_DIRECT needs.
+func aligned(n int) []byte {
+	b := make([]byte, n+4096)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & 4095)
+	return b[skip : skip+n : skip+n]
+}
+
+// Size is the medium's size; SectorSize its logical sector size.
+func (t *Target) Size() int64       { return t.size }
+func (t *Target) SectorSize() int64 { return t.sector }
+func (t *Target) Path() string      { return t.path }
+
+// Reached is the offset written (or zeroed) so far, for reporting how far a
+// failed write got.
+func (t *Target) Reached() int64 { return t.end }
+
+// WriteAt writes p at off. Offsets must increase; the range between the
+// previous write and off is zeroed unless the medium is prezeroed.
+//
+// Bytes gather in a sector-aligned stage. Invariant: when the stage is not
+// empty it holds [stageOff, end), stageOff on a sector boundary.
+func (t *Target) WriteAt(p []byte, off int64) (int, error) {
+	if off < t.end {
+		return 0, fmt.Errorf("blockdev: write at %d goes back before %d", off, t.end)
+	}
+	if off+int64(len(p)) > t.size {
+		return 0, fmt.Errorf("blockdev: write of %d bytes at %d past the end of %s (%d bytes)", len(p), off, t.path, t.size)
+	}
+	if err := t.skipTo(off); err != nil {
+		return 0, err
+	}
+	if err := t.stageBytes(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// stageBytes appends p at t.end.
+func (t *Target) stageBytes(p []byte) error {
+	for len(p) > 0 {
+		if len(t.stage) == 0 {
+			// A new stage starts on the sector boundary at or before end;
+			// what lies between is zero (skipped, see skipTo).
+			t.stageOff = t.end - t.end%t.sector
+			t.stage = t.stage[:t.end-t.stageOff]
+			clear(t.stage)
+		}
+		if len(t.stage) == cap(t.stage) {
+			if err := t.flush(false); err != nil {
+				return err
+			}
+			continue
+		}
+		c := copy(t.stage[len(t.stage):cap(t.stage)], p)
+		t.stage = t.stage[:len(t.stage)+c]
+		p = p[c:]
+		t.end += int64(c)
+	}
+	return nil
+}
+
+var zeroSector = make([]byte, 64<<10)
+
+// skipTo moves end to off, the range between reading as zeros.
+func (t *Target) skipTo(off int64) error {
+	if off == t.end {
+		return nil
+	}
+	if len(t.stage) > 0 && off <= alignUp(t.end, t.sector) {
+		// The gap ends inside the sector being staged: zeros go in the stage.
+		return t.stageBytes(zeroSector[:off-t.end])
+	}
+	if len(t.stage) > 0 {
+		if err := t.flush(true); err != nil { // pads the staged sector with zeros
+			return err
+		}
+	}
+	from, to := alignUp(t.end, t.sector), off-off%t.sector
+	if to > from {
+		if err := t.Zero(from, to-from); err != nil {
+			return err
+		}
+	}
+	// The sector holding off is zero-filled before off when staged.
+	t.end = off
+	return nil
+}
+
+func alignUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// flush writes the staged bytes. Unless all is true only whole sectors are
+// written and a partial last sector stays staged; with all it is padded
+// with zeros, which is right because what follows is a skipped range or the
+// disk's end.
+func (t *Target) flush(all bool) error {
+	n := int64(len(t.stage))
+	whole := n - n%t.sector
+	if all {
+		whole = alignUp(n, t.sector)
+		t.stage = t.stage[:whole]
+		clear(t.stage[n:])
+	}
+	if whole > 0 {
+		if _, err := t.f.WriteAt(t.stage[:whole], t.stageOff); err != nil {
+			return fmt.Errorf("writing %s at offset %d: %w", t.path, t.stageOff, err)
+		}
+	}
+	rest := 0
+	if !all {
+		rest = copy(t.stage[:cap(t.stage)], t.stage[whole:n])
+	}
+	t.stage = t.stage[:rest]
+	t.stageOff += whole
+	return nil
+}
+
+// Zero makes [off, off+n) read as zeros, unless the medium is prezeroed:
+// BLKZEROOUT on a device (the kernel uses WRITE ZEROES or unmap where it
+// can), punching a hole in a file, writing zeros where neither works.
+// off and n must be sector multiples.
+func (t *Target) Zero(off, n int64) error {
+	if t.prezeroed || n <= 0 {
+		return nil
+	}
+	fd, err := fsutil.Fd(t.f)
+	if err != nil {
+		return err
+	}
+	if t.dev {
+		r := [2]uint64{uint64(off), uint64(n)}
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r[0]))); e == 0 {
+			return nil
+		}
+	} else if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+		return nil
+	}
+	zeros := aligned(1 << 20)
+	for n > 0 {
+		c := min(n, int64(len(zeros)))
+		if _, err := t.f.WriteAt(zeros[:c], off); err != nil {
+			return fmt.Errorf("zeroing %s at offset %d: %w", t.path, off, err)
+		}
+		off, n = off+c, n-c
+	}
+	return nil
+}
+
+// Finish flushes what is staged, zeros up to end (the disk's size, rounded
+// up to a sector), and flushes the medium to stable storage.
+func (t *Target) Finish(end int64) error {
+	end = min(alignUp(end, t.sector), t.size)
+	if end > t.end {
+		if err := t.skipTo(end); err != nil {
+			return err
+		}
+	}
+	if err := t.flush(true); err != nil {
+		return err
+	}
+	fd, err := fsutil.Fd(t.f)
+	if err != nil {
+		return err
+	}
+	return unix.Fdatasync(fd)
+}
+
+// Close closes the medium.
+func (t *Target) Close() error { return t.f.Close() }
+
+// ReadAt reads the medium (through the page cache for a file; a device
+// opened with O_DIRECT needs aligned reads, so this is for files only).
+func (t *Target) ReadAt(p []byte, off int64) (int, error) {
+	if t.dev {
+		return 0, errors.New("blockdev: ReadAt on a device opened for writing")
+	}
+	return t.f.ReadAt(p, off)
+}
+
+var _ io.WriterAt = (*Target)(nil)
+
+// IsDevice reports whether path is a block device.
+func IsDevice(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
+}
