@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/blockdev"
 	"github.com/xva-tools/xva/internal/fsutil"
 )
 
@@ -26,7 +27,8 @@ type File struct {
 	size int64
 }
 
-// Open opens a raw image file for reading.
+// Open opens a raw image for reading: a regular file, or a block device
+// (whose size comes from BLKGETSIZE64; it has no holes to skip).
 func Open(path string) (*File, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -37,11 +39,16 @@ func Open(path string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
+	if !st.Mode().IsRegular() && !blockdev.IsDevice(path) {
 		f.Close()
-		return nil, fmt.Errorf("raw: %s is not a regular file", path)
+		return nil, fmt.Errorf("raw: %s is neither a regular file nor a block device", path)
 	}
-	return &File{f: f, size: st.Size()}, nil
+	size, err := blockdev.Size(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &File{f: f, size: size}, nil
 }
 
 // Size implements disk.Source.
@@ -148,3 +155,94 @@ func (s *Sink) Abort() error {
 	s.f.Close()
 	return os.Remove(s.f.Name())
 }
+
+// DeviceSink writes a disk onto a block device (or an existing file used as
+// one). Nothing is renamed: the data land in place, every range the disk
+// does not write is zeroed unless the device is known to be zero
+// (prezeroed), and Commit fdatasyncs.
+type DeviceSink struct {
+	t    *blockdev.Target
+	size int64
+	done bool
+}
+
+var (
+	_ disk.Sink   = (*DeviceSink)(nil)
+	_ disk.Zeroer = (*DeviceSink)(nil)
+)
+
+// ErrTooSmall is returned when a target cannot hold the disk; nothing has
+// been written then.
+var ErrTooSmall = errors.New("raw: the target is smaller than the disk")
+
+// OpenDevice opens path to receive a disk of size bytes. A target smaller
+// than the disk is refused before anything is written.
+func OpenDevice(path string, size int64, prezeroed bool) (*DeviceSink, error) {
+	t, err := blockdev.Open(path, prezeroed)
+	if err != nil {
+		return nil, err
+	}
+	if t.Size() < size {
+		t.Close()
+		return nil, fmt.Errorf("%w: %s holds %d bytes, the disk needs %d; nothing was written", ErrTooSmall, path, t.Size(), size)
+	}
+	return &DeviceSink{t: t, size: size}, nil
+}
+
+// Size implements disk.Sink.
+func (s *DeviceSink) Size() int64 { return s.size }
+
+// WriteAt writes data; aligned all-zero 4 KiB blocks are zeroed rather
+// than written, which the kernel may do without writing anything.
+func (s *DeviceSink) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > s.size {
+		return 0, fmt.Errorf("raw: write of %d bytes at %d past the disk's end %d", len(p), off, s.size)
+	}
+	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
+		_, err := s.t.WriteAt(run, at)
+		return err
+	})
+	if err != nil {
+		return 0, s.failed(err)
+	}
+	return len(p), nil
+}
+
+// Zero implements disk.Zeroer: the range will read as zeros.
+func (s *DeviceSink) Zero(e disk.Extent) error {
+	_, err := s.t.WriteAt(nil, e.End())
+	return err
+}
+
+func (s *DeviceSink) failed(err error) error {
+	return fmt.Errorf("%w (the device %s is written up to offset %d)", err, s.t.Path(), s.t.Reached())
+}
+
+// Commit zeros what remains up to the disk's end and flushes the device.
+func (s *DeviceSink) Commit() error {
+	if s.done {
+		return errors.New("raw: device already committed or aborted")
+	}
+	s.done = true
+	err := s.t.Finish(s.size)
+	if cerr := s.t.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return s.failed(err)
+	}
+	return nil
+}
+
+// Abort closes the device. What was written stays: a device cannot be
+// renamed away; Reached says how far it got.
+func (s *DeviceSink) Abort() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	return s.t.Close()
+}
+
+// Reached is the offset up to which the device has been written.
+func (s *DeviceSink) Reached() int64 { return s.t.Reached() }

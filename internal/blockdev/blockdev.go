@@ -25,9 +25,11 @@ type Target struct {
 	f         *os.File
 	path      string
 	dev       bool
-	size      int64 // bytes of the medium
+	base      int64 // where offset 0 lies on the medium (a window's start)
+	size      int64 // bytes of the medium, or of the window
 	sector    int64 // logical sector size
 	prezeroed bool
+	shared    bool // a window: Close leaves the file open
 
 	stage    []byte // aligned; holds [stageOff, stageOff+len(stage))
 	stageOff int64
@@ -197,7 +199,7 @@ func (t *Target) flush(all bool) error {
 		clear(t.stage[n:])
 	}
 	if whole > 0 {
-		if _, err := t.f.WriteAt(t.stage[:whole], t.stageOff); err != nil {
+		if _, err := t.f.WriteAt(t.stage[:whole], t.base+t.stageOff); err != nil {
 			return fmt.Errorf("writing %s at offset %d: %w", t.path, t.stageOff, err)
 		}
 	}
@@ -222,6 +224,7 @@ func (t *Target) Zero(off, n int64) error {
 	if err != nil {
 		return err
 	}
+	off += t.base
 	if t.dev {
 		r := [2]uint64{uint64(off), uint64(n)}
 		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r[0]))); e == 0 {
@@ -260,8 +263,27 @@ func (t *Target) Finish(end int64) error {
 	return unix.Fdatasync(fd)
 }
 
-// Close closes the medium.
-func (t *Target) Close() error { return t.f.Close() }
+// Close closes the medium (a window leaves it open).
+func (t *Target) Close() error {
+	if t.shared {
+		return nil
+	}
+	return t.f.Close()
+}
+
+// Window returns a Target over [base, base+size) of t's medium, with
+// offsets relative to base, which zeros only inside it: an LV's segment on
+// its PV, where the gaps between segments hold other volumes. base and size
+// must be sector multiples; windows are written one after another.
+func (t *Target) Window(base, size int64) (*Target, error) {
+	if base%t.sector != 0 || size%t.sector != 0 || base < 0 || base+size > t.size {
+		return nil, fmt.Errorf("blockdev: window [%d, %d) of %s is not sector-aligned or not inside it", base, base+size, t.path)
+	}
+	w := *t
+	w.base, w.size, w.shared, w.end, w.stageOff = t.base+base, size, true, 0, 0
+	w.stage = aligned(stageSize)[:0]
+	return &w, nil
+}
 
 // ReadAt reads the medium (through the page cache for a file; a device
 // opened with O_DIRECT needs aligned reads, so this is for files only).
@@ -269,7 +291,7 @@ func (t *Target) ReadAt(p []byte, off int64) (int, error) {
 	if t.dev {
 		return 0, errors.New("blockdev: ReadAt on a device opened for writing")
 	}
-	return t.f.ReadAt(p, off)
+	return t.f.ReadAt(p, t.base+off)
 }
 
 var _ io.WriterAt = (*Target)(nil)

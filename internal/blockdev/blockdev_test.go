@@ -128,3 +128,32 @@ func TestDeviceTarget(t *testing.T) {
 		exercise(t, dev, medium, 20<<20+int64(seed)*777+1, seed+100)
 	}
 }
+
+func TestWindowsZeroOnlyInside(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "medium")
+	stale(t, path, 1<<20)
+	tg, err := Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	// Two windows with another volume's bytes between them.
+	a, _ := tg.Window(0, 8192)
+	b, _ := tg.Window(65536, 8192)
+	a.WriteAt([]byte{1}, 10)
+	if err := a.Finish(8192); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteAt([]byte{2}, 4000)
+	if err := b.Finish(8192); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if got[10] != 1 || got[11] != 0 || got[8191] != 0 || got[8192] != 0xEE || got[65535] != 0xEE ||
+		got[65536] != 0 || got[65536+4000] != 2 || got[65536+8191] != 0 || got[65536+8192] != 0xEE {
+		t.Fatal("a window wrote outside itself, or left stale bytes inside")
+	}
+	if _, err := tg.Window(100, 512); err == nil {
+		t.Fatal("an unaligned window was accepted")
+	}
+}
