@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 
+	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/vhd"
 )
 
@@ -49,4 +50,74 @@ func InspectImage(ctx context.Context, path string) (*ImageInfo, error) {
 	return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
 		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
 		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+}
+
+// PVInfo describes a physical volume: its VG and the logical volumes on it.
+type PVInfo struct {
+	Path       string   `json:"path"`
+	UUID       string   `json:"pv_uuid"`
+	VG         string   `json:"vg"`
+	Seqno      int64    `json:"seqno"`
+	ExtentSize int64    `json:"extent_size"`
+	PVs        []PVPart `json:"pvs"`
+	LVs        []LVInfo `json:"lvs"`
+}
+
+// PVPart is one PV of the VG.
+type PVPart struct {
+	Name    string `json:"name"`
+	ID      string `json:"id"`
+	Device  string `json:"device_hint"`
+	PEStart int64  `json:"pe_start"`
+	PECount int64  `json:"pe_count"`
+}
+
+// LVInfo is a logical volume of the VG.
+type LVInfo struct {
+	Name     string   `json:"name"`
+	Size     int64    `json:"size_bytes"`
+	Segments int      `json:"segments"`
+	Tags     []string `json:"tags"`
+	OnThisPV bool     `json:"on_this_pv"` // wholly on this PV, so readable with lvm:PV:VG/LV
+	VHD      bool     `json:"vhd"`        // holds a VHD (a VHD-<uuid> of an LVM SR)
+}
+
+// IsPV reports whether path (a block device or an image file) carries an
+// LVM2 physical volume label.
+func IsPV(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return lvm.IsPV(f)
+}
+
+// InspectPV reads the LVM2 metadata of the PV at path.
+func InspectPV(path string) (*PVInfo, error) {
+	pv, err := lvm.ReadPVFile(path)
+	if errors.Is(err, lvm.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	vg := pv.VG
+	info := &PVInfo{Path: path, UUID: pv.UUID, VG: vg.Name, Seqno: vg.Seqno, ExtentSize: vg.ExtentSize, PVs: []PVPart{}, LVs: []LVInfo{}}
+	for _, p := range vg.PVs {
+		info.PVs = append(info.PVs, PVPart{p.Name, p.ID, p.Device, p.PEStart, p.PECount})
+	}
+	for _, lv := range vg.LVs {
+		li := LVInfo{Name: lv.Name, Size: vg.Size(lv), Segments: len(lv.Segments), Tags: lv.Tags}
+		if li.Tags == nil {
+			li.Tags = []string{}
+		}
+		if vol, err := lvm.OpenVolume(path, vg.Name, lv.Name, false); err == nil {
+			li.OnThisPV = true
+			li.VHD = vhd.HasFooter(vol, vol.Size())
+			vol.Close()
+		}
+		info.LVs = append(info.LVs, li)
+	}
+	return info, nil
 }

@@ -20,7 +20,10 @@ type options struct {
 	checksum   chunk.Checksum
 	onBadBlock func(*chunk.MemberError)
 	salvage    func(BadBlock)
-	diskFormat string // raw, vhd, vhd-fixed
+	diskFormat string            // raw, vhd, vhd-fixed
+	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
+	createLV   string            // VG to create volumes in
+	prezeroed  bool
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -137,4 +140,34 @@ func WithDiskFormat(f string) Option {
 		}
 		return fmt.Errorf("xva: unknown disk format %q (want raw, vhd or vhd-fixed)", f)
 	}
+}
+
+// WithDiskTarget makes Unpack write disk device to target instead of a
+// file in the output directory: a file path, a block device (/dev/sdb,
+// /dev/VG/LV) or a logical volume on its PV, lvm:PV_PATH:VG/LV.
+func WithDiskTarget(device, target string) Option {
+	return func(o *options) error {
+		if o.targets == nil {
+			o.targets = map[string]string{}
+		}
+		if _, dup := o.targets[device]; dup {
+			return fmt.Errorf("xva: two targets for disk %s", device)
+		}
+		o.targets[device] = target
+		return nil
+	}
+}
+
+// WithCreateLV makes Unpack create a logical volume in VG vg for each disk
+// without a target, by XenServer's SR conventions (LV-<vdi uuid> for a raw
+// disk, VHD-<vdi uuid> for a VHD, sized as the SR driver sizes them), and
+// write the disk there.
+func WithCreateLV(vg string) Option {
+	return func(o *options) error { o.createLV = vg; return nil }
+}
+
+// WithPrezeroed says block devices and volumes written to already read as
+// zeros, so ranges the disk does not write are not zeroed.
+func WithPrezeroed(b bool) Option {
+	return func(o *options) error { o.prezeroed = b; return nil }
 }

@@ -2,7 +2,6 @@ package xva
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/ova"
-	"github.com/xva-tools/xva/raw"
-	"github.com/xva-tools/xva/vhd"
 )
 
 // VMSpec describes a VM to pack from its parts.
@@ -175,20 +172,13 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 	return res, nil
 }
 
-// openImage opens a disk image for reading: a VHD (recognised by its
-// footer) or a raw file. A malformed VHD is an integrity failure.
+// openImage opens a disk image for reading: a raw file or block device, a
+// VHD in either, or a logical volume on its PV (lvm:PV:VG/LV).
 func openImage(path string) (disk.Source, error) {
 	if path == "" {
 		return nil, fmt.Errorf("xva: no image given")
 	}
-	if vhd.IsVHD(path) {
-		img, err := vhd.Open(path)
-		if errors.Is(err, vhd.ErrCorrupt) {
-			return nil, &CorruptError{Member: path, Offset: -1, Err: err}
-		}
-		return img, err
-	}
-	return raw.Open(path)
+	return openSource(path)
 }
 
 // convertMetadata returns m in generation g. Converting keeps the VM's

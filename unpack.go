@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -13,8 +14,6 @@ import (
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
-	"github.com/xva-tools/xva/raw"
-	"github.com/xva-tools/xva/vhd"
 )
 
 // UnpackResult describes a written VM directory.
@@ -53,6 +52,15 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 		return nil, err
 	}
 	defer a.close()
+	for dev := range o.targets {
+		if a.meta.diskByDevice(dev) == nil {
+			var devs []string
+			for _, d := range a.meta.Disks {
+				devs = append(devs, d.Device)
+			}
+			return nil, fmt.Errorf("xva: --disk %s=…: the archive has no disk %s (it has %s)", dev, dev, strings.Join(devs, ", "))
+		}
+	}
 	var bad []BadBlock
 	if o.salvage != nil {
 		if a.meta.Generation != XAPI {
@@ -80,7 +88,9 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	}
 	res.OutDir = outdir
 	for i := range res.Disks {
-		res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
+		if filepath.Dir(res.Disks[i].Path) == tmp {
+			res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
+		}
 	}
 	if len(bad) > 0 {
 		res.BadBlocks = bad
@@ -103,7 +113,7 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 		if err != nil {
 			return nil, err
 		}
-		path, sink, err := createImage(dir, d, o.diskFormat)
+		path, sink, err := a.createImage(ctx, dir, d, o)
 		if err != nil {
 			return nil, err
 		}
@@ -119,16 +129,27 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 	}
 }
 
-// createImage starts the image of disk d in dir, in the given format.
-func createImage(dir string, d *Disk, format string) (string, disk.Sink, error) {
-	switch format {
-	case "vhd", "vhd-fixed":
-		path := filepath.Join(dir, d.Device+".vhd")
-		s, err := vhd.Create(path, d.Size, format == "vhd-fixed")
-		return path, s, err
+// createImage starts the image of disk d: at the target given for it, on a
+// volume created for it, or as a file in dir named after its device.
+func (a *archive) createImage(ctx context.Context, dir string, d *Disk, o *options) (string, disk.Sink, error) {
+	target, ok := o.targets[d.Device]
+	if !ok && o.createLV != "" {
+		var err error
+		if target, err = createLV(ctx, o.createLV, d, a.meta.vdiUUID(d), o.diskFormat); err != nil {
+			return "", nil, err
+		}
+		ok = true
 	}
-	path := filepath.Join(dir, d.Device+".raw")
-	s, err := raw.Create(path, d.Size)
+	if ok {
+		s, err := createTarget(target, d, o.diskFormat, o.prezeroed)
+		return target, s, err
+	}
+	ext := ".raw"
+	if o.diskFormat == "vhd" || o.diskFormat == "vhd-fixed" {
+		ext = ".vhd"
+	}
+	path := filepath.Join(dir, d.Device+ext)
+	s, err := createFile(path, d.Size, o.diskFormat)
 	return path, s, err
 }
 

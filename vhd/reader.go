@@ -28,7 +28,8 @@ const maxChain = 30
 
 // Image is a VHD opened for reading.
 type Image struct {
-	f        *os.File
+	f        *os.File    // nil for an image opened from a ReaderAt
+	ra       io.ReaderAt // what is read: f, or the ReaderAt
 	path     string
 	fileSize int64
 	Footer   *Footer
@@ -50,7 +51,12 @@ func open(path string, depth int) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{f: f, path: path}
+	size, err := f.Seek(0, io.SeekEnd) // works for block devices too
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	img := &Image{f: f, ra: f, path: path, fileSize: size}
 	if err := img.load(depth); err != nil {
 		img.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -58,13 +64,23 @@ func open(path string, depth int) (*Image, error) {
 	return img, nil
 }
 
+// OpenReaderAt opens the VHD held in r, size bytes long (a VHD inside a
+// logical volume, read through its segment map), named name in errors. A
+// differencing disk is refused: its parent cannot be looked for.
+func OpenReaderAt(r io.ReaderAt, size int64, name string) (*Image, error) {
+	img := &Image{ra: r, path: name, fileSize: size}
+	if err := img.load(0); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if img.Footer.Type == TypeDiff {
+		return nil, fmt.Errorf("%s: a differencing VHD's parent can only be found from a file", name)
+	}
+	return img, nil
+}
+
 // load reads and checks the footers, header, BAT and parent.
 func (img *Image) load(depth int) error {
-	size, err := img.f.Seek(0, io.SeekEnd) // works for block devices too
-	if err != nil {
-		return err
-	}
-	img.fileSize = size
+	size := img.fileSize
 	if size < footerSize {
 		return corrupt("the file is %d bytes, too short for a VHD", size)
 	}
@@ -91,7 +107,7 @@ func (img *Image) load(depth int) error {
 
 func (img *Image) readAt(n int, off int64) ([]byte, error) {
 	b := make([]byte, n)
-	got, err := img.f.ReadAt(b, off)
+	got, err := img.ra.ReadAt(b, off)
 	if got == n {
 		return b, nil
 	}
@@ -288,6 +304,9 @@ func (img *Image) Close() error {
 	if img.parent != nil {
 		img.parent.Close()
 	}
+	if img.f == nil {
+		return nil
+	}
 	return img.f.Close()
 }
 
@@ -311,7 +330,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	}
 	var err error
 	if img.Footer.Type == TypeFixed {
-		_, err = img.f.ReadAt(p[:n], off)
+		_, err = img.ra.ReadAt(p[:n], off)
 	} else {
 		err = img.readBlocks(p[:n], off)
 	}
@@ -359,7 +378,7 @@ func (img *Image) readBlock(p []byte, b, in int64) error {
 		}
 		n := min(end-in, int64(len(p)))
 		if set {
-			if _, err := img.f.ReadAt(p[:n], data+in); err != nil {
+			if _, err := img.ra.ReadAt(p[:n], data+in); err != nil {
 				return fmt.Errorf("reading block %d: %w", b, err)
 			}
 		} else if err := img.fromBelow(p[:n], b*img.blockSize()+in); err != nil {
@@ -424,6 +443,13 @@ func (img *Image) bitmap(b int64) ([]byte, error) {
 // the whole chain.
 func (img *Image) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
 	if img.Footer.Type == TypeFixed {
+		if img.f == nil {
+			return func(yield func(disk.Extent, error) bool) {
+				if img.Size() > 0 {
+					yield(disk.Extent{Len: img.Size()}, nil)
+				}
+			}
+		}
 		return fsutil.DataExtents(ctx, img.f, 0, img.Size())
 	}
 	return func(yield func(disk.Extent, error) bool) {
@@ -537,17 +563,20 @@ func IsVHD(path string) bool {
 		return false
 	}
 	defer f.Close()
-	b := make([]byte, 8)
-	if _, err := f.ReadAt(b, 0); err == nil && string(b) == footerCookie {
-		return true
-	}
 	end, err := f.Seek(0, io.SeekEnd)
-	if err != nil || end < footerSize {
-		return false
+	return err == nil && HasFooter(f, end)
+}
+
+// HasFooter reports whether r, size bytes long, holds a VHD footer cookie
+// at its end (or a 511-byte footer's), or at its start.
+func HasFooter(r io.ReaderAt, size int64) bool {
+	b := make([]byte, 8)
+	for _, off := range []int64{0, size - footerSize, size - footerSize + 1} {
+		if off >= 0 && off+8 <= size {
+			if _, err := r.ReadAt(b, off); err == nil && string(b) == footerCookie {
+				return true
+			}
+		}
 	}
-	if _, err := f.ReadAt(b, end-footerSize); err == nil && string(b) == footerCookie {
-		return true
-	}
-	_, err = f.ReadAt(b, end-footerSize+1)
-	return err == nil && string(b) == footerCookie
+	return false
 }

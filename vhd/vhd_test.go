@@ -543,3 +543,36 @@ func TestCorruptImages(t *testing.T) {
 		t.Errorf("truncated fixed disk: %v", err)
 	}
 }
+
+// fileMedium is a file used as a device.
+type fileMedium struct{ *os.File }
+
+func TestCreateOnAMedium(t *testing.T) {
+	data := image(9<<20+512, 21)
+	end := int64(16 << 20)
+	path := filepath.Join(t.TempDir(), "lv")
+	os.WriteFile(path, bytes.Repeat([]byte{0xEE}, int(end)), 0o644) // stale bytes
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	defer f.Close()
+	s, err := CreateOn(fileMedium{f}, int64(len(data)), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := disk.NewReader(context.Background(), memSource(data))
+	if _, err := disk.Copy(context.Background(), s, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, path); !bytes.Equal(got, data) {
+		t.Fatal("a VHD on a medium with stale bytes reads wrong")
+	}
+	if have(t, "qemu-img") && sum(qemuRaw(t, path)) != sum(data) {
+		t.Fatal("qemu-img reads the VHD on the medium wrong")
+	}
+	if _, err := CreateOn(fileMedium{f}, 64<<20, end); err == nil {
+		t.Fatal("a medium too small was accepted")
+	}
+}

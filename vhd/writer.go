@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -45,6 +46,41 @@ type Sink struct {
 	bat     []uint32
 	dataPos int64 // file offset where the next block's bitmap goes
 	last    int64 // the last block allocated, -1 for none
+
+	// On a medium (CreateOn) rather than a new file: stale bytes must never
+	// show, so each block is gathered and written whole.
+	medium Medium
+	end    int64  // the medium's size: the footer goes at end - 512
+	cur    int64  // block being gathered, -1 for none
+	buf    []byte // its bitmap and data
+	dirty  bool
+}
+
+// Medium is what CreateOn writes onto: a block device or a logical volume.
+type Medium interface {
+	io.WriterAt
+	Sync() error
+}
+
+// CreateOn starts a dynamic VHD of size bytes on a medium of end bytes, as
+// XenServer keeps VHDs on LVM: the primary footer at end - 512, the copy at
+// 0. Allocated blocks are written whole, bitmap and data, so the medium's
+// stale bytes never show; the rest is governed by the BAT. A medium too
+// small for the largest layout the disk could need is refused before
+// anything is written.
+func CreateOn(m Medium, size, end int64) (*Sink, error) {
+	vsize := pad(size, SectorSize)
+	if vsize > MaxSize {
+		return nil, fmt.Errorf("vhd: the disk is %d bytes; a VHD holds at most 2040 GiB", size)
+	}
+	s := &Sink{size: size, vsize: vsize, last: -1, cur: -1, medium: m, end: end}
+	if err := s.initDynamic(); err != nil {
+		return nil, err
+	}
+	if need := s.firstBlock() + int64(len(s.bat))*(BlockSize+4096) + footerSize; need > end {
+		return nil, fmt.Errorf("vhd: a %d-byte disk needs up to %d bytes as a VHD; the target holds %d", size, need, end)
+	}
+	return s, nil
 }
 
 // Create starts a VHD of size bytes at path (which must not exist): fixed
@@ -66,32 +102,48 @@ func Create(path string, size int64, fixed bool) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{f: f, final: path, size: size, vsize: vsize, fixed: fixed, last: -1}
-	s.footer = Footer{
-		Features: 2, Version: vhdVersion, DataOffset: noOffset,
-		Timestamp: uint32(time.Since(vhdEpoch) / time.Second),
-		Creator:   tapCreator, CreatorVer: tapCreatorVer,
-		OrigSize: uint64(vsize), CurrSize: uint64(vsize), Type: TypeFixed,
-	}
-	s.footer.Cylinders, s.footer.Heads, s.footer.SPT = geometry(uint64(vsize))
-	if _, err := rand.Read(s.footer.UUID[:]); err != nil {
-		s.Abort()
-		return nil, err
-	}
+	s := &Sink{f: f, final: path, size: size, vsize: vsize, fixed: fixed, last: -1, cur: -1}
 	if fixed {
-		if err := f.Truncate(vsize); err != nil {
+		err := s.initFooter(TypeFixed)
+		if err == nil {
+			err = f.Truncate(vsize)
+		}
+		if err != nil {
 			s.Abort()
 			return nil, err
 		}
 		return s, nil
 	}
-	s.footer.Type, s.footer.DataOffset = TypeDynamic, footerSize
-	s.bat = make([]uint32, (vsize+BlockSize-1)/BlockSize)
+	if err := s.initDynamic(); err != nil {
+		s.Abort()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) initFooter(typ uint32) error {
+	s.footer = Footer{
+		Features: 2, Version: vhdVersion, DataOffset: noOffset,
+		Timestamp: uint32(time.Since(vhdEpoch) / time.Second),
+		Creator:   tapCreator, CreatorVer: tapCreatorVer,
+		OrigSize: uint64(s.vsize), CurrSize: uint64(s.vsize), Type: typ,
+	}
+	s.footer.Cylinders, s.footer.Heads, s.footer.SPT = geometry(uint64(s.vsize))
+	_, err := rand.Read(s.footer.UUID[:])
+	return err
+}
+
+func (s *Sink) initDynamic() error {
+	if err := s.initFooter(TypeDynamic); err != nil {
+		return err
+	}
+	s.footer.DataOffset = footerSize
+	s.bat = make([]uint32, (s.vsize+BlockSize-1)/BlockSize)
 	for i := range s.bat {
 		s.bat[i] = unused
 	}
 	s.dataPos = s.firstBlock()
-	return s, nil
+	return nil
 }
 
 // Dynamic layout: footer copy at 0, header at 512, BAT at 1536, batmap
@@ -129,6 +181,9 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("vhd: write of %d bytes at %d past the disk's end %d", len(p), off, s.size)
 	}
+	if s.medium != nil {
+		return s.gather(p, off)
+	}
 	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
 		if s.fixed {
 			_, err := s.f.WriteAt(run, at)
@@ -156,6 +211,55 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// gather copies p into the block being gathered, writing out the previous
+// one when a later block begins.
+func (s *Sink) gather(p []byte, off int64) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		b := off / BlockSize
+		if b != s.cur {
+			if b < s.cur {
+				return 0, fmt.Errorf("vhd: write at %d goes back before block %d", off, s.cur)
+			}
+			if err := s.writeGathered(); err != nil {
+				return 0, err
+			}
+			s.cur = b
+		}
+		if s.buf == nil {
+			s.buf = make([]byte, SectorSize+BlockSize)
+			copy(s.buf, allOnes)
+		}
+		c := copy(s.buf[SectorSize+off%BlockSize:], p)
+		if !disk.IsZero(p[:c]) {
+			s.dirty = true
+		}
+		p, off = p[c:], off+int64(c)
+	}
+	return n, nil
+}
+
+// writeGathered writes the gathered block, bitmap and data in one go, if it
+// holds anything but zeros; an all-zero block stays unallocated.
+func (s *Sink) writeGathered() error {
+	if s.cur < 0 {
+		return nil
+	}
+	defer func() {
+		s.cur, s.dirty = -1, false
+		clear(s.buf[SectorSize:])
+	}()
+	if !s.dirty {
+		return nil
+	}
+	if _, err := s.medium.WriteAt(s.buf, s.dataPos); err != nil {
+		return err
+	}
+	s.bat[s.cur] = uint32(s.dataPos / SectorSize)
+	s.dataPos = alignedBitmap(s.dataPos + SectorSize + BlockSize)
+	return nil
 }
 
 // allOnes is the bitmap of an allocated block: every sector present, as
@@ -189,10 +293,21 @@ func (s *Sink) blockData(b int64) (int64, error) {
 }
 
 // Commit writes the metadata and the footers, flushes the file to stable
-// storage and renames it into place.
+// storage and renames it into place (on a medium: flushes it).
 func (s *Sink) Commit() error {
 	if s.done {
 		return errors.New("vhd: image already committed or aborted")
+	}
+	if s.medium != nil {
+		s.done = true
+		err := s.writeGathered()
+		if err == nil {
+			err = s.writeMetadata(s.medium, s.end-footerSize)
+		}
+		if err == nil {
+			err = s.medium.Sync()
+		}
+		return err
 	}
 	err := s.finish()
 	if err == nil {
@@ -216,13 +331,19 @@ func (s *Sink) finish() error {
 		_, err := s.f.WriteAt(s.footer.marshal(), s.vsize)
 		return err
 	}
-	footer := s.footer.marshal()
 	// The footer at the end, right after the last block.
 	end := s.lastBlockEnd()
-	if _, err := s.f.WriteAt(footer, end); err != nil {
+	if err := s.f.Truncate(end + footerSize); err != nil {
 		return err
 	}
-	if err := s.f.Truncate(end + footerSize); err != nil {
+	return s.writeMetadata(s.f, end)
+}
+
+// writeMetadata writes the footer at footerAt and the footer copy, header,
+// BAT and batmap at the start.
+func (s *Sink) writeMetadata(w io.WriterAt, footerAt int64) error {
+	footer := s.footer.marshal()
+	if _, err := w.WriteAt(footer, footerAt); err != nil {
 		return err
 	}
 	h := Header{DataOffset: noOffset, TableOffset: tableOffset, Version: vhdVersion,
@@ -238,7 +359,7 @@ func (s *Sink) finish() error {
 	meta = append(meta, bat...)
 	meta = append(meta, s.batmapHeader()...)
 	meta = append(meta, make([]byte, s.batmapSectors()*SectorSize)...)
-	_, err := s.f.WriteAt(meta, 0)
+	_, err := w.WriteAt(meta, 0)
 	return err
 }
 
@@ -266,12 +387,16 @@ func (s *Sink) batmapHeader() []byte {
 	return b
 }
 
-// Abort removes the partial image.
+// Abort removes the partial image (on a medium: stops; what was written
+// stays, unreferenced by any BAT).
 func (s *Sink) Abort() error {
 	if s.done {
 		return nil
 	}
 	s.done = true
+	if s.medium != nil {
+		return nil
+	}
 	s.f.Close()
 	return os.Remove(s.f.Name())
 }

@@ -22,14 +22,20 @@ archives; 'xva unpack' checks the data.
 
 Given a VHD image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and
-bytes, creator, UUID and parent.`,
+bytes, creator, UUID and parent. Given an LVM physical volume (a device or
+an image of one), it shows its volume group and logical volumes, read from
+the LVM2 metadata without the LVM tools.`,
 		Example: `  xva info web.xva
   xva info --json web.xva
-  xva info disk.vhd`,
+  xva info disk.vhd
+  xva info /dev/sdb3`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if xva.IsImage(args[0]) {
 				return imageInfo(cmd, g, args[0])
+			}
+			if xva.IsPV(args[0]) {
+				return pvInfo(cmd, g, args[0])
 			}
 			res, err := xva.Info(cmd.Context(), args[0], g.options()...)
 			if err != nil {
@@ -121,6 +127,38 @@ func imageInfo(cmd *cobra.Command, g *globals, path string) error {
 	fmt.Fprintf(w, "uuid:\t%s\n", i.UUID)
 	if i.Parent != "" {
 		fmt.Fprintf(w, "parent:\t%s (%s)\n", i.Parent, i.ParentUUID)
+	}
+	return w.Flush()
+}
+
+func pvInfo(cmd *cobra.Command, g *globals, path string) error {
+	i, err := xva.InspectPV(path)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(struct {
+			SchemaVersion int `json:"schema_version"`
+			*xva.PVInfo
+		}{schemaVersion, i})
+	}
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "physical volume:\t%s (%s)\n", i.Path, i.UUID)
+	fmt.Fprintf(w, "volume group:\t%s (seqno %d, extents of %s, %d PVs)\n", i.VG, i.Seqno,
+		humanize.IBytes(uint64(i.ExtentSize)), len(i.PVs))
+	w.Flush()
+	fmt.Fprintln(cmd.OutOrStdout())
+	w = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "LV\tSIZE\tSEGMENTS\tCONTENT\tON THIS PV")
+	for _, lv := range i.LVs {
+		content := "raw"
+		if lv.VHD {
+			content = "vhd"
+		}
+		if !lv.OnThisPV {
+			content = "?"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%v\n", lv.Name, humanize.IBytes(uint64(lv.Size)), lv.Segments, content, lv.OnThisPV)
 	}
 	return w.Flush()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -10,8 +11,9 @@ import (
 )
 
 func newUnpackCmd(g *globals) *cobra.Command {
-	var salvage bool
-	var format string
+	var salvage, prezeroed bool
+	var format, createLV string
+	var targets []string
 	cmd := &cobra.Command{
 		Use:   "unpack ARCHIVE OUTDIR",
 		Short: "Write an archive's VM out as ova.xml plus one sparse raw image per disk",
@@ -20,6 +22,16 @@ plus one image per disk named after its device: sda.raw, sparse (zero runs
 of 4 KiB and more become holes), or with --disk-format vhd a dynamic VHD
 (sda.vhd; all-zero 2 MiB blocks left unallocated) or vhd-fixed, which qemu,
 Hyper-V, libvhdi and XenServer all read at exactly the disk's size.
+
+--disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
+/dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
+write is zeroed, unless --prezeroed; a device smaller than the disk is
+refused before anything is written), or a logical volume on its physical
+volume, lvm:PV_PATH:VG/LV, read from the LVM2 metadata itself (for images
+of PVs, rescue systems, or hosts without device-mapper). --create-lv VG
+creates a volume per disk as a XenServer LVM SR names and sizes them
+(LV-<vdi uuid> for raw, VHD-<vdi uuid> with the footer at its end for
+--disk-format vhd) and writes the disk there.
 
 ARCHIVE is a .xva file of either generation (plain, gzip or zstd), an
 archive directory, or '-' for standard input. Every chunk's CRC-32 and length,
@@ -34,11 +46,24 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
   # Disks as dynamic VHDs, for Hyper-V, Azure or a XenServer SR
   xva unpack --disk-format vhd web.xva vm/
 
+  # The boot disk straight onto a logical volume
+  xva unpack --disk xvda=/dev/VG_XenStorage-1234/LV-disk web.xva vm/
+
+  # Volumes created by XenServer's SR conventions
+  xva unpack --create-lv VG_XenStorage-1234 --disk-format vhd web.xva vm/
+
   # Rescue what a damaged xapi archive holds, bad blocks included
   xva unpack --salvage damaged.xva rescued/`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := append(g.options(), xva.WithDiskFormat(format))
+			opts := append(g.options(), xva.WithDiskFormat(format), xva.WithCreateLV(createLV), xva.WithPrezeroed(prezeroed))
+			for _, t := range targets {
+				dev, target, ok := strings.Cut(t, "=")
+				if !ok || dev == "" || target == "" {
+					return usagef("--disk %q: want DEVICE=TARGET, e.g. xvda=/dev/sdb", t)
+				}
+				opts = append(opts, xva.WithDiskTarget(dev, target))
+			}
 			if salvage {
 				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
@@ -63,6 +88,9 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&format, "disk-format", "raw", "image format: raw, vhd (dynamic) or vhd-fixed")
+	cmd.Flags().StringArrayVar(&targets, "disk", nil, "DEVICE=TARGET: write a disk to a file, block device or lvm:PV:VG/LV (repeatable)")
+	cmd.Flags().StringVar(&createLV, "create-lv", "", "create a volume per disk in this VG, by XenServer's SR conventions")
+	cmd.Flags().BoolVar(&prezeroed, "prezeroed", false, "target devices already read as zeros: do not zero what the disk does not write")
 	cmd.Flags().BoolVar(&salvage, "salvage", false, "xapi archives: write blocks that fail their hash as found, report each, and exit 3")
 	return cmd
 }
