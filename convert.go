@@ -84,7 +84,7 @@ func convertDisks(ctx context.Context, a *archive, out archiveOut, m *Metadata, 
 			return nil, fmt.Errorf("xva: disk %s arrives out of the order the output needs", d.Device)
 		}
 		next++
-		pd, err := convertDisk(ctx, a, out, d, m.Generation, &m.Disks[i], o)
+		pd, err := convertDisk(ctx, a, out, d, m.Generation, &m.Disks[i], o, keepZeroBlocks(m))
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +94,7 @@ func convertDisks(ctx context.Context, a *archive, out archiveOut, m *Metadata, 
 }
 
 // convertDisk pipes the decoded bytes of d into the encoder of t.
-func convertDisk(ctx context.Context, a *archive, out archiveOut, d *Disk, g Generation, t *Disk, o *options) (PackedDisk, error) {
+func convertDisk(ctx context.Context, a *archive, out archiveOut, d *Disk, g Generation, t *Disk, o *options, keepZeros bool) (PackedDisk, error) {
 	o.progress.StartDisk(d.Device, d.Size)
 	defer o.progress.EndDisk()
 	pipe := disk.NewPipe(d.Size)
@@ -107,7 +107,7 @@ func convertDisk(ctx context.Context, a *archive, out archiveOut, d *Disk, g Gen
 		pipe.CloseWrite(err)
 		decoded <- err
 	}()
-	pd, werr := writeDisk(ctx, out, g, t, pipe, o, nil)
+	pd, werr := writeDisk(ctx, out, g, t, pipe, o, nil, keepZeros)
 	pipe.CloseRead(werr)
 	// The decoder's error is the cause when there is one: the encoder then
 	// only saw the pipe end early.

@@ -214,11 +214,15 @@ func withSizes(m *Metadata, sizes map[string]int64) (*Metadata, error) {
 		if !ok || size == d.Size {
 			continue
 		}
-		changed = true
 		if m.Generation == XAPI {
+			if size = ova.XapiSize(size); size == d.Size {
+				continue
+			}
+			changed = true
 			m.Export.Object(d.VDI).Snapshot.Set("virtual_size", ova.NewInt(size))
 			continue
 		}
+		changed = true
 		for i := range m.Legacy.VDIs {
 			if m.Legacy.VDIs[i].Name == d.VDI {
 				m.Legacy.VDIs[i].Size = size
@@ -253,6 +257,7 @@ func writeArchive(ctx context.Context, out archiveOut, m *Metadata, open diskRea
 		return nil, err
 	}
 	res := &PackResult{Generation: m.Generation}
+	keepZeros := keepZeroBlocks(m)
 	for i := range m.Disks {
 		d := &m.Disks[i]
 		r, done, err := open(d)
@@ -260,7 +265,7 @@ func writeArchive(ctx context.Context, out archiveOut, m *Metadata, open diskRea
 			return nil, err
 		}
 		o.progress.StartDisk(d.Device, d.Size)
-		pd, err := writeDisk(ctx, out, m.Generation, d, r, o, o.progress.Advance)
+		pd, err := writeDisk(ctx, out, m.Generation, d, r, o, o.progress.Advance, keepZeros)
 		o.progress.EndDisk()
 		done()
 		if err != nil {
@@ -271,12 +276,29 @@ func writeArchive(ctx context.Context, out archiveOut, m *Metadata, open diskRea
 	return res, nil
 }
 
+// keepZeroBlocks reports whether an xapi archive must carry its all-zero
+// blocks: xapi places the block after a gap at (numbers skipped) × the size
+// of the archive's very first block, so when that block is short (the
+// first disk with data is under 1 MiB) every gap would be misplaced, and
+// there must be none.
+func keepZeroBlocks(m *Metadata) bool {
+	if m.Generation != XAPI {
+		return false
+	}
+	for _, d := range m.Disks {
+		if d.Size > 0 {
+			return d.Size < chunk.BlockSize
+		}
+	}
+	return false
+}
+
 // writeDisk encodes one disk, read from r, in generation g.
-func writeDisk(ctx context.Context, out archiveOut, g Generation, d *Disk, r disk.Reader, o *options, progress func(int64)) (PackedDisk, error) {
+func writeDisk(ctx context.Context, out archiveOut, g Generation, d *Disk, r disk.Reader, o *options, progress func(int64), keepZeros bool) (PackedDisk, error) {
 	g8 := disk.NewGather(r)
 	if g == XAPI {
 		st, err := chunk.WriteBlocks(ctx, memberWriter{out}, g8, d.ID, d.Size,
-			chunk.BlockOptions{Checksum: o.checksum, Jobs: o.jobs, Progress: progress})
+			chunk.BlockOptions{Checksum: o.checksum, Jobs: o.jobs, Progress: progress, KeepZeros: keepZeros})
 		return PackedDisk{Device: d.Device, Size: d.Size, Members: st.Blocks, Compressed: st.Data}, err
 	}
 	return writeLegacyDisk(ctx, out, d, g8, o, progress)

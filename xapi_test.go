@@ -15,10 +15,12 @@ import (
 )
 
 // xapiVM is a VM with a partial last block, an exact one, and a tiny one.
+// (xapi disks are whole sectors; odd sizes are padded, see
+// TestOddSizeIsPaddedForXapi.)
 var xapiVM = fixtures.VM{Name: "xapi vm", Memory: 1 << 30, VCPUs: 2, Disks: []fixtures.Disk{
-	{Size: 6<<20 + 12345, Seed: 101, Data: 0.5, MaxRegion: 1 << 20},
+	{Size: 6<<20 + 12288, Seed: 101, Data: 0.5, MaxRegion: 1 << 20},
 	{Size: 3 << 20, Seed: 102, Data: 0.5, MaxRegion: 1 << 20},
-	{Size: 700, Seed: 103},
+	{Size: 1024, Seed: 103},
 }}
 
 func writeXapiDir(t *testing.T, vm fixtures.VM, ids []string) (string, map[string]string) {
@@ -79,7 +81,7 @@ func TestXapiRoundTripAllCompressions(t *testing.T) {
 
 func TestKeepAliveAndSHA1Archive(t *testing.T) {
 	vm := fixtures.VM{Name: "ka", Memory: 1 << 28, Disks: []fixtures.Disk{
-		{Size: 9<<20 + 77, Seed: 111, Data: 0.6, MaxRegion: 1 << 20},
+		{Size: 9<<20 + 512, Seed: 111, Data: 0.6, MaxRegion: 1 << 20},
 		{Size: 0, Seed: 112},
 		{Size: 2 << 20, Seed: 113, Data: 0.9},
 	}}
@@ -103,7 +105,7 @@ func TestKeepAliveAndSHA1Archive(t *testing.T) {
 }
 
 func TestConvertBothWays(t *testing.T) {
-	legacyDir, sums := makeVM(t, fixtures.Disk{Size: 5<<20 + 3, Seed: 121, Data: 0.4}, fixtures.Disk{Size: 1 << 20, Seed: 122})
+	legacyDir, sums := makeVM(t, fixtures.Disk{Size: 5<<20 + 512, Seed: 121, Data: 0.4}, fixtures.Disk{Size: 1 << 20, Seed: 122})
 	legacy := filepath.Join(t.TempDir(), "l.xva")
 	if _, err := xva.PackDir(ctx, legacyDir, legacy); err != nil {
 		t.Fatal(err)
@@ -319,5 +321,26 @@ func TestXapiFaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			expectCorrupt(t, rewriteMembers(t, good, c.edit), c.member)
 		})
+	}
+}
+
+func TestOddSizeIsPaddedForXapi(t *testing.T) {
+	vmdir, _ := makeVM(t, fixtures.Disk{Size: 1000, Seed: 141, Data: 0.9, MaxRegion: 100})
+	legacy := filepath.Join(t.TempDir(), "l.xva")
+	if _, err := xva.PackDir(ctx, vmdir, legacy); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(t.TempDir(), "x.xva")
+	if _, err := xva.Convert(ctx, legacy, x, xva.WithFormat(xva.XAPI)); err != nil {
+		t.Fatal(err)
+	}
+	un := filepath.Join(t.TempDir(), "un")
+	if _, err := xva.Unpack(ctx, x, un); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(vmdir, "sda.raw"))
+	got, _ := os.ReadFile(filepath.Join(un, "sda.raw"))
+	if len(got) != 1024 || !bytes.Equal(got[:1000], orig) || !bytes.Equal(got[1000:], make([]byte, 24)) {
+		t.Fatalf("a 1000-byte disk through xapi is %d bytes", len(got))
 	}
 }

@@ -114,6 +114,9 @@ type BlockOptions struct {
 	// and the block's data is still emitted (salvage); otherwise a
 	// mismatch ends decoding.
 	OnBadBlock func(*MemberError)
+	// KeepZeros makes WriteBlocks write all-zero blocks too, leaving no
+	// gaps (see xapi's firstlen).
+	KeepZeros bool
 }
 
 // BlockStats counts what a disk's encoding holds.
@@ -177,7 +180,7 @@ func WriteBlocks(ctx context.Context, w MemberWriter, src Filler, prefix string,
 			putBuf(buf)
 			return st, pool.Abort(err)
 		}
-		if !data && !must {
+		if !data && !must && !o.KeepZeros {
 			putBuf(buf)
 			skipped += blen
 			continue
@@ -189,7 +192,7 @@ func WriteBlocks(ctx context.Context, w MemberWriter, src Filler, prefix string,
 		skipped = 0
 		err = pool.Submit(func(context.Context) (*hashed, error) {
 			h := &hashed{n: n, buf: buf, holes: holes}
-			if !must && disk.IsZero(buf) {
+			if !must && !o.KeepZeros && disk.IsZero(buf) {
 				h.omitted = true
 			} else {
 				h.hash = HashText(o.Checksum, buf)

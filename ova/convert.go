@@ -230,7 +230,14 @@ func vbdRecord(b VBD, index int, vdi VDI, uuid, vmID, vdiID string) []Member {
 	}
 }
 
+// XapiSize is the virtual size an xapi archive can carry for a disk of n
+// bytes: whole 512-byte sectors. xapi's importer reads the next tar header
+// before skipping a block's padding, so a block that is not whole sectors
+// throws it off, and VDIs are sector-sized anyway.
+func XapiSize(n int64) int64 { return (n + 511) / 512 * 512 }
+
 func vdiRecord(v VDI, readOnly bool, uuid, srID, vbdID string) []Member {
+	v.Size = XapiSize(v.Size)
 	variety := v.Variety
 	if variety == "" {
 		variety = "user"

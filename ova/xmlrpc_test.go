@@ -149,7 +149,8 @@ func TestLegacyToXapiAndBack(t *testing.T) {
 		}
 	}
 	disks, err := e.Disks(vmo)
-	if err != nil || len(disks) != 2 || disks[0].Device != "xvda" || !disks[0].Bootable || disks[1].Size != 12345 || !disks[1].ReadOnly {
+	// Sizes become whole sectors (12345 → 12800).
+	if err != nil || len(disks) != 2 || disks[0].Device != "xvda" || !disks[0].Bootable || disks[1].Size != 12800 || !disks[1].ReadOnly {
 		t.Fatalf("disks %+v, %v", disks, err)
 	}
 	for _, d := range disks {
@@ -172,7 +173,7 @@ func TestLegacyToXapiAndBack(t *testing.T) {
 		got.KernelCmdline != want.KernelCmdline || len(got.VBDs) != 2 || !got.VBDs[0].Bootable() || got.VBDs[0].Device != "xvda" {
 		t.Fatalf("legacy → xapi → legacy changed the VM:\n%+v\n%+v", got, want)
 	}
-	if back.VDIs[0].Size != 1500000000 || back.VDIs[0].Variety != "system" {
+	if back.VDIs[0].Size != XapiSize(1500000000) || back.VDIs[0].Variety != "system" {
 		t.Fatalf("disks after the round trip: %+v", back.VDIs)
 	}
 }
