@@ -2,6 +2,7 @@ package xva
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/xva-tools/xva/chunk"
 )
@@ -24,6 +25,7 @@ type options struct {
 	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
+	writer     io.Writer // Pack and Convert write the tar stream here
 }
 
 func makeOptions(opts []Option) (*options, error) {

@@ -36,6 +36,12 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 	if g == Legacy && o.compress != "" {
 		return nil, fmt.Errorf("xva: legacy archives are not compressed as a whole (their chunks are gzip already); --compress needs --format xapi")
 	}
+	if o.writer != nil {
+		if g == Legacy {
+			return nil, fmt.Errorf("xva: a legacy archive cannot be streamed here")
+		}
+		return newStreamOut(o.writer, nil, o.compress, o.jobs)
+	}
 	if output == "-" {
 		return newStreamOut(os.Stdout, nil, o.compress, o.jobs)
 	}
@@ -391,4 +397,48 @@ func (s *spool) close() {
 	if s.f != nil {
 		s.f.Close()
 	}
+}
+
+// AtomicFile is a file written under a temporary name and renamed into
+// place by Commit, or removed by Abort.
+type AtomicFile struct {
+	*os.File
+	final   string
+	replace bool
+}
+
+// CreateAtomic starts a file that appears at path only when committed;
+// path must not exist unless replace.
+func CreateAtomic(path string, replace bool) (*AtomicFile, error) {
+	if fsutil.Exists(path) && !replace {
+		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, path)
+	}
+	f, err := fsutil.CreateTemp(path)
+	if err != nil {
+		return nil, err
+	}
+	return &AtomicFile{File: f, final: path, replace: replace}, nil
+}
+
+// Commit flushes the file to stable storage and renames it into place.
+func (a *AtomicFile) Commit() error {
+	err := a.Sync()
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && a.replace {
+		err = os.Rename(a.Name(), a.final)
+	} else if err == nil {
+		err = fsutil.RenameNoReplace(a.Name(), a.final)
+	}
+	if err != nil {
+		os.Remove(a.Name())
+	}
+	return err
+}
+
+// Abort removes the file.
+func (a *AtomicFile) Abort() {
+	a.Close()
+	os.Remove(a.Name())
 }

@@ -89,13 +89,23 @@ type Options struct {
 // Archive checks the archive at path: a file (plain, gzip or zstd), a
 // directory, or "-" for standard input. It reads every byte once.
 func Archive(ctx context.Context, path string, o Options) *Report {
+	return check(ctx, path, o, func() (*xva.Reader, error) { return xva.OpenReader(path, xva.WithJobs(o.Jobs)) })
+}
+
+// Stream checks an archive read from r (a download, say), named name in
+// the report.
+func Stream(ctx context.Context, r io.Reader, name string, o Options) *Report {
+	return check(ctx, name, o, func() (*xva.Reader, error) { return xva.OpenReaderFrom(r, xva.WithJobs(o.Jobs)) })
+}
+
+func check(ctx context.Context, name string, o Options, open func() (*xva.Reader, error)) *Report {
 	start := time.Now()
-	rep := &Report{SchemaVersion: SchemaVersion, Archive: path, Disks: []DiskReport{}, Problems: []Problem{}, Notes: []string{}}
+	rep := &Report{SchemaVersion: SchemaVersion, Archive: name, Disks: []DiskReport{}, Problems: []Problem{}, Notes: []string{}}
 	c := &checker{rep: rep, opts: o, jobs: pipeline.Jobs(o.Jobs), disks: map[string]*diskState{}}
 	if c.opts.Progress == nil {
 		c.opts.Progress = nopProgress{}
 	}
-	c.run(ctx, path)
+	c.run(ctx, open)
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int {
 		if c := strings.Compare(a.Disk, b.Disk); c != 0 {
 			return c
@@ -176,8 +186,8 @@ func (c *checker) problem(kind Kind, member, disk string, off int64, format stri
 	c.rep.Problems = append(c.rep.Problems, Problem{Kind: kind, Member: member, Disk: disk, Offset: off, Message: fmt.Sprintf(format, args...)})
 }
 
-func (c *checker) run(ctx context.Context, path string) {
-	r, err := xva.OpenReader(path, xva.WithJobs(c.opts.Jobs))
+func (c *checker) run(ctx context.Context, open func() (*xva.Reader, error)) {
+	r, err := open()
 	if err != nil {
 		c.stop("", err)
 		return

@@ -68,3 +68,23 @@ func (p *lineProgress) draw() {
 	fmt.Fprintf(p.w, "\r%-8s %10s / %-10s %5.1f%%  %s/s   ", p.device,
 		humanize.IBytes(uint64(p.done)), humanize.IBytes(uint64(p.size)), pct, humanize.IBytes(uint64(rate)))
 }
+
+// newTransferProgress shows bytes moved and the task's progress for upload
+// and export, on a terminal (or always, or never).
+func newTransferProgress(mode, what string) func(bytes int64, task float64) {
+	if mode == "never" || mode == "auto" && !isTerminal(os.Stderr) || mode != "auto" && mode != "always" {
+		return nil
+	}
+	var last time.Time
+	return func(n int64, task float64) {
+		if time.Since(last) < 200*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		t := "…"
+		if task >= 0 {
+			t = fmt.Sprintf("%3.0f%%", task*100)
+		}
+		fmt.Fprintf(os.Stderr, "\r%s: %10s   task %s   ", what, humanize.IBytes(uint64(n)), t)
+	}
+}

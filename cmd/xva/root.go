@@ -37,7 +37,8 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
 	root.PersistentFlags().StringVar(&g.progress, "progress", "auto", "progress on stderr: auto (on a terminal), always, never")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g))
+	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
+		newUploadCmd(g), newExportCmd(g))
 	return root
 }
 

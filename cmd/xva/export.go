@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/verify"
+	"github.com/xva-tools/xva/xapi"
+)
+
+type exportFlags struct {
+	remote          remoteFlags
+	vm, compression string
+	force           bool
+}
+
+func newExportCmd(g *globals) *cobra.Command {
+	f := &exportFlags{}
+	cmd := &cobra.Command{
+		Use:   "export --url https://HOST --vm UUID OUTPUT",
+		Short: "Download a VM from a XenServer / XCP-ng pool, checking it as it comes",
+		Long: `Download a halted or suspended VM from the pool's /export as an xapi
+archive, to OUTPUT or standard output ('-'). Every block hash is verified
+while the archive streams; OUTPUT appears only when all is well (exit 3
+and nothing written if the download is corrupt). --compress asks the host
+to compress the stream (zstd or gzip).`,
+		Example: `  XVA_PASSWORD=secret xva export --url https://xenserver.example.com --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 web.xva
+  xva export --url https://pool-master --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 --compress zstd web.xva.zst`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExport(cmd, g, f, args[0])
+		},
+	}
+	f.remote.register(cmd)
+	cmd.Flags().StringVar(&f.vm, "vm", "", "uuid of the VM to export (required)")
+	cmd.Flags().StringVar(&f.compression, "compress", "", "ask the host to compress the stream: zstd or gzip")
+	cmd.Flags().BoolVar(&f.force, "force", false, "replace OUTPUT if it exists")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) error {
+	ctx := cmd.Context()
+	if f.vm == "" {
+		return usagef("--vm UUID is required")
+	}
+	if f.compression != "" && f.compression != "zstd" && f.compression != "gzip" {
+		return usagef("--compress %q: want zstd or gzip", f.compression)
+	}
+	var out io.Writer = os.Stdout
+	var file *xva.AtomicFile
+	if output != "-" {
+		var err error
+		if file, err = xva.CreateAtomic(output, f.force); err != nil {
+			return err
+		}
+		defer file.Abort() // no-op after Commit
+		out = file
+	} else if g.json {
+		return usagef("--json prints to standard output, which OUTPUT '-' already uses")
+	}
+	c, err := f.remote.login(ctx)
+	if err != nil {
+		return err
+	}
+	defer logout(c)
+	// Verify while downloading: the stream goes to OUTPUT and to the checker.
+	pr, pw := io.Pipe()
+	reports := make(chan *verify.Report, 1)
+	go func() {
+		rep := verify.Stream(ctx, pr, "the download", verify.Options{Jobs: g.jobs})
+		io.Copy(io.Discard, pr) // let the download finish even if checking stopped
+		reports <- rep
+	}()
+	res, err := c.Export(ctx, f.vm, io.MultiWriter(out, pw), xapi.ExportOptions{Compression: f.compression,
+		Progress: newTransferProgress(g.progress, "export")})
+	pw.CloseWithError(err)
+	rep := <-reports
+	if err != nil {
+		return err
+	}
+	if rep.Corrupt() || rep.Error != "" {
+		printVerdict(cmd.ErrOrStderr(), rep, true)
+		if rep.Corrupt() {
+			return silentError{exitCorrupt, "the download is corrupt; nothing was written"}
+		}
+		return fmt.Errorf("checking the download: %s", rep.Error)
+	}
+	if file != nil {
+		if err := file.Commit(); err != nil {
+			return err
+		}
+	}
+	if g.json {
+		return printJSON(struct {
+			SchemaVersion int     `json:"schema_version"`
+			Output        string  `json:"output"`
+			Bytes         int64   `json:"bytes"`
+			Seconds       float64 `json:"seconds"`
+			Verified      bool    `json:"verified"`
+		}{schemaVersion, output, res.Received, res.Seconds, true})
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "exported %s: %s in %.1fs, every block hash checked\n", f.vm,
+		humanize.IBytes(uint64(res.Received)), res.Seconds)
+	return nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/xva-tools/xva/xapi"
+)
+
+// remoteFlags are the flags of the commands that talk to a pool master.
+type remoteFlags struct {
+	url, user, passwordFile, caCert string
+	insecure                        bool
+}
+
+func (f *remoteFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", "", "the pool master, https://HOST (required)")
+	fl.StringVar(&f.user, "user", "root", "user to log in as")
+	fl.StringVar(&f.passwordFile, "password-file", "", "read the password from this file (else XVA_PASSWORD, else a prompt)")
+	fl.StringVar(&f.caCert, "ca-cert", "", "trust the CA certificate(s) in this PEM file")
+	fl.BoolVar(&f.insecure, "insecure", false, "do not verify the host's TLS certificate")
+}
+
+// password comes from --password-file, XVA_PASSWORD or a terminal prompt:
+// never from the command line, where other users can read it.
+func (f *remoteFlags) password() (string, error) {
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if p, ok := os.LookupEnv("XVA_PASSWORD"); ok {
+		return p, nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return "", usagef("no password: give --password-file, set XVA_PASSWORD, or run on a terminal to be asked")
+	}
+	fmt.Fprintf(os.Stderr, "Password for %s at %s: ", f.user, f.url)
+	b, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(os.Stderr)
+	return string(b), err
+}
+
+// login opens a session; the caller must log out (logout does, also after
+// Ctrl-C).
+func (f *remoteFlags) login(ctx context.Context) (*xapi.Client, error) {
+	if f.url == "" {
+		return nil, usagef("--url is required, e.g. --url https://xenserver.example.com")
+	}
+	pw, err := f.password()
+	if err != nil {
+		return nil, err
+	}
+	c, err := xapi.Login(ctx, f.url, f.user, pw, xapi.WithInsecure(f.insecure), xapi.WithCACert(f.caCert))
+	if err != nil {
+		return nil, loginHint(err)
+	}
+	return c, nil
+}
+
+// logout ends the session with a context of its own, so that it happens
+// after the work's context is cancelled too.
+func logout(c *xapi.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.Logout(ctx)
+}
+
+// loginHint says what to do about a failed login.
+func loginHint(err error) error {
+	var xe *xapi.Error
+	msg := err.Error()
+	switch {
+	case errors.As(err, &xe) && xe.Code == xapi.CodeAuthFailed:
+		return fmt.Errorf("%w\nthe user name or password is wrong; check --user and the password given", err)
+	case strings.Contains(msg, "certificate"):
+		return fmt.Errorf("%w\nthe host's TLS certificate is not trusted: pass its CA with --ca-cert FILE (or --insecure to skip the check)", err)
+	}
+	return err
+}

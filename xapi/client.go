@@ -1,0 +1,315 @@
+package xapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xva-tools/xva/ova"
+)
+
+// Option configures a Client.
+type Option func(*options) error
+
+type options struct {
+	insecure   bool
+	caCerts    []string
+	httpClient *http.Client
+	poll       time.Duration
+}
+
+// WithInsecure skips TLS certificate verification (it is on by default).
+func WithInsecure(b bool) Option { return func(o *options) error { o.insecure = b; return nil } }
+
+// WithCACert trusts the CA certificates in the PEM file at path, besides
+// the system's.
+func WithCACert(path string) Option {
+	return func(o *options) error {
+		if path != "" {
+			o.caCerts = append(o.caCerts, path)
+		}
+		return nil
+	}
+}
+
+// WithPollInterval sets how often a task is polled (default 1 s).
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("xapi: poll interval must be positive")
+		}
+		o.poll = d
+		return nil
+	}
+}
+
+// Client talks to a pool master within a session.
+type Client struct {
+	base    *url.URL
+	http    *http.Client
+	tls     *tls.Config
+	session string
+	opts    *options
+}
+
+// Login opens a session on the pool master at rawURL (https://host). A
+// pool member answers HOST_IS_SLAVE with its master's address; the login is
+// then made there instead.
+func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (*Client, error) {
+	o := &options{poll: time.Second}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	base, err := url.Parse(rawURL)
+	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") {
+		return nil, fmt.Errorf("xapi: %q is not a URL like https://host", rawURL)
+	}
+	tc, err := tlsConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{base: base, tls: tc, opts: o}
+	c.http = o.httpClient
+	if c.http == nil {
+		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	}
+	for tries := 0; ; tries++ {
+		v, err := c.call(ctx, "session.login_with_password", user, password, "1.1", "xva")
+		var xe *Error
+		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && tries == 0 {
+			c.base = &url.URL{Scheme: c.base.Scheme, Host: hostPort(xe.Params[0], c.base.Port())}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.session = v.Str()
+		return c, nil
+	}
+}
+
+func hostPort(host, port string) string {
+	if port == "" || strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return host
+	}
+	return host + ":" + port
+}
+
+func tlsConfig(o *options) (*tls.Config, error) {
+	tc := &tls.Config{InsecureSkipVerify: o.insecure, MinVersion: tls.VersionTLS12}
+	if len(o.caCerts) == 0 {
+		return tc, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, path := range o.caCerts {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("xapi: reading --ca-cert: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("xapi: %s holds no PEM certificate", path)
+		}
+	}
+	tc.RootCAs = pool
+	return tc, nil
+}
+
+// SessionRef is the session's ref, for requests made by hand.
+func (c *Client) SessionRef() string { return c.session }
+
+// Host is the host the session is on (the master, after HOST_IS_SLAVE).
+func (c *Client) Host() string { return c.base.Host }
+
+// call makes an XML-RPC call and returns its Value.
+func (c *Client) call(ctx context.Context, method string, args ...any) (*ova.Value, error) {
+	body, err := encodeCall(method, args)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("xapi: %s: %w", method, redact(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("xapi: %s: HTTP %s", method, resp.Status)
+	}
+	v, err := decodeResponse(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Call makes an XML-RPC call in the session: the session ref goes first.
+func (c *Client) Call(ctx context.Context, method string, args ...any) (*ova.Value, error) {
+	return c.call(ctx, method, append([]any{c.session}, args...)...)
+}
+
+// str makes a call that returns a string.
+func (c *Client) str(ctx context.Context, method string, args ...any) (string, error) {
+	v, err := c.Call(ctx, method, args...)
+	if err != nil {
+		return "", err
+	}
+	return v.Str(), nil
+}
+
+// Logout ends the session. It is safe to call more than once.
+func (c *Client) Logout(ctx context.Context) error {
+	if c.session == "" {
+		return nil
+	}
+	_, err := c.call(ctx, "session.logout", c.session)
+	c.session = ""
+	return err
+}
+
+// SRByUUID returns the ref of the SR with uuid.
+func (c *Client) SRByUUID(ctx context.Context, uuid string) (string, error) {
+	return c.str(ctx, "SR.get_by_uuid", uuid)
+}
+
+// VMByUUID returns the ref of the VM with uuid.
+func (c *Client) VMByUUID(ctx context.Context, uuid string) (string, error) {
+	return c.str(ctx, "VM.get_by_uuid", uuid)
+}
+
+// VMUUID returns the uuid of the VM ref.
+func (c *Client) VMUUID(ctx context.Context, ref string) (string, error) {
+	return c.str(ctx, "VM.get_uuid", ref)
+}
+
+// DefaultSR returns the pool's default SR, which an import without an SR
+// goes to.
+func (c *Client) DefaultSR(ctx context.Context) (string, error) {
+	v, err := c.Call(ctx, "pool.get_all")
+	if err != nil {
+		return "", err
+	}
+	pools := v.Strings()
+	if len(pools) == 0 {
+		return "", errors.New("xapi: no pool")
+	}
+	return c.str(ctx, "pool.get_default_SR", pools[0])
+}
+
+// Task is a xapi task the client created.
+type Task struct {
+	c   *Client
+	Ref string
+}
+
+// CreateTask creates a task to pass to an HTTP handler: without one, xapi
+// makes its own and destroys it at the end, result included.
+func (c *Client) CreateTask(ctx context.Context, label, description string) (*Task, error) {
+	ref, err := c.str(ctx, "task.create", label, description)
+	if err != nil {
+		return nil, err
+	}
+	return &Task{c: c, Ref: ref}, nil
+}
+
+// TaskStatus is a task's state.
+type TaskStatus struct {
+	Status   string // pending, success, failure, cancelling, cancelled
+	Progress float64
+}
+
+// Status reads the task's status and progress.
+func (t *Task) Status(ctx context.Context) (TaskStatus, error) {
+	s, err := t.c.str(ctx, "task.get_status", t.Ref)
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	p, err := t.c.str(ctx, "task.get_progress", t.Ref)
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	f, _ := strconv.ParseFloat(p, 64)
+	return TaskStatus{Status: s, Progress: f}, nil
+}
+
+// Wait polls the task until it ends, telling progress (0–1) as it goes,
+// and returns its result, or its error as an *Error.
+func (t *Task) Wait(ctx context.Context, progress func(float64)) (string, error) {
+	tick := time.NewTicker(t.c.opts.poll)
+	defer tick.Stop()
+	for {
+		st, err := t.Status(ctx)
+		if err != nil {
+			return "", err
+		}
+		if progress != nil {
+			progress(st.Progress)
+		}
+		switch st.Status {
+		case "success":
+			return t.c.str(ctx, "task.get_result", t.Ref)
+		case "failure", "cancelled":
+			v, err := t.c.Call(ctx, "task.get_error_info", t.Ref)
+			if err != nil {
+				return "", err
+			}
+			info := v.Strings()
+			if len(info) == 0 {
+				return "", &Error{Code: "TASK_" + strings.ToUpper(st.Status)}
+			}
+			return "", &Error{Code: info[0], Params: info[1:]}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Cancel asks xapi to cancel the task.
+func (t *Task) Cancel(ctx context.Context) error {
+	_, err := t.c.Call(ctx, "task.cancel", t.Ref)
+	return err
+}
+
+// Destroy removes the task.
+func (t *Task) Destroy(ctx context.Context) error {
+	_, err := t.c.Call(ctx, "task.destroy", t.Ref)
+	return err
+}
+
+// redact keeps session refs out of error text: they are credentials.
+func redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		u, perr := url.Parse(ue.URL)
+		if perr == nil {
+			q := u.Query()
+			if q.Has("session_id") {
+				q.Set("session_id", "REDACTED")
+				u.RawQuery = q.Encode()
+			}
+			ue.URL = u.String()
+		}
+		return ue
+	}
+	return err
+}

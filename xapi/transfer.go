@@ -1,0 +1,346 @@
+package xapi
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ImportOptions are the query flags of PUT /import and how to report.
+type ImportOptions struct {
+	SR      string // SR ref; "" imports into the pool's default SR
+	Restore bool   // keep the VM's uuid and MACs
+	Force   bool   // ignore checksum mismatches (xapi then keeps what it made)
+	Length  int64  // body length, or -1 if unknown
+	// Progress, if set, is told the bytes sent so far and the task's own
+	// progress (0–1, or -1 before the task reports any).
+	Progress func(sent int64, task float64)
+}
+
+// ImportResult is what an import made.
+type ImportResult struct {
+	VMRef   string
+	VMUUID  string
+	Sent    int64
+	Seconds float64
+}
+
+// maxRedirects bounds the 302s followed: xapi sends one to the host that
+// sees the SR.
+const maxRedirects = 5
+
+// Import sends an XVA to PUT /import and waits for xapi's verdict, which
+// comes only through the task: it creates its own task (without one xapi
+// destroys the result), passes it, and waits for it.
+func (c *Client) Import(ctx context.Context, body io.Reader, o ImportOptions) (*ImportResult, error) {
+	start := time.Now()
+	task, err := c.CreateTask(ctx, "xva upload", "VM import by xva")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := cleanupContext()
+		defer cancel()
+		task.Destroy(cctx)
+	}()
+	q := url.Values{"session_id": {c.session}, "task_id": {task.Ref}}
+	if o.SR != "" {
+		q.Set("sr_id", o.SR)
+	}
+	if o.Restore {
+		q.Set("restore", "true")
+	}
+	if o.Force {
+		q.Set("force", "true")
+	}
+	u := *c.base
+	u.Path, u.RawQuery = "/import", q.Encode()
+	report := func(n int64) {
+		if o.Progress != nil {
+			o.Progress(n, -1)
+		}
+	}
+	sent, putErr := c.put(ctx, &u, body, o.Length, report)
+	if ctx.Err() != nil {
+		cctx, cancel := cleanupContext()
+		defer cancel()
+		task.Cancel(cctx)
+		return nil, ctx.Err()
+	}
+	if putErr != nil && !errors.Is(putErr, errServerClosed) {
+		return nil, putErr
+	}
+	result, err := task.Wait(ctx, func(p float64) {
+		if o.Progress != nil {
+			o.Progress(sent, p)
+		}
+	})
+	if err != nil {
+		if putErr != nil {
+			return nil, fmt.Errorf("%w (the connection had closed after %d bytes)", err, sent)
+		}
+		return nil, err
+	}
+	refs := refsOf(result)
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("xapi: the import task succeeded but names no VM: %q", result)
+	}
+	res := &ImportResult{VMRef: refs[0], Sent: sent}
+	if res.VMUUID, err = c.VMUUID(ctx, refs[0]); err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// cleanupContext is for the calls that must run after the work's context
+// is cancelled (Ctrl-C): destroying the task, logging out.
+func cleanupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// errServerClosed: the server closed the connection while the body was
+// being sent. xapi does that once it has read what it needs (it never
+// reads the end-of-archive blocks); the task says whether all went well.
+var errServerClosed = errors.New("xapi: the server closed the connection during the upload")
+
+// put sends body to u with PUT. It is written by hand over the connection
+// because xapi needs what net/http cannot do: no chunked encoding ever (an
+// unknown length is streamed and the connection half-closed), and the
+// status line read before the body is sent (xapi answers 200, or a 302 to
+// another host, before reading any of it).
+func (c *Client) put(ctx context.Context, u *url.URL, body io.Reader, length int64, report func(int64)) (int64, error) {
+	for hop := 0; ; hop++ {
+		conn, br, resp, err := c.startPut(ctx, u, length)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			defer conn.Close()
+			return c.sendBody(ctx, conn, br, body, length, report)
+		case isRedirect(resp.StatusCode) && hop < maxRedirects:
+			conn.Close()
+			next, err := u.Parse(resp.Header.Get("Location"))
+			if err != nil || next.Host == "" {
+				return 0, fmt.Errorf("xapi: PUT /import redirected to %q", resp.Header.Get("Location"))
+			}
+			if u.Scheme == "https" && next.Scheme != "https" {
+				return 0, fmt.Errorf("xapi: refusing a redirect from https to %s", next.Scheme)
+			}
+			// xapi copies the query into the Location: the session and
+			// task go along. Keep them if a server does not.
+			if next.RawQuery == "" {
+				next.RawQuery = u.RawQuery
+			}
+			u = next
+		default:
+			msg, _ := io.ReadAll(io.LimitReader(br, 4096))
+			conn.Close()
+			return 0, httpError("PUT /import", resp, msg)
+		}
+	}
+}
+
+func isRedirect(code int) bool {
+	return code == http.StatusFound || code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect || code == http.StatusSeeOther
+}
+
+// httpError explains a refused transfer.
+func httpError(what string, resp *http.Response, body []byte) error {
+	text := strings.TrimSpace(string(body))
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return &Error{Code: CodeAuthFailed, Params: []string{what + ": HTTP 401: the session is not valid here"}}
+	case http.StatusForbidden:
+		if strings.Contains(text, "CHUNKED") {
+			return &Error{Code: "IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"}
+		}
+		return &Error{Code: "RBAC_PERMISSION_DENIED", Params: []string{what + ": HTTP 403"}}
+	}
+	if len(text) > 300 {
+		text = text[:300] + "…"
+	}
+	return fmt.Errorf("xapi: %s: HTTP %s: %s", what, resp.Status, text)
+}
+
+// startPut connects, sends the request head and reads the status.
+func (c *Client) startPut(ctx context.Context, u *url.URL, length int64) (net.Conn, *bufio.Reader, *http.Response, error) {
+	conn, err := c.dial(ctx, u)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var head strings.Builder
+	fmt.Fprintf(&head, "PUT %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: xva\r\nConnection: close\r\n", u.RequestURI(), u.Host)
+	if length >= 0 {
+		fmt.Fprintf(&head, "Content-Length: %d\r\n", length)
+	}
+	head.WriteString("\r\n")
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := io.WriteString(conn, head.String()); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("xapi: sending PUT %s: %w", u.Path, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPut})
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("xapi: reading the answer to PUT %s: %w", u.Path, err)
+	}
+	return conn, br, resp, nil
+}
+
+func (c *Client) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443", "http": "80"}[u.Scheme])
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, fmt.Errorf("xapi: connecting to %s: %w", host, err)
+	}
+	if u.Scheme != "https" {
+		return raw, nil
+	}
+	tc := c.tls.Clone()
+	tc.ServerName = u.Hostname()
+	conn := tls.Client(raw, tc)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("xapi: TLS with %s: %w", host, err)
+	}
+	return conn, nil
+}
+
+// sendBody streams the body after the 200. A body of unknown length ends
+// with a half-close: compressed, xapi reads until EOF.
+func (c *Client) sendBody(ctx context.Context, conn net.Conn, br *bufio.Reader, body io.Reader, length int64, report func(int64)) (int64, error) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	cw := &countingWriter{w: conn, report: report}
+	_, err := io.Copy(cw, body)
+	switch {
+	case ctx.Err() != nil:
+		return cw.n, ctx.Err()
+	case err != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)):
+		return cw.n, errServerClosed
+	case err != nil:
+		return cw.n, err
+	case length >= 0 && cw.n != length:
+		return cw.n, fmt.Errorf("xapi: the body was %d bytes, %d were announced", cw.n, length)
+	}
+	halfClose(conn)
+	// Wait for the server to finish with the connection, so that the task
+	// is past reading when it is polled.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	io.Copy(io.Discard, br)
+	return cw.n, nil
+}
+
+// halfClose ends our side of the stream: TLS close_notify, then TCP FIN.
+func halfClose(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		tc.CloseWrite()
+		conn = tc.NetConn()
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp.CloseWrite()
+	}
+}
+
+type countingWriter struct {
+	w      io.Writer
+	n      int64
+	report func(int64)
+	last   time.Time
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.report != nil && time.Since(c.last) > 100*time.Millisecond {
+		c.last = time.Now()
+		c.report(c.n)
+	}
+	return n, err
+}
+
+// ExportOptions tune an export.
+type ExportOptions struct {
+	Compression string // "", "gzip" or "zstd": what xapi compresses the stream with
+	Progress    func(received int64, task float64)
+}
+
+// ExportResult is what an export received.
+type ExportResult struct {
+	Received int64
+	Seconds  float64
+}
+
+// Export downloads the VM with uuid from GET /export to w. Redirects to
+// the host that sees the VM's SRs are followed. An error after the headers
+// truncates the stream, so the task is checked at the end.
+func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportOptions) (*ExportResult, error) {
+	start := time.Now()
+	task, err := c.CreateTask(ctx, "xva export", "VM export by xva")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := cleanupContext()
+		defer cancel()
+		task.Destroy(cctx)
+	}()
+	q := url.Values{"session_id": {c.session}, "task_id": {task.Ref}, "uuid": {uuid}}
+	if o.Compression != "" {
+		q.Set("use_compression", o.Compression)
+	}
+	u := *c.base
+	u.Path, u.RawQuery = "/export", q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("xapi: GET /export: %w", redact(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, httpError("GET /export", resp, msg)
+	}
+	cw := &countingWriter{w: w, report: func(n int64) {
+		if o.Progress != nil {
+			o.Progress(n, -1)
+		}
+	}}
+	if _, err := io.Copy(cw, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			cctx, cancel := cleanupContext()
+			defer cancel()
+			task.Cancel(cctx)
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("xapi: receiving the export after %d bytes: %w", cw.n, err)
+	}
+	if _, err := task.Wait(ctx, func(p float64) {
+		if o.Progress != nil {
+			o.Progress(cw.n, p)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return &ExportResult{Received: cw.n, Seconds: time.Since(start).Seconds()}, nil
+}

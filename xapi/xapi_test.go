@@ -1,0 +1,111 @@
+package xapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xva-tools/xva/xapi"
+	"github.com/xva-tools/xva/xapi/xapitest"
+)
+
+var ctx = context.Background()
+
+func fake(t *testing.T) (*xapitest.Server, string) {
+	t.Helper()
+	s := xapitest.New()
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o644)
+	return s, ca
+}
+
+func TestLoginFollowsHostIsSlave(t *testing.T) {
+	s, ca := fake(t)
+	c, err := xapi.Login(ctx, s.Member.URL, "root", "secret", xapi.WithCACert(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Host() != strings.TrimPrefix(s.URL, "https://") {
+		t.Fatalf("logged in at %s, the master is %s", c.Host(), s.URL)
+	}
+	if err := c.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xapi.Login(ctx, s.URL, "root", "nope", xapi.WithCACert(ca)); !errors.Is(err, &xapi.Error{Code: xapi.CodeAuthFailed}) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := xapi.Login(ctx, s.URL, "root", "secret"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("an untrusted certificate was accepted: %v", err)
+	}
+}
+
+func TestTasksReportErrors(t *testing.T) {
+	s, ca := fake(t)
+	c, err := xapi.Login(ctx, s.URL, "root", "secret", xapi.WithCACert(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Logout(ctx)
+	// An import of garbage fails through its task, with xapi's code.
+	_, err = c.Import(ctx, bytes.NewReader(bytes.Repeat([]byte("x"), 4096)), xapi.ImportOptions{Length: 4096})
+	var xe *xapi.Error
+	if !errors.As(err, &xe) || !strings.HasPrefix(xe.Code, "IMPORT_ERROR") {
+		t.Fatalf("garbage import: %v", err)
+	}
+	if _, err := c.SRByUUID(ctx, "nope"); !errors.Is(err, &xapi.Error{Code: xapi.CodeUUIDInvalid}) {
+		t.Fatalf("SR.get_by_uuid of nothing: %v", err)
+	}
+	if sr, err := c.DefaultSR(ctx); err != nil || sr == "" {
+		t.Fatalf("default SR %q: %v", sr, err)
+	}
+}
+
+// The fake refuses what xapi refuses: a chunked PUT gets 403 and fails the
+// task; the client never sends one.
+func TestChunkedUploadIsRefused(t *testing.T) {
+	s, ca := fake(t)
+	c, err := xapi.Login(ctx, s.URL, "root", "secret", xapi.WithCACert(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Logout(ctx)
+	task, err := c.CreateTask(ctx, "t", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Destroy(ctx)
+	hc := s.Client()
+	// net/http sends a body of unknown length chunked.
+	body := io.MultiReader(strings.NewReader("not"), strings.NewReader(" an archive"))
+	req, _ := http.NewRequest(http.MethodPut, s.URL+"/import?session_id="+sessionOf(t, s, ca)+"&task_id="+task.Ref, body)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("chunked PUT: HTTP %d, want 403", resp.StatusCode)
+	}
+	if _, err := task.Wait(ctx, nil); !errors.Is(err, &xapi.Error{Code: "IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"}) {
+		t.Fatalf("task after a chunked PUT: %v", err)
+	}
+}
+
+// sessionOf logs in again to get a session ref usable in a raw request.
+func sessionOf(t *testing.T, s *xapitest.Server, ca string) string {
+	t.Helper()
+	c, err := xapi.Login(ctx, s.URL, "root", "secret", xapi.WithCACert(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Logout(ctx) })
+	return c.SessionRef()
+}
