@@ -64,11 +64,12 @@ func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o Gz
 
 // readSequential inflates every gzip member in r in turn.
 func readSequential(ctx context.Context, r io.Reader, want int64, exact bool, emit Emit, o GzipOptions) (int64, error) {
-	zr, err := pgzip.NewReaderN(r, PieceSize, 4)
+	pz, err := pgzip.NewReaderN(r, PieceSize, 4)
 	if err != nil {
 		return 0, gzipErr(err)
 	}
-	defer zr.Close()
+	defer pz.Close()
+	zr := cutReader{pz}
 	buf := getBuf(PieceSize)
 	defer putBuf(buf)
 	var off int64
@@ -110,15 +111,33 @@ func readSequential(ctx context.Context, r io.Reader, want int64, exact bool, em
 	}
 }
 
+// errCut is a gzip stream that ends inside its deflate data or trailer.
+var errCut = fmt.Errorf("gzip data ends early: %w", io.ErrUnexpectedEOF)
+
+// cutReader renames the gzip reader's io.ErrUnexpectedEOF, so that below
+// it can only mean that io.ReadFull met a clean end of the data.
+type cutReader struct{ r io.Reader }
+
+func (c cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = errCut
+	}
+	return n, err
+}
+
 // gzipErr maps the gzip library's errors onto ours.
 func gzipErr(err error) error {
 	var ce flate.CorruptInputError
+	var ie flate.InternalError
 	switch {
 	case errors.Is(err, pgzip.ErrChecksum):
 		return ErrChecksum
 	case errors.Is(err, pgzip.ErrHeader):
 		return fmt.Errorf("%w (or trailing garbage)", ErrNotGzip)
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), errors.As(err, &ie):
+		// The inflater reports some bad code-length tables as an
+		// internal error; for us both mean corrupt data.
 		return fmt.Errorf("%w: %v", ErrInvalidData, err)
 	case errors.Is(err, io.EOF):
 		return io.ErrUnexpectedEOF

@@ -66,7 +66,7 @@ func ParseExport(doc []byte) (*Export, error) {
 	if root.Kind != Struct {
 		return nil, errors.New("ova: ova.xml is not an XML-RPC struct")
 	}
-	if root.Field("version").Kind != Struct {
+	if v := root.Field("version"); v == nil || v.Kind != Struct {
 		return nil, errors.New("ova: ova.xml has no version struct")
 	}
 	objs := root.Field("objects")
