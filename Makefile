@@ -4,7 +4,7 @@ BIN      := bin/xva
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := 2026.2.2
 
-.PHONY: all build demo test lint unit bench benchgo clean
+.PHONY: all build demo test lint unit fuzz fuzz-seeds bench benchgo clean
 
 all: build
 
@@ -24,8 +24,9 @@ demo: build
 	@sed 's#demo/vm/#demo/unpacked/#' demo/original.sha256 | sha256sum -c -
 	@echo "demo: every unpacked disk matches its original"
 
-# Everything CI checks: formatting, vet, staticcheck, then all tests.
-test: lint unit
+# Everything CI checks: formatting, vet, staticcheck, all tests, and a
+# short run of every fuzz target.
+test: lint unit fuzz
 
 lint:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
@@ -35,6 +36,26 @@ lint:
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+# Every parser's fuzz target, FUZZTIME each (the seed corpora under
+# testdata/fuzz run with the unit tests too). Minimisation is capped: left
+# at its default it stalls the run for a minute per new input.
+FUZZTIME ?= 8s
+FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
+	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
+	./vhd:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg > .fuzz.log 2>&1 || { cat .fuzz.log; rm -f .fuzz.log; exit 1; }; \
+		tail -n 1 .fuzz.log; \
+	done; rm -f .fuzz.log
+
+# Regenerate the checked-in seed corpora (needs ../shared/samples, and uses
+# gzip, pigz, tar and qemu-img where installed).
+fuzz-seeds:
+	$(GO) run ./internal/cmd/fuzzseed
 
 # Side-by-side measurements against pigz, tar+xxhsum (and qemu-img); a few
 # minutes at the default 4 GiB disk. SIZE=16GiB make bench for a bigger one.

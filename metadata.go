@@ -54,6 +54,11 @@ type Metadata struct {
 // maxDisks caps the disks of one archive; xapi allows at most 255 VBDs.
 const maxDisks = 256
 
+// MaxDiskSize caps a disk's declared size before anything is allocated
+// for it. XenServer's largest VDIs (GFS2/qcow2, raw LUNs) are 16 TiB; 64
+// TiB leaves room without letting a hostile ova.xml ask for exabytes.
+const MaxDiskSize = 64 << 40
+
 // Disk is one disk of an archive.
 type Disk struct {
 	ID       string // member prefix: "sda" (legacy) or "Ref:12" (xapi)
@@ -141,6 +146,9 @@ func (m *Metadata) check() error {
 	slices.SortFunc(m.Disks, func(a, b Disk) int { return strings.Compare(a.ID, b.ID) })
 	devices := map[string]bool{}
 	for i, d := range m.Disks {
+		if d.Size < 0 || d.Size > MaxDiskSize {
+			return fmt.Errorf("ova: disk %s declares %d bytes; at most %d (64 TiB) are accepted", d.Device, d.Size, int64(MaxDiskSize))
+		}
 		if !safeName(d.Device) {
 			return fmt.Errorf("ova: disk device %q cannot name a file", d.Device)
 		}

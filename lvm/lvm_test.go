@@ -67,9 +67,21 @@ logical_volumes { s { segment1 { start_extent = 0 extent_count = 2 type = "strip
 // its circular metadata area.
 func syntheticPV(t *testing.T, text string, corruptText bool) []byte {
 	t.Helper()
+	img := makePV(text, 1<<20, 4096, 64<<10, 100)
+	if corruptText {
+		m := img[4096 : 4096+mdaHeaderSize]
+		m[56] ^= 1
+		binary.LittleEndian.PutUint32(m, crc(m[4:]))
+	}
+	return img
+}
+
+// makePV builds a PV image of size bytes with one metadata area at mdaOff,
+// holding text so that its last tail bytes lie at the area's end and the
+// rest wraps to the area's start.
+func makePV(text string, size int, mdaOff, mdaSize, tail uint64) []byte {
 	le := binary.LittleEndian
-	const mdaOff, mdaSize = 4096, 64 << 10
-	img := make([]byte, 1<<20)
+	img := make([]byte, size)
 	label := img[512:1024]
 	copy(label, labelID)
 	le.PutUint64(label[8:], 1)
@@ -78,19 +90,14 @@ func syntheticPV(t *testing.T, text string, corruptText bool) []byte {
 	h := label[32:]
 	copy(h, "abcdefghijklmnopqrstuvwxyz012345")
 	le.PutUint64(h[32:], uint64(len(img)))
-	le.PutUint64(h[40:], 1<<19) // data area
+	le.PutUint64(h[40:], uint64(size/2)) // data area
 	le.PutUint64(h[72:], mdaOff)
 	le.PutUint64(h[80:], mdaSize)
 	le.PutUint32(label[16:], crc(label[20:]))
-	// The text starts 100 bytes before the area's end and wraps.
 	tb := []byte(text + "\x00")
-	off := uint64(mdaSize - 100)
+	off := mdaSize - tail
 	copy(img[mdaOff+off:mdaOff+mdaSize], tb)
-	copy(img[mdaOff+mdaHeaderSize:], tb[100:])
-	sum := crc(tb)
-	if corruptText {
-		sum ^= 1
-	}
+	copy(img[mdaOff+mdaHeaderSize:], tb[tail:])
 	m := img[mdaOff : mdaOff+mdaHeaderSize]
 	copy(m[4:], mdaMagic)
 	le.PutUint32(m[20:], 1)
@@ -98,7 +105,7 @@ func syntheticPV(t *testing.T, text string, corruptText bool) []byte {
 	le.PutUint64(m[32:], mdaSize)
 	le.PutUint64(m[40:], off)
 	le.PutUint64(m[48:], uint64(len(tb)))
-	le.PutUint32(m[56:], sum)
+	le.PutUint32(m[56:], crc(tb))
 	le.PutUint32(m, crc(m[4:]))
 	return img
 }

@@ -2,6 +2,7 @@ package lvm
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -284,24 +285,16 @@ func ParseMetadata(text string) (*VG, error) {
 	vg.ExtentSize = es * sectorSize
 	if pvs := s.Section("physical_volumes"); pvs != nil {
 		for _, p := range pvs.Sections {
-			info := PVInfo{Name: p.Name, ID: p.Str("id"), Device: p.Str("device")}
-			var ds, pe int64
-			if ds, err = p.Int("dev_size"); err != nil {
+			info, err := parsePVInfo(p, vg.ExtentSize)
+			if err != nil {
 				return nil, err
 			}
-			if pe, err = p.Int("pe_start"); err != nil {
-				return nil, err
-			}
-			if info.PECount, err = p.Int("pe_count"); err != nil {
-				return nil, err
-			}
-			info.DevSize, info.PEStart = ds*sectorSize, pe*sectorSize
 			vg.PVs = append(vg.PVs, info)
 		}
 	}
 	if lvs := s.Section("logical_volumes"); lvs != nil {
 		for _, l := range lvs.Sections {
-			lv, err := parseLV(l)
+			lv, err := parseLV(l, math.MaxInt64/vg.ExtentSize)
 			if err != nil {
 				return nil, err
 			}
@@ -309,6 +302,31 @@ func ParseMetadata(text string) (*VG, error) {
 		}
 	}
 	return vg, nil
+}
+
+// parsePVInfo reads a PV's section. Every size must be non-negative and
+// the data area's end must be a representable byte offset, so that the
+// arithmetic of Map cannot overflow.
+func parsePVInfo(p *Section, extentSize int64) (PVInfo, error) {
+	info := PVInfo{Name: p.Name, ID: p.Str("id"), Device: p.Str("device")}
+	var ds, pe int64
+	var err error
+	if ds, err = p.Int("dev_size"); err != nil {
+		return info, err
+	}
+	if pe, err = p.Int("pe_start"); err != nil {
+		return info, err
+	}
+	if info.PECount, err = p.Int("pe_count"); err != nil {
+		return info, err
+	}
+	const maxSectors = math.MaxInt64 / sectorSize
+	if ds < 0 || ds > maxSectors || pe < 0 || pe > maxSectors || info.PECount < 0 ||
+		info.PECount > (math.MaxInt64-pe*sectorSize)/extentSize {
+		return info, corrupt("PV %s: dev_size %d, pe_start %d, pe_count %d", p.Name, ds, pe, info.PECount)
+	}
+	info.DevSize, info.PEStart = ds*sectorSize, pe*sectorSize
+	return info, nil
 }
 
 func strings_(v Value) []string {
@@ -322,8 +340,11 @@ func strings_(v Value) []string {
 	return out
 }
 
-func parseLV(l *Section) (*LV, error) {
+// parseLV reads an LV's section; its extents, counted from 0, must number
+// at most maxExtents.
+func parseLV(l *Section, maxExtents int64) (*LV, error) {
 	lv := &LV{Name: l.Name, ID: l.Str("id"), Status: strings_(l.Keys["status"]), Tags: strings_(l.Keys["tags"])}
+	var total int64
 	for _, seg := range l.Sections {
 		if !strings.HasPrefix(seg.Name, "segment") {
 			continue
@@ -348,9 +369,10 @@ func parseLV(l *Section) (*LV, error) {
 			}
 			s.Stripes = append(s.Stripes, Stripe{pv, pe})
 		}
-		if s.StartExtent < 0 || s.ExtentCount <= 0 {
+		if s.StartExtent < 0 || s.ExtentCount <= 0 || s.ExtentCount > maxExtents-total || s.StartExtent > maxExtents-s.ExtentCount {
 			return nil, corrupt("LV %s %s: extents %d+%d", lv.Name, seg.Name, s.StartExtent, s.ExtentCount)
 		}
+		total += s.ExtentCount
 		lv.Segments = append(lv.Segments, s)
 	}
 	slices.SortFunc(lv.Segments, func(a, b Segment) int { return int(min(max(a.StartExtent-b.StartExtent, -1), 1)) })
@@ -410,7 +432,7 @@ func (vg *VG) Map(lv *LV) ([]Piece, error) {
 		if pv == nil {
 			return nil, corrupt("LV %s is on %s, which the VG does not list", lv.Name, st.PV)
 		}
-		if st.PE < 0 || st.PE+s.ExtentCount > pv.PECount {
+		if st.PE < 0 || s.ExtentCount > pv.PECount-st.PE {
 			return nil, corrupt("LV %s: extents %d+%d lie past %s's %d extents", lv.Name, st.PE, s.ExtentCount, st.PV, pv.PECount)
 		}
 		pieces = append(pieces, Piece{
