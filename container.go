@@ -424,16 +424,13 @@ func (d *dirContainer) next() (*member, error) {
 		if err != nil {
 			return nil, ioError{err}
 		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{ioReader{f}, f}, nil
+		return dirFile{f}, nil
 	}
 	f, err := open()
 	if err != nil {
 		return nil, err
 	}
-	st, err := os.Stat(path)
+	st, err := f.(interface{ Stat() (fs.FileInfo, error) }).Stat()
 	if err != nil {
 		f.Close()
 		return nil, ioError{err}
@@ -441,6 +438,14 @@ func (d *dirContainer) next() (*member, error) {
 	d.cur = f
 	return &member{name: name, raw: name, size: st.Size(), r: f, open: open}, nil
 }
+
+// dirFile reads a member of a directory archive, its errors marked as I/O
+// errors, and closes and stats the file.
+type dirFile struct{ f *os.File }
+
+func (d dirFile) Read(p []byte) (int, error) { return ioReader{d.f}.Read(p) }
+func (d dirFile) Close() error               { return d.f.Close() }
+func (d dirFile) Stat() (fs.FileInfo, error) { return d.f.Stat() }
 
 func (d *dirContainer) close() error {
 	if d.cur != nil {

@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
@@ -69,8 +67,7 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 		}
 		s, err := newStreamOut(f, f, o.compress, o.jobs)
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			fsutil.Discard(f)
 			return nil, err
 		}
 		s.tmp, s.final, s.replace = f, output, o.force
@@ -147,15 +144,14 @@ func (d *dirOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) 
 }
 
 func (d *dirOut) commit() error {
-	if d.exists {
-		// rename(2) atomically replaces an empty directory; os.Rename
-		// refuses to.
-		return unix.Rename(d.tmp, d.final)
+	err := fsutil.PublishDir(d.tmp, d.final, d.exists)
+	if err != nil {
+		d.abort()
 	}
-	return fsutil.RenameNoReplace(d.tmp, d.final)
+	return err
 }
 
-func (d *dirOut) abort() { os.RemoveAll(d.tmp) }
+func (d *dirOut) abort() { fsutil.DiscardDir(d.tmp) }
 
 // tarFileOut writes a tar file in place: each chunk is written straight
 // after a reserved header block, which is filled in once the chunk's size is
@@ -204,29 +200,14 @@ func (t *tarFileOut) chunk(name string, write func(chunk.ChunkFile) (int64, erro
 }
 
 func (t *tarFileOut) commit() error {
-	end := t.pos + 2*tarx.Block
-	err := t.f.Truncate(end)
-	if err == nil {
-		err = t.f.Sync()
+	if err := t.f.Truncate(t.pos + 2*tarx.Block); err != nil {
+		t.abort()
+		return err
 	}
-	if cerr := t.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && t.replace {
-		err = os.Rename(t.f.Name(), t.final)
-	} else if err == nil {
-		err = fsutil.RenameNoReplace(t.f.Name(), t.final)
-	}
-	if err != nil {
-		os.Remove(t.f.Name())
-	}
-	return err
+	return fsutil.Publish(t.f, t.final, t.replace)
 }
 
-func (t *tarFileOut) abort() {
-	t.f.Close()
-	os.Remove(t.f.Name())
-}
+func (t *tarFileOut) abort() { fsutil.Discard(t.f) }
 
 // fileSection is a ChunkFile over a file from offset base on.
 type fileSection struct {
@@ -303,22 +284,16 @@ func (s *streamOut) commit() error {
 	if err == nil {
 		err = s.bw.Flush()
 	}
-	if s.tmp != nil && err == nil {
-		err = s.tmp.Sync()
+	if s.tmp != nil {
+		if err != nil {
+			s.abort()
+			return err
+		}
+		return fsutil.Publish(s.tmp, s.final, s.replace)
 	}
 	if s.closer != nil {
 		if cerr := s.closer.Close(); err == nil {
 			err = cerr
-		}
-	}
-	if s.tmp != nil {
-		if err == nil && s.replace {
-			err = os.Rename(s.tmp.Name(), s.final)
-		} else if err == nil {
-			err = fsutil.RenameNoReplace(s.tmp.Name(), s.final)
-		}
-		if err != nil {
-			os.Remove(s.tmp.Name())
 		}
 	}
 	return err
@@ -328,8 +303,7 @@ func (s *streamOut) commit() error {
 // back, and its reader sees a truncated archive, which every reader rejects.
 func (s *streamOut) abort() {
 	if s.tmp != nil {
-		s.tmp.Close()
-		os.Remove(s.tmp.Name())
+		fsutil.Discard(s.tmp)
 		return
 	}
 	s.bw.Flush()
@@ -399,6 +373,11 @@ func (s *spool) close() {
 	}
 }
 
+// RemovePending removes every temporary file and directory that work in
+// progress has not yet renamed into place or removed. It is for a process
+// exiting on a signal while some work cannot unwind by itself.
+func RemovePending() { fsutil.RemoveTemps() }
+
 // AtomicFile is a file written under a temporary name and renamed into
 // place by Commit, or removed by Abort.
 type AtomicFile struct {
@@ -421,24 +400,7 @@ func CreateAtomic(path string, replace bool) (*AtomicFile, error) {
 }
 
 // Commit flushes the file to stable storage and renames it into place.
-func (a *AtomicFile) Commit() error {
-	err := a.Sync()
-	if cerr := a.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && a.replace {
-		err = os.Rename(a.Name(), a.final)
-	} else if err == nil {
-		err = fsutil.RenameNoReplace(a.Name(), a.final)
-	}
-	if err != nil {
-		os.Remove(a.Name())
-	}
-	return err
-}
+func (a *AtomicFile) Commit() error { return fsutil.Publish(a.File, a.final, a.replace) }
 
 // Abort removes the file.
-func (a *AtomicFile) Abort() {
-	a.Close()
-	os.Remove(a.Name())
-}
+func (a *AtomicFile) Abort() { fsutil.Discard(a.File) }

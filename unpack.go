@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
@@ -77,13 +74,11 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 		return nil, err
 	}
 	res, err := unpackInto(ctx, a, tmp, o)
-	if err == nil && exists {
-		err = unix.Rename(tmp, outdir) // replaces the empty directory
-	} else if err == nil {
-		err = fsutil.RenameNoReplace(tmp, outdir)
+	if err == nil {
+		err = fsutil.PublishDir(tmp, outdir, exists)
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
+		fsutil.DiscardDir(tmp)
 		return nil, err
 	}
 	res.OutDir = outdir
@@ -101,7 +96,7 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 }
 
 func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*UnpackResult, error) {
-	if err := os.WriteFile(filepath.Join(dir, "ova.xml"), a.meta.OVA, 0o644); err != nil {
+	if err := fsutil.WriteNew(filepath.Join(dir, "ova.xml"), a.meta.OVA); err != nil {
 		return nil, err
 	}
 	res := &UnpackResult{Generation: a.meta.Generation}

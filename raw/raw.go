@@ -92,8 +92,7 @@ func Create(path string, size int64) (*Sink, error) {
 		return nil, err
 	}
 	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		fsutil.Discard(f)
 		return nil, fmt.Errorf("raw: sizing %s: %w", path, err)
 	}
 	return &Sink{f: f, final: path, size: size}, nil
@@ -130,18 +129,8 @@ func (s *Sink) Commit() error {
 		return errors.New("raw: image already committed or aborted")
 	}
 	s.done = true
-	if err := s.f.Sync(); err != nil {
-		s.f.Close()
-		os.Remove(s.f.Name())
-		return fmt.Errorf("raw: flushing %s: %w", s.final, err)
-	}
-	if err := s.f.Close(); err != nil {
-		os.Remove(s.f.Name())
-		return fmt.Errorf("raw: closing %s: %w", s.final, err)
-	}
-	if err := fsutil.RenameNoReplace(s.f.Name(), s.final); err != nil {
-		os.Remove(s.f.Name())
-		return err
+	if err := fsutil.Publish(s.f, s.final, false); err != nil {
+		return fmt.Errorf("raw: finishing %s: %w", s.final, err)
 	}
 	return nil
 }
@@ -152,8 +141,8 @@ func (s *Sink) Abort() error {
 		return nil
 	}
 	s.done = true
-	s.f.Close()
-	return os.Remove(s.f.Name())
+	fsutil.Discard(s.f)
+	return nil
 }
 
 // DeviceSink writes a disk onto a block device (or an existing file used as

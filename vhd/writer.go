@@ -309,21 +309,12 @@ func (s *Sink) Commit() error {
 		}
 		return err
 	}
-	err := s.finish()
-	if err == nil {
-		err = s.f.Sync()
-	}
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
 	s.done = true
-	if err == nil {
-		err = fsutil.RenameNoReplace(s.f.Name(), s.final)
+	if err := s.finish(); err != nil {
+		fsutil.Discard(s.f)
+		return err
 	}
-	if err != nil {
-		os.Remove(s.f.Name())
-	}
-	return err
+	return fsutil.Publish(s.f, s.final, false)
 }
 
 func (s *Sink) finish() error {
@@ -397,6 +388,6 @@ func (s *Sink) Abort() error {
 	if s.medium != nil {
 		return nil
 	}
-	s.f.Close()
-	return os.Remove(s.f.Name())
+	fsutil.Discard(s.f)
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/xva-tools/xva"
 )
@@ -22,12 +23,37 @@ const (
 	exitCorrupt = 3
 )
 
+// graceTime is how long an interrupted command has to unwind by itself.
+const graceTime = 3 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
-	interrupted := ctx.Err() != nil
-	stop()
-	os.Exit(report(err, interrupted))
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan int, 1)
+	go func() {
+		err := newRootCmd().ExecuteContext(ctx)
+		done <- report(err, ctx.Err() != nil)
+	}()
+	select {
+	case code := <-done:
+		os.Exit(code)
+	case <-sigs:
+		cancel()
+	}
+	// Every pipeline honours ctx and removes its temporary output. One stuck
+	// in a read that cannot be cancelled (a stalled pipe or network peer)
+	// is not waited for past graceTime or a second signal: its temporary
+	// files are removed here.
+	select {
+	case code := <-done:
+		os.Exit(code)
+	case <-sigs:
+	case <-time.After(graceTime):
+	}
+	xva.RemovePending()
+	fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
+	os.Exit(exitFailure)
 }
 
 // report prints err and returns the exit code it maps to.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -25,20 +26,28 @@ func TempName(path string) string {
 	return filepath.Join(dir, fmt.Sprintf(".%s.xva-tmp-%08x", base, rand.Uint32()))
 }
 
+// temps holds the temporary files and directories not yet published or
+// discarded, for RemoveTemps.
+var temps sync.Map
+
 // CreateTemp creates an empty file beside path, exclusively and without
-// following symlinks.
+// following symlinks. Publish or Discard ends it.
 func CreateTemp(path string) (*os.File, error) {
 	for range 100 {
 		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
+		if err == nil {
+			temps.Store(f.Name(), true)
+		}
 		return f, err
 	}
 	return nil, fmt.Errorf("no free temporary name next to %s", path)
 }
 
-// MkdirTemp creates an empty directory beside path.
+// MkdirTemp creates an empty directory beside path. PublishDir or
+// DiscardDir ends it.
 func MkdirTemp(path string) (string, error) {
 	for range 100 {
 		name := TempName(path)
@@ -46,9 +55,85 @@ func MkdirTemp(path string) (string, error) {
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
+		if err == nil {
+			temps.Store(name, true)
+		}
 		return name, err
 	}
 	return "", fmt.Errorf("no free temporary name next to %s", path)
+}
+
+// WriteNew writes data to a new file at path, which must not exist (a
+// symlink there is not followed).
+func WriteNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Publish flushes the temporary file f to stable storage, closes it and
+// renames it to final: over an existing file if replace, otherwise only if
+// final does not exist. On any failure the temporary file is removed.
+func Publish(f *os.File, final string, replace bool) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = PublishDir(f.Name(), final, replace)
+	}
+	if err != nil {
+		DiscardDir(f.Name())
+	}
+	return err
+}
+
+// Discard closes and removes the temporary file f.
+func Discard(f *os.File) {
+	f.Close()
+	DiscardDir(f.Name())
+}
+
+// PublishDir renames the temporary tmp (a directory, or a closed file) to
+// final. With replace, final may exist: a file is replaced, and so is an
+// empty directory, atomically, which os.Rename refuses to do.
+func PublishDir(tmp, final string, replace bool) error {
+	var err error
+	if replace {
+		err = unix.Rename(tmp, final)
+		if err != nil {
+			err = &os.LinkError{Op: "rename", Old: tmp, New: final, Err: err}
+		}
+	} else {
+		err = RenameNoReplace(tmp, final)
+	}
+	if err == nil {
+		temps.Delete(tmp)
+	}
+	return err
+}
+
+// DiscardDir removes the temporary tmp and all it holds.
+func DiscardDir(tmp string) {
+	os.RemoveAll(tmp)
+	temps.Delete(tmp)
+}
+
+// RemoveTemps removes every temporary file and directory still pending, for
+// a process that is exiting on a signal while work is blocked (a read from
+// a stalled pipe, say) and cannot unwind by itself.
+func RemoveTemps() {
+	temps.Range(func(k, _ any) bool {
+		os.RemoveAll(k.(string))
+		temps.Delete(k)
+		return true
+	})
 }
 
 // RenameNoReplace renames from to to, failing with an error satisfying
