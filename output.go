@@ -378,6 +378,10 @@ func (s *spool) close() {
 // exiting on a signal while some work cannot unwind by itself.
 func RemovePending() { fsutil.RemoveTemps() }
 
+// PlainError returns err's message with temporary file names replaced by
+// the output names they were to become.
+func PlainError(err error) string { return fsutil.FinalNames(err.Error()) }
+
 // AtomicFile is a file written under a temporary name and renamed into
 // place by Commit, or removed by Abort.
 type AtomicFile struct {

@@ -66,11 +66,14 @@ func report(err error, interrupted bool) int {
 		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 		return exitFailure
 	}
-	msg := err.Error()
+	msg := xva.PlainError(err)
 	if !strings.HasPrefix(msg, "xva: ") {
 		msg = "xva: " + msg
 	}
 	fmt.Fprintln(os.Stderr, msg)
+	if h := hint(err); h != "" {
+		fmt.Fprintln(os.Stderr, "xva: hint: "+h)
+	}
 	return code
 }
 

@@ -10,12 +10,20 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xva-tools/xva/disk"
 )
+
+// tempPattern matches the base name TempName gives.
+var tempPattern = regexp.MustCompile(`\.([^/\s]+)\.xva-tmp-[0-9a-f]{8}`)
+
+// FinalNames rewrites the temporary names in s (an error message, say) to
+// the final names they stand for, which is what a user knows.
+func FinalNames(s string) string { return tempPattern.ReplaceAllString(s, "$1") }
 
 // TempName returns a hidden name in the directory of path, derived from it.
 func TempName(path string) string {
