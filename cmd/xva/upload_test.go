@@ -214,11 +214,12 @@ func TestUploadLargeSparseVM(t *testing.T) {
 	cmd := exec.Command(xvaBin, "upload", "vm", "--url", s.URL, "--ca-cert", ca)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "XVA_PASSWORD=secret")
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	rss, err := runWatchingRSS(cmd)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+		t.Fatalf("%v\n%s", err, out.String())
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 	d := s.VMs()[0].Disks[0]
 	t.Logf("3 GiB disk: %d MiB of blocks sent, peak RSS %d MiB", d.DataSent>>20, rss>>20)
 	if d.SHA256 != sums["sda"] {
