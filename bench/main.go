@@ -26,6 +26,7 @@ import (
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/procmem"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
 )
@@ -140,8 +141,9 @@ func (b *bench) setup() error {
 // measure runs a shell command in the work directory and returns its cost.
 // xva flushes every output to stable storage before it reports success, so
 // baselines end with sync on their outputs: the same work, durably done.
-// Times and peak RSS come from wait4's rusage, which covers the shell's
-// children too (CPU summed, RSS of the largest process).
+// CPU time comes from wait4's rusage, which covers the shell's children
+// too; peak RSS (of the largest process) from procmem, since the rusage
+// figure is floored at this process's own size.
 //
 // A run under two seconds is repeated five times and the median kept:
 // such runs are dominated by page-cache writeback, whose cost varies from
@@ -170,14 +172,13 @@ func (b *bench) once(tool, script string) (run, error) {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err := cmd.Run()
-	r := run{Tool: tool, Command: script, Seconds: time.Since(start).Seconds()}
+	rss, err := procmem.Run(cmd)
+	r := run{Tool: tool, Command: script, Seconds: time.Since(start).Seconds(), MaxRSS: rss}
 	if err != nil {
 		return r, fmt.Errorf("%s: %v\n%s", script, err, stderr.String())
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.CPU = tv(ru.Utime) + tv(ru.Stime)
-		r.MaxRSS = ru.Maxrss << 10
 	}
 	return r, nil
 }

@@ -3,18 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/procmem"
 	"github.com/xva-tools/xva/internal/tarx"
 )
 
@@ -183,50 +182,11 @@ func maxRSS(t *testing.T, dir, stdin string, args ...string) int64 {
 	cmd.Stdin = f
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
-	rss, err := runWatchingRSS(cmd)
+	rss, err := procmem.Run(cmd)
 	if err != nil {
 		t.Fatalf("xva %v: %v\n%s", args, err, errb.String())
 	}
 	return rss
-}
-
-// runWatchingRSS runs cmd and returns its peak resident set, read from
-// VmHWM in /proc while it runs. The rusage of the exited process will not
-// do: Linux folds the parent's peak at fork into it, so a test process
-// that once held a large buffer would be charged to every child.
-func runWatchingRSS(cmd *exec.Cmd) (int64, error) {
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var peak int64
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return peak, err
-		case <-tick.C:
-			peak = max(peak, vmHWM(cmd.Process.Pid))
-		}
-	}
-}
-
-// vmHWM reads a process's peak resident set, 0 if it cannot.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func TestConvertFromStdinHasBoundedMemory(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/procmem"
 	"github.com/xva-tools/xva/xapi/xapitest"
 )
 
@@ -216,7 +217,7 @@ func TestUploadLargeSparseVM(t *testing.T) {
 	cmd.Env = append(os.Environ(), "XVA_PASSWORD=secret")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	rss, err := runWatchingRSS(cmd)
+	rss, err := procmem.Run(cmd)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
