@@ -108,6 +108,11 @@ func convertDisk(ctx context.Context, a *archive, out archiveOut, d *Disk, g Gen
 		decoded <- err
 	}()
 	pd, werr := writeDisk(ctx, out, g, t, pipe, o, nil, keepZeros)
+	if werr == nil {
+		// Let the decoder finish its last chunk: its CRC-32, length and
+		// end are checked only then.
+		werr = pipe.Drain()
+	}
 	pipe.CloseRead(werr)
 	// The decoder's error is the cause when there is one: the encoder then
 	// only saw the pipe end early.

@@ -206,3 +206,25 @@ func TestStreamRoundTripAndCorruption(t *testing.T) {
 	withStdin(t, file)
 	expectCorrupt(t, "-", m)
 }
+
+// Converting must check each chunk to its end: the encoder has every byte
+// before the decoder reaches the CRC-32 of the last chunk, and a converter
+// that stopped there would launder a corrupt chunk into a freshly hashed
+// archive.
+func TestConvertChecksTheLastChunksTrailer(t *testing.T) {
+	file, _ := packBoth(t, fixtures.Disk{Size: 3 << 20, Seed: 14, Data: 0.8})
+	const m = "sda/chunk-000000000.gz"
+	off := memberOffsets(t, file)[m]
+	flip(t, file, off[0]+off[1]-6) // in the CRC-32
+	for _, f := range []xva.Generation{xva.XAPI, xva.Legacy} {
+		out := filepath.Join(t.TempDir(), "out.xva")
+		_, err := xva.Convert(ctx, file, out, xva.WithFormat(f))
+		if !xva.IsCorrupt(err) || !strings.Contains(err.Error(), m) {
+			t.Fatalf("convert to %v: %v", f, err)
+		}
+	}
+	var sink strings.Builder
+	if _, err := xva.StreamXapi(ctx, file, &sink); !xva.IsCorrupt(err) {
+		t.Fatalf("stream: %v", err)
+	}
+}

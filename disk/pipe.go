@@ -92,6 +92,21 @@ func (p *Pipe) Next() (Piece, error) {
 	return pc, nil
 }
 
+// Drain is how a consumer that has all it needs ends: it releases the
+// piece it holds and takes the rest (there should be none), so that the
+// producer runs to its own end, and checks what follows the data, rather
+// than being cut off. It returns the producer's error, if any.
+func (p *Pipe) Drain() error {
+	for {
+		if _, err := p.Next(); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
 // CloseRead stops the consumer's side: a producer blocked in WriteAt gets
 // err (or ErrPipeClosed).
 func (p *Pipe) CloseRead(err error) {
