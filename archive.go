@@ -21,6 +21,8 @@ type archive struct {
 	p    *peeker   // its members, directory entries left out
 	seen map[string]bool
 	opts *options
+	// stored, if set, is told the member bytes read.
+	stored func(int64)
 }
 
 // openArchive opens path and reads its ova.xml.
@@ -46,7 +48,7 @@ func openArchive(path string, o *options) (*archive, error) {
 	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
 		tf.sortByName()
 	}
-	return &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o}, nil
+	return &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o, stored: o.progress.Stored}, nil
 }
 
 func (a *archive) close() error { return a.c.close() }
@@ -166,11 +168,33 @@ func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
 				return
 			}
 			a.p.next()
+			m.r = a.counted(m.r)
 			if !yield(m, nil) {
 				return
 			}
 		}
 	}
+}
+
+// counted reports what is read from r to a.stored.
+func (a *archive) counted(r io.Reader) io.Reader {
+	if a.stored == nil {
+		return r
+	}
+	return countingReader{r, a.stored}
+}
+
+type countingReader struct {
+	r     io.Reader
+	count func(int64)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.count(int64(n))
+	}
+	return n, err
 }
 
 // writeError marks an error returned by the consumer of decoded data (a
@@ -237,7 +261,7 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 			}
 			defer r.Close()
 			// Each chunk inflates its pieces on jobs/workers cores.
-			return a.decodeChunk(gctx, d, c.m.name, r, c.start, c.want, max(jobs/workers, 1), emit)
+			return a.decodeChunk(gctx, d, c.m.name, a.counted(r), c.start, c.want, max(jobs/workers, 1), emit)
 		})
 	}
 	return g.Wait()

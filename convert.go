@@ -25,6 +25,7 @@ func Convert(ctx context.Context, in, output string, opts ...Option) (*PackResul
 		return nil, err
 	}
 	defer a.close()
+	a.stored = nil // Stored counts the archive written
 	target := o.format
 	if target == 0 {
 		target = a.meta.Generation

@@ -297,17 +297,35 @@ func keepZeroBlocks(m *Metadata) bool {
 func writeDisk(ctx context.Context, out archiveOut, g Generation, d *Disk, r disk.Reader, o *options, progress func(int64), keepZeros bool) (PackedDisk, error) {
 	g8 := disk.NewGather(r)
 	if g == XAPI {
-		st, err := chunk.WriteBlocks(ctx, memberWriter{out}, g8, d.ID, d.Size,
+		st, err := chunk.WriteBlocks(ctx, memberWriter{out, o.progress.Stored}, g8, d.ID, d.Size,
 			chunk.BlockOptions{Checksum: o.checksum, Jobs: o.jobs, Progress: progress, KeepZeros: keepZeros})
 		return PackedDisk{Device: d.Device, Size: d.Size, Members: st.Blocks, Compressed: st.Data}, err
 	}
 	return writeLegacyDisk(ctx, out, d, g8, o, progress)
 }
 
-// memberWriter writes whole members to an archive.
-type memberWriter struct{ out archiveOut }
+// memberWriter writes whole members to an archive, counting their bytes.
+type memberWriter struct {
+	out    archiveOut
+	stored func(int64)
+}
 
-func (w memberWriter) WriteMember(name string, data []byte) error { return w.out.file(name, data) }
+func (w memberWriter) WriteMember(name string, data []byte) error {
+	w.stored(int64(len(data)))
+	return w.out.file(name, data)
+}
+
+// countingChunk counts the bytes written to a chunk as they go.
+type countingChunk struct {
+	chunk.ChunkFile
+	stored func(int64)
+}
+
+func (c countingChunk) Write(p []byte) (int, error) {
+	n, err := c.ChunkFile.Write(p)
+	c.stored(int64(n))
+	return n, err
+}
 
 func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gather, o *options, progress func(int64)) (PackedDisk, error) {
 	pd := PackedDisk{Device: d.Device, Size: d.Size}
@@ -318,7 +336,7 @@ func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gathe
 		name := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, start/chunk.ChunkSize)
 		length := min(chunk.ChunkSize, d.Size-start)
 		n, err := out.chunk(name, func(cf chunk.ChunkFile) (int64, error) {
-			return chunk.WriteGzipChunk(ctx, cf, g, start, length, gz)
+			return chunk.WriteGzipChunk(ctx, countingChunk{cf, o.progress.Stored}, g, start, length, gz)
 		})
 		if err != nil {
 			return pd, fmt.Errorf("writing %s: %w", name, err)

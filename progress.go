@@ -10,6 +10,9 @@ type Progress interface {
 	StartDisk(device string, size int64)
 	// Advance adds n processed bytes to the current disk.
 	Advance(n int64)
+	// Stored adds n bytes of the archive side: written by pack and
+	// convert, read by unpack and verify.
+	Stored(n int64)
 	// EndDisk ends the current disk.
 	EndDisk()
 }
@@ -18,6 +21,7 @@ type nopProgress struct{}
 
 func (nopProgress) StartDisk(string, int64) {}
 func (nopProgress) Advance(int64)           {}
+func (nopProgress) Stored(int64)            {}
 func (nopProgress) EndDisk()                {}
 
 // lockedProgress serialises calls, so decoders running concurrently can
@@ -37,6 +41,12 @@ func (l *lockedProgress) Advance(n int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.p.Advance(n)
+}
+
+func (l *lockedProgress) Stored(n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p.Stored(n)
 }
 
 func (l *lockedProgress) EndDisk() {

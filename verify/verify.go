@@ -623,4 +623,5 @@ type nopProgress struct{}
 
 func (nopProgress) StartDisk(string, int64) {}
 func (nopProgress) Advance(int64)           {}
+func (nopProgress) Stored(int64)            {}
 func (nopProgress) EndDisk()                {}

@@ -78,7 +78,7 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 		reports <- rep
 	}()
 	res, err := c.Export(ctx, f.vm, io.MultiWriter(out, pw), xapi.ExportOptions{Compression: f.compression,
-		Progress: newTransferProgress(g.progress, "export")})
+		Progress: g.rep.transfer("export", -1)})
 	pw.CloseWithError(err)
 	rep := <-reports
 	if err != nil {

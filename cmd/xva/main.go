@@ -32,7 +32,11 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan int, 1)
 	go func() {
-		err := newRootCmd().ExecuteContext(ctx)
+		g := &globals{}
+		err := newRootCmd(g).ExecuteContext(ctx)
+		if g.rep != nil {
+			g.rep.close() // before any message, so bars do not overdraw it
+		}
 		done <- report(err, ctx.Err() != nil)
 	}()
 	select {

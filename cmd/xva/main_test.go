@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,8 +43,20 @@ type result struct {
 // run runs xva in dir with stdin.
 func run(t *testing.T, dir string, stdin []byte, args ...string) result {
 	t.Helper()
+	return runWith(t, dir, stdin, nil, args...)
+}
+
+// runEnv runs xva in dir with more environment variables.
+func runEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	return runWith(t, dir, nil, env, args...)
+}
+
+func runWith(t *testing.T, dir string, stdin []byte, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(xvaBin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -161,11 +174,40 @@ func TestExitCodes(t *testing.T) {
 
 func TestProgressOnlyWhenAsked(t *testing.T) {
 	dir, _ := setup(t)
-	if r := run(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva"); r.stderr != "" {
-		t.Fatalf("progress printed to a pipe: %q", r.stderr)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "a.xva")
+	// OUT stands for a new output name per run.
+	commands := [][]string{
+		{"pack", "--disk", "sda=sda.img", "OUT"},
+		{"unpack", "a.xva", "OUT"},
+		{"verify", "a.xva"},
+		{"convert", "--format", "xapi", "a.xva", "OUT"},
 	}
-	if r := run(t, dir, nil, "pack", "--progress=always", "--disk", "sda=sda.img", "b.xva"); !strings.Contains(r.stderr, "sda") || !strings.Contains(r.stderr, "100.0%") {
-		t.Fatalf("--progress=always printed %q", r.stderr)
+	n := 0
+	with := func(args []string, flag ...string) []string {
+		n++
+		out := append([]string{args[0]}, flag...)
+		for _, a := range args[1:] {
+			out = append(out, strings.ReplaceAll(a, "OUT", fmt.Sprintf("out%d", n)))
+		}
+		return out
+	}
+	for _, args := range commands {
+		if r := run(t, dir, nil, with(args)...); r.code != 0 || strings.Contains(r.stderr, "%") {
+			t.Fatalf("xva %s: exit %d, progress on a pipe: %q", args[0], r.code, r.stderr)
+		}
+		// Bars when forced: per disk, with the archive bytes.
+		r := run(t, dir, nil, with(args, "--progress")...)
+		if r.code != 0 || !strings.Contains(r.stderr, "sda") || !strings.Contains(r.stderr, "100 %") || !strings.Contains(r.stderr, "archive") {
+			t.Fatalf("xva %s --progress: exit %d, printed %q", args[0], r.code, r.stderr)
+		}
+		// Plain lines for logs: no cursor movement.
+		r = runEnv(t, dir, []string{"XVA_PROGRESS_INTERVAL=1ns"}, with(args, "--progress=plain")...)
+		if r.code != 0 || !strings.Contains(r.stderr, "xva: sda: ") || !strings.Contains(r.stderr, "(100%)") || strings.Contains(r.stderr, "\x1b") {
+			t.Fatalf("xva %s --progress=plain: exit %d, printed %q", args[0], r.code, r.stderr)
+		}
+	}
+	if r := run(t, dir, nil, "verify", "--progress=sometimes", "a.xva"); r.code != exitUsage {
+		t.Fatalf("a bad --progress: exit %d", r.code)
 	}
 }
 

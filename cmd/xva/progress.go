@@ -4,87 +4,257 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"golang.org/x/sys/unix"
-
-	"github.com/xva-tools/xva"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
-// newProgress returns the progress display mode asks for: "auto" shows it
-// only when stderr is a terminal.
-func newProgress(mode string, _ bool) xva.Progress {
-	switch mode {
+// Progress modes of --progress.
+const (
+	progressAuto  = "auto"  // bars when stderr is a terminal, else nothing
+	progressBar   = "bar"   // bars, terminal or not
+	progressPlain = "plain" // a line now and then, for CI logs
+	progressNone  = "none"
+)
+
+// parseProgress checks a --progress value; always and never are accepted
+// for bar and none.
+func parseProgress(s string) (string, error) {
+	switch s {
+	case progressAuto, progressBar, progressPlain, progressNone:
+		return s, nil
 	case "always":
-	case "auto":
-		if !isTerminal(os.Stderr) {
-			return nil
-		}
-	default:
-		return nil
+		return progressBar, nil
+	case "never":
+		return progressNone, nil
 	}
-	return &lineProgress{w: os.Stderr}
+	return "", usagef("--progress %q: want auto, bar, plain or none", s)
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+// reporter is what a command reports progress to: the library's
+// per-disk reports, and transfers to or from a pool.
+type reporter interface {
+	StartDisk(device string, size int64)
+	Advance(n int64)
+	Stored(n int64)
+	EndDisk()
+	// transfer starts a display of bytes moved (total -1 if unknown) and
+	// of the server task's progress (0–1, or -1 before it says).
+	transfer(what string, total int64) func(n int64, task float64)
+	close()
 }
 
-// lineProgress redraws one line per disk: bytes done, total, rate.
-type lineProgress struct {
+// newReporter makes the reporter mode asks for, writing to w (stderr).
+func newReporter(mode string, w *os.File) reporter {
+	if mode == progressAuto {
+		mode = progressNone
+		if term.IsTerminal(int(w.Fd())) {
+			mode = progressBar
+		}
+	}
+	switch mode {
+	case progressBar:
+		return newBars(w)
+	case progressPlain:
+		return &plainReporter{w: w, every: plainInterval()}
+	}
+	return nopReporter{}
+}
+
+type nopReporter struct{}
+
+func (nopReporter) StartDisk(string, int64)                     {}
+func (nopReporter) Advance(int64)                               {}
+func (nopReporter) Stored(int64)                                {}
+func (nopReporter) EndDisk()                                    {}
+func (nopReporter) transfer(string, int64) func(int64, float64) { return nil }
+func (nopReporter) close()                                      {}
+
+// bars draws one bar per disk (and per transfer) with mpb: size done,
+// percentage, rate, ETA and the archive bytes read or written. mpb was
+// chosen over progressbar because it keeps finished bars on screen, one
+// line each, and redraws several at once safely from other goroutines.
+type bars struct {
+	p      *mpb.Progress
+	all    []*mpb.Bar // every bar: mpb waits for each to complete
+	cur    []*mpb.Bar
+	stored *atomic.Int64 // the current disk's archive bytes
+}
+
+func newBars(w *os.File) *bars {
+	opts := []mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(150 * time.Millisecond), mpb.WithAutoRefresh()}
+	if !term.IsTerminal(int(w.Fd())) {
+		opts = append(opts, mpb.WithWidth(120)) // forced: a line's width, with no terminal to ask
+	}
+	return &bars{p: mpb.New(opts...)}
+}
+
+func (b *bars) StartDisk(device string, size int64) {
+	b.finish()
+	stored := new(atomic.Int64)
+	b.stored = stored
+	b.add(b.p.AddBar(size, mpb.BarWidth(30),
+		mpb.PrependDecorators(
+			decor.Name(device, decor.WC{W: 6, C: decor.DindentRight}),
+			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}),
+		),
+		mpb.AppendDecorators(
+			decor.Percentage(decor.WC{W: 5}),
+			decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14}),
+			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WC{W: 8}), "  done"),
+			decor.Any(func(decor.Statistics) string {
+				return "  archive " + humanize.IBytes(uint64(stored.Load()))
+			}),
+		)))
+}
+
+// add makes bar one of the current ones.
+func (b *bars) add(bar *mpb.Bar) {
+	b.all = append(b.all, bar)
+	b.cur = append(b.cur, bar)
+}
+
+func (b *bars) Advance(n int64) {
+	if len(b.cur) > 0 {
+		b.cur[0].IncrInt64(n)
+	}
+}
+
+func (b *bars) Stored(n int64) {
+	if b.stored != nil {
+		b.stored.Add(n)
+	}
+}
+
+func (b *bars) EndDisk() { b.finish() }
+
+// finish ends the current bars: a bar short of its total (a disk that
+// failed, an interrupted transfer) stops where it stands.
+func (b *bars) finish() {
+	for _, bar := range b.cur {
+		if !bar.Completed() {
+			bar.Abort(false)
+		}
+	}
+	b.cur = nil
+}
+
+func (b *bars) transfer(what string, total int64) func(int64, float64) {
+	moved := b.p.AddBar(max(total, 0), mpb.BarWidth(30),
+		mpb.PrependDecorators(decor.Name(what, decor.WC{W: 8, C: decor.DindentRight}),
+			decor.OnCondition(decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}), total > 0),
+			decor.OnCondition(decor.CurrentKibiByte("% .1f", decor.WC{W: 22}), total <= 0)),
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14})))
+	task := b.p.AddBar(100, mpb.BarWidth(30),
+		mpb.PrependDecorators(decor.Name("task", decor.WC{W: 8, C: decor.DindentRight}),
+			decor.Name("", decor.WC{W: 22})),
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})))
+	b.finish()
+	b.add(moved)
+	b.add(task)
+	var mu sync.Mutex
+	return func(n int64, p float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if total <= 0 && n > moved.Current() {
+			moved.SetTotal(n+1, false) // unknown size: keep the bar ahead
+		}
+		moved.SetCurrent(n)
+		if p >= 0 {
+			task.SetCurrent(int64(p * 100))
+		}
+	}
+}
+
+func (b *bars) close() {
+	b.cur = b.all
+	b.finish()
+	b.p.Wait()
+}
+
+// plainReporter prints a line per disk when it starts and ends, and one
+// every interval in between: readable in a CI log, where bars are noise.
+type plainReporter struct {
 	w            io.Writer
+	every        time.Duration
+	mu           sync.Mutex
 	device       string
 	size, done   int64
-	start, drawn time.Time
+	stored       int64
+	start, shown time.Time
 }
 
-func (p *lineProgress) StartDisk(device string, size int64) {
-	p.device, p.size, p.done = device, size, 0
-	p.start = time.Now()
-	p.draw()
+// plainInterval is how often plain progress prints: 10 s, or
+// XVA_PROGRESS_INTERVAL (a Go duration such as 30s).
+func plainInterval() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("XVA_PROGRESS_INTERVAL")); err == nil && d > 0 {
+		return d
+	}
+	return 10 * time.Second
 }
 
-func (p *lineProgress) Advance(n int64) {
+func (p *plainReporter) StartDisk(device string, size int64) {
+	p.device, p.size, p.done, p.stored = device, size, 0, 0
+	p.start, p.shown = time.Now(), time.Now()
+	fmt.Fprintf(p.w, "xva: %s: %s to do\n", device, humanize.IBytes(uint64(size)))
+}
+
+func (p *plainReporter) Advance(n int64) {
 	p.done += n
-	if time.Since(p.drawn) >= 200*time.Millisecond {
-		p.draw()
+	if time.Since(p.shown) >= p.every {
+		p.line("")
 	}
 }
 
-func (p *lineProgress) EndDisk() {
-	p.draw()
-	fmt.Fprintln(p.w)
+func (p *plainReporter) Stored(n int64) { p.stored += n }
+
+func (p *plainReporter) EndDisk() {
+	p.line(fmt.Sprintf(", done in %.1fs", time.Since(p.start).Seconds()))
 }
 
-func (p *lineProgress) draw() {
-	p.drawn = time.Now()
-	pct := 100.0
-	if p.size > 0 {
-		pct = 100 * float64(p.done) / float64(p.size)
+func (p *plainReporter) line(suffix string) {
+	p.shown = time.Now()
+	secs := max(time.Since(p.start).Seconds(), 1e-3)
+	eta := ""
+	if rate := float64(p.done) / secs; rate > 0 && p.done < p.size {
+		eta = fmt.Sprintf(", ETA %s", time.Duration(float64(p.size-p.done)/rate*float64(time.Second)).Round(time.Second))
 	}
-	rate := float64(p.done) / max(time.Since(p.start).Seconds(), 1e-3)
-	fmt.Fprintf(p.w, "\r%-8s %10s / %-10s %5.1f%%  %s/s   ", p.device,
-		humanize.IBytes(uint64(p.done)), humanize.IBytes(uint64(p.size)), pct, humanize.IBytes(uint64(rate)))
+	fmt.Fprintf(p.w, "xva: %s: %s of %s (%.0f%%), %s/s, archive %s%s%s\n", p.device,
+		humanize.IBytes(uint64(p.done)), humanize.IBytes(uint64(p.size)), percent(p.done, p.size),
+		humanize.IBytes(uint64(float64(p.done)/secs)), humanize.IBytes(uint64(p.stored)), eta, suffix)
 }
 
-// newTransferProgress shows bytes moved and the task's progress for upload
-// and export, on a terminal (or always, or never).
-func newTransferProgress(mode, what string) func(bytes int64, task float64) {
-	if mode == "never" || mode == "auto" && !isTerminal(os.Stderr) || mode != "auto" && mode != "always" {
-		return nil
+func percent(n, of int64) float64 {
+	if of <= 0 {
+		return 100
 	}
-	var last time.Time
+	return 100 * float64(n) / float64(of)
+}
+
+func (p *plainReporter) transfer(what string, total int64) func(int64, float64) {
+	start := time.Now()
+	fmt.Fprintf(p.w, "xva: %s: started\n", what)
 	return func(n int64, task float64) {
-		if time.Since(last) < 200*time.Millisecond {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if time.Since(p.shown) < p.every {
 			return
 		}
-		last = time.Now()
-		t := "…"
-		if task >= 0 {
-			t = fmt.Sprintf("%3.0f%%", task*100)
+		p.shown = time.Now()
+		of, t := "", "not started"
+		if total > 0 {
+			of = fmt.Sprintf(" of %s (%.0f%%)", humanize.IBytes(uint64(total)), percent(n, total))
 		}
-		fmt.Fprintf(os.Stderr, "\r%s: %10s   task %s   ", what, humanize.IBytes(uint64(n)), t)
+		if task >= 0 {
+			t = fmt.Sprintf("%.0f%%", task*100)
+		}
+		fmt.Fprintf(p.w, "xva: %s: %s%s in %.0fs, task %s\n", what, humanize.IBytes(uint64(n)), of, time.Since(start).Seconds(), t)
 	}
 }
+
+func (p *plainReporter) close() {}

@@ -17,10 +17,10 @@ type globals struct {
 	jobs     int
 	progress string
 	json     bool
+	rep      reporter // made from progress once flags are parsed
 }
 
-func newRootCmd() *cobra.Command {
-	g := &globals{}
+func newRootCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "xva",
 		Short: "Pack, unpack, inspect and convert XenServer / XCP-ng XVA archives",
@@ -35,7 +35,17 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
-	root.PersistentFlags().StringVar(&g.progress, "progress", "auto", "progress on stderr: auto (on a terminal), always, never")
+	root.PersistentFlags().StringVar(&g.progress, "progress", progressAuto,
+		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; --progress alone means bar")
+	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		mode, err := parseProgress(g.progress)
+		if err != nil {
+			return err
+		}
+		g.rep = newReporter(mode, os.Stderr)
+		return nil
+	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
 		newUploadCmd(g), newExportCmd(g))
@@ -44,7 +54,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 
 // options turns the shared flags into library options.
 func (g *globals) options() []xva.Option {
-	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(newProgress(g.progress, g.json))}
+	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(g.rep)}
 }
 
 // printJSON writes v as the command's one JSON document.

@@ -77,7 +77,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 		return err
 	}
 	defer body.Close()
-	show := newTransferProgress(g.progress, "upload")
+	show := g.rep.transfer("upload", length)
 	res, err := c.Import(ctx, body, xapi.ImportOptions{SR: sr, Restore: f.restore, Force: f.force, Length: length,
 		Progress: show})
 	// Whatever became of the upload, stop the conversion feeding it: its

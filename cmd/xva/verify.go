@@ -49,7 +49,7 @@ docs/verify-report.schema.json.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var reports []*verify.Report
 			for _, a := range args {
-				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: newProgress(g.progress, g.json)})
+				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
 				reports = append(reports, rep)
 				if !g.json {
 					printVerdict(cmd.OutOrStdout(), rep, f.quiet)
