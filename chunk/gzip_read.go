@@ -49,7 +49,7 @@ func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o Gz
 	if len(hdr) == gzipHeaderLen+2 && hdr[3]&0x04 != 0 {
 		xlen := int(binary.LittleEndian.Uint16(hdr[gzipHeaderLen:]))
 		full, _ := br.Peek(gzipHeaderLen + 2 + xlen)
-		if len(full) == gzipHeaderLen+2+xlen && hdr[3]&^0x04 == 0 {
+		if len(full) == gzipHeaderLen+2+xlen && hdr[2] == 8 && hdr[3]&^0x04 == 0 {
 			idx := parseIndex(full[gzipHeaderLen+2:])
 			if idx != nil && (idx.length == want || !exact && idx.length <= ChunkSize) {
 				if _, err := br.Discard(len(full)); err != nil {

@@ -221,6 +221,9 @@ func parseLegacyVDI(e *etree.Element, boot map[string]bool) (VDI, error) {
 	if v.Source, err = reqAttr(e, "vdi", "source"); err != nil {
 		return v, err
 	}
+	if _, err := v.SourceDir(); err != nil {
+		return v, err
+	}
 	if v.Size, err = intAttr(e, "size"); err != nil {
 		return v, err
 	}

@@ -65,8 +65,8 @@ func FuzzReader(f *testing.F) {
 		var out bytes.Buffer
 		w := NewWriter(&out)
 		for _, m := range ms {
-			if len(m.name) > 100 {
-				return // V7 cannot carry it; nothing to compare
+			if _, err := V7Header(m.name, 0, 0); err != nil {
+				return // V7 cannot carry it (too long, or a directory's name)
 			}
 			if err := w.WriteHeader(m.name, int64(len(m.data)), 0); err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Errors of the tar writer.
@@ -21,6 +22,10 @@ func V7Header(name string, size, mtime int64) ([Block]byte, error) {
 	var b [Block]byte
 	if len(name) > 100 {
 		return b, fmt.Errorf("%w: %q", ErrNameTooLong, name)
+	}
+	if name == "" || strings.HasSuffix(name, "/") {
+		// tar and archive/tar take a V7 name ending in / for a directory
+		return b, fmt.Errorf("tarx: %q cannot name a regular file", name)
 	}
 	if size < 0 || size >= 1<<33 {
 		return b, fmt.Errorf("tarx: member size %d does not fit a V7 header", size)
