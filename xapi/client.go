@@ -25,6 +25,7 @@ type options struct {
 	caCerts    []string
 	httpClient *http.Client
 	poll       time.Duration
+	proxy      func(*http.Request) (*url.URL, error)
 }
 
 // WithInsecure skips TLS certificate verification (it is on by default).
@@ -39,6 +40,13 @@ func WithCACert(path string) Option {
 		}
 		return nil
 	}
+}
+
+// WithProxy sets how the proxy for a request is chosen, for the XML-RPC
+// calls and the transfers alike (default: http.ProxyFromEnvironment, that
+// is HTTPS_PROXY, HTTP_PROXY and NO_PROXY).
+func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
+	return func(o *options) error { o.proxy = proxy; return nil }
 }
 
 // WithPollInterval sets how often a task is polled (default 1 s).
@@ -79,10 +87,13 @@ func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
+	if o.proxy == nil {
+		o.proxy = http.ProxyFromEnvironment
+	}
 	c := &Client{base: base, tls: tc, opts: o}
 	c.http = o.httpClient
 	if c.http == nil {
-		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: o.proxy}}
 	}
 	for tries := 0; ; tries++ {
 		v, err := c.call(ctx, "session.login_with_password", user, password, "1.1", "xva")

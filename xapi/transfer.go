@@ -2,8 +2,10 @@ package xapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -205,8 +207,7 @@ func (c *Client) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443", "http": "80"}[u.Scheme])
 	}
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", host)
+	raw, err := dialTCP(ctx, c.opts.proxy, u, host)
 	if err != nil {
 		return nil, fmt.Errorf("xapi: connecting to %s: %w", host, err)
 	}
@@ -221,6 +222,80 @@ func (c *Client) dial(ctx context.Context, u *url.URL) (net.Conn, error) {
 		return nil, fmt.Errorf("xapi: TLS with %s: %w", host, err)
 	}
 	return conn, nil
+}
+
+// dialTCP connects to host, through the proxy that proxyFor names for u
+// (as for the XML-RPC calls): an HTTP CONNECT tunnel, so that the transfer
+// is still end to end TLS with the host.
+func dialTCP(ctx context.Context, proxyFor func(*http.Request) (*url.URL, error), u *url.URL, host string) (net.Conn, error) {
+	proxy, err := proxyFor(&http.Request{URL: u})
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	if proxy == nil {
+		return d.DialContext(ctx, "tcp", host)
+	}
+	phost := proxy.Host
+	if proxy.Port() == "" {
+		port := "80"
+		if proxy.Scheme == "https" {
+			port = "443"
+		}
+		phost = net.JoinHostPort(proxy.Hostname(), port)
+	}
+	conn, err := d.DialContext(ctx, "tcp", phost)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", phost, err)
+	}
+	if proxy.Scheme == "https" {
+		tc := tls.Client(conn, &tls.Config{ServerName: proxy.Hostname(), MinVersion: tls.VersionTLS12})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proxy %s: %w", phost, err)
+		}
+		conn = tc
+	}
+	if err := connect(ctx, conn, proxy, host); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("proxy %s: %w", phost, err)
+	}
+	return conn, nil
+}
+
+// connect asks the proxy on conn for a tunnel to host.
+func connect(ctx context.Context, conn net.Conn, proxy *url.URL, host string) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	req := "CONNECT " + host + " HTTP/1.1\r\nHost: " + host + "\r\n"
+	if proxy.User != nil {
+		pw, _ := proxy.User.Password()
+		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(proxy.User.Username()+":"+pw)) + "\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+		return err
+	}
+	// Read the answer byte by byte up to its blank line: the tunnel's
+	// first bytes (the host's TLS handshake) must stay in conn.
+	var head []byte
+	b := make([]byte, 1)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if len(head) > 8<<10 {
+			return errors.New("CONNECT answer too long")
+		}
+		if _, err := conn.Read(b); err != nil {
+			return fmt.Errorf("CONNECT: %w", err)
+		}
+		head = append(head, b[0])
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("CONNECT %s: %s", host, resp.Status)
+	}
+	return nil
 }
 
 // sendBody streams the body after the 200. A body of unknown length ends

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +111,42 @@ func sessionOf(t *testing.T, s *xapitest.Server, ca string) string {
 	}
 	t.Cleanup(func() { c.Logout(ctx) })
 	return c.SessionRef()
+}
+
+// Calls, imports and exports all go through a CONNECT proxy when one is
+// set, and TLS is still checked against the host's own name.
+func TestThroughAProxy(t *testing.T) {
+	s, ca := fake(t)
+	p := xapitest.NewProxy(strings.TrimPrefix(s.URL, "https://"))
+	t.Cleanup(p.Close)
+	proxyURL, _ := url.Parse(p.URL)
+	c, err := xapi.Login(ctx, "https://xenserver.example.com", "root", "secret",
+		xapi.WithCACert(ca), xapi.WithProxy(http.ProxyURL(proxyURL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Logout(ctx)
+	// Garbage reaches the server through the tunnel and is refused there.
+	_, err = c.Import(ctx, bytes.NewReader(bytes.Repeat([]byte("x"), 4096)), xapi.ImportOptions{Length: 4096})
+	if !strings.Contains(fmt.Sprint(err), "IMPORT_ERROR") || s.Imports() != 1 {
+		t.Fatalf("import through the proxy: %v, %d imports", err, s.Imports())
+	}
+	const uuid = "5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10"
+	s.Exports[uuid] = bytes.Repeat([]byte("archive "), 1000)
+	var got bytes.Buffer
+	if _, err := c.Export(ctx, uuid, &got, xapi.ExportOptions{}); err != nil || !bytes.Equal(got.Bytes(), s.Exports[uuid]) {
+		t.Fatalf("export through the proxy: %v, %d bytes", err, got.Len())
+	}
+	if p.Tunnels.Load() < 1 {
+		t.Fatal("the proxy was not used")
+	}
+	// A proxy that refuses the tunnel is reported as such.
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer refusing.Close()
+	ru, _ := url.Parse(refusing.URL)
+	if _, err := xapi.Login(ctx, "https://xenserver.example.com", "root", "secret", xapi.WithCACert(ca), xapi.WithProxy(http.ProxyURL(ru))); err == nil {
+		t.Fatal("login through a refusing proxy succeeded")
+	}
 }
