@@ -48,6 +48,8 @@ func openArchive(path string, o *options) (*archive, error) {
 	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
 		tf.sortByName()
 	}
+	o.log.Debug("archive opened", "path", path, "form", c.form(), "format", meta.Generation.String(),
+		"disks", len(meta.Disks), "ova_xml_bytes", len(doc))
 	return &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o, stored: o.progress.Stored}, nil
 }
 

@@ -3,6 +3,7 @@ package xva
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/xva-tools/xva/chunk"
 )
@@ -26,16 +27,29 @@ type options struct {
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
 	writer     io.Writer // Pack and Convert write the tar stream here
+	log        *slog.Logger
 }
 
 func makeOptions(opts []Option) (*options, error) {
-	o := &options{level: chunk.DefaultLevel, progress: nopProgress{}}
+	o := &options{level: chunk.DefaultLevel, progress: nopProgress{}, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
 		}
 	}
 	return o, nil
+}
+
+// WithLogger logs what the work does, step by step, at debug level: the
+// archive's form and generation, each disk with its sizes and timing, the
+// output committed. Nothing is logged by default.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l != nil {
+			o.log = l
+		}
+		return nil
+	}
 }
 
 // WithJobs sets the number of workers. 0, the default, means one per core.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
@@ -149,6 +150,7 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 		}
 		sources[d.Device] = src
 		sizes[d.Device] = src.Size()
+		o.log.Debug("image opened", "device", d.Device, "path", path, "size", src.Size())
 	}
 	if m, err = withSizes(m, sizes); err != nil {
 		return nil, err
@@ -168,6 +170,7 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 	if err := out.commit(); err != nil {
 		return nil, err
 	}
+	o.log.Debug("output complete", "output", output, "format", target.String())
 	res.Output = output
 	return res, nil
 }
@@ -265,12 +268,15 @@ func writeArchive(ctx context.Context, out archiveOut, m *Metadata, open diskRea
 			return nil, err
 		}
 		o.progress.StartDisk(d.Device, d.Size)
+		start := time.Now()
 		pd, err := writeDisk(ctx, out, m.Generation, d, r, o, o.progress.Advance, keepZeros)
 		o.progress.EndDisk()
 		done()
 		if err != nil {
 			return nil, err
 		}
+		o.log.Debug("disk packed", "device", d.Device, "id", d.ID, "size", d.Size, "members", pd.Members,
+			"stored", pd.Compressed, "seconds", time.Since(start).Seconds())
 		res.Disks = append(res.Disks, pd)
 	}
 	return res, nil

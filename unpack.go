@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
@@ -82,6 +83,7 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 		return nil, err
 	}
 	res.OutDir = outdir
+	o.log.Debug("output complete", "outdir", outdir)
 	for i := range res.Disks {
 		if filepath.Dir(res.Disks[i].Path) == tmp {
 			res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
@@ -112,6 +114,7 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 		if err != nil {
 			return nil, err
 		}
+		start := time.Now()
 		n, err := a.decodeInto(ctx, d, sink)
 		if err == nil {
 			err = sink.Commit()
@@ -120,6 +123,8 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 			sink.Abort()
 			return nil, err
 		}
+		o.log.Debug("disk written", "device", d.Device, "target", path, "size", d.Size, "data", n,
+			"seconds", time.Since(start).Seconds())
 		res.Disks = append(res.Disks, UnpackedDisk{Device: d.Device, Path: path, Size: d.Size, Data: n})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +27,7 @@ type options struct {
 	httpClient *http.Client
 	poll       time.Duration
 	proxy      func(*http.Request) (*url.URL, error)
+	log        *slog.Logger
 }
 
 // WithInsecure skips TLS certificate verification (it is on by default).
@@ -47,6 +49,12 @@ func WithCACert(path string) Option {
 // is HTTPS_PROXY, HTTP_PROXY and NO_PROXY).
 func WithProxy(proxy func(*http.Request) (*url.URL, error)) Option {
 	return func(o *options) error { o.proxy = proxy; return nil }
+}
+
+// WithLogger logs the calls, redirects and transfers at debug level
+// (never a password or a session ref).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
 }
 
 // WithPollInterval sets how often a task is polled (default 1 s).
@@ -73,7 +81,7 @@ type Client struct {
 // pool member answers HOST_IS_SLAVE with its master's address; the login is
 // then made there instead.
 func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (*Client, error) {
-	o := &options{poll: time.Second}
+	o := &options{poll: time.Second, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -100,12 +108,14 @@ func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (
 		var xe *Error
 		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && tries == 0 {
 			c.base = &url.URL{Scheme: c.base.Scheme, Host: hostPort(xe.Params[0], c.base.Port())}
+			o.log.Debug("not the pool master; logging in at the master", "master", c.base.Host)
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
 		c.session = v.Str()
+		o.log.Debug("logged in", "host", c.base.Host, "user", user)
 		return c, nil
 	}
 }
@@ -156,10 +166,12 @@ func (c *Client) call(ctx context.Context, method string, args ...any) (*ova.Val
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "text/xml")
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("xapi: %s: %w", method, redact(err))
 	}
+	c.opts.log.Debug("call", "method", method, "status", resp.StatusCode, "seconds", time.Since(start).Seconds())
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("xapi: %s: HTTP %s", method, resp.Status)

@@ -126,6 +126,7 @@ func (c *Client) put(ctx context.Context, u *url.URL, body io.Reader, length int
 		if err != nil {
 			return 0, err
 		}
+		c.opts.log.Debug("PUT", "host", u.Host, "path", u.Path, "status", resp.StatusCode, "length", length)
 		switch {
 		case resp.StatusCode == http.StatusOK:
 			defer conn.Close()

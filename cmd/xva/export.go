@@ -64,7 +64,7 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 	} else if g.json {
 		return usagef("--json prints to standard output, which OUTPUT '-' already uses")
 	}
-	c, err := f.remote.login(ctx)
+	c, err := f.remote.login(ctx, g)
 	if err != nil {
 		return err
 	}

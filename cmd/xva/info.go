@@ -44,9 +44,10 @@ the LVM2 metadata without the LVM tools.`,
 			if g.json {
 				return printJSON(struct {
 					SchemaVersion int    `json:"schema_version"`
+					Kind          string `json:"kind"`
 					Format        string `json:"format"`
 					*xva.InfoResult
-				}{schemaVersion, res.Generation.String(), res})
+				}{schemaVersion, "archive", res.Generation.String(), res})
 			}
 			printInfo(cmd, res)
 			return nil
@@ -112,9 +113,10 @@ func imageInfo(cmd *cobra.Command, g *globals, path string) error {
 	}
 	if g.json {
 		return printJSON(struct {
-			SchemaVersion int `json:"schema_version"`
+			SchemaVersion int    `json:"schema_version"`
+			Kind          string `json:"kind"`
 			*xva.ImageInfo
-		}{schemaVersion, i})
+		}{schemaVersion, "image", i})
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "image:\t%s (%s %s)\n", i.Path, i.Type, i.Format)
@@ -138,9 +140,10 @@ func pvInfo(cmd *cobra.Command, g *globals, path string) error {
 	}
 	if g.json {
 		return printJSON(struct {
-			SchemaVersion int `json:"schema_version"`
+			SchemaVersion int    `json:"schema_version"`
+			Kind          string `json:"kind"`
 			*xva.PVInfo
-		}{schemaVersion, i})
+		}{schemaVersion, "pv", i})
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "physical volume:\t%s (%s)\n", i.Path, i.UUID)

@@ -53,7 +53,7 @@ func (f *remoteFlags) password() (string, error) {
 
 // login opens a session; the caller must log out (logout does, also after
 // Ctrl-C).
-func (f *remoteFlags) login(ctx context.Context) (*xapi.Client, error) {
+func (f *remoteFlags) login(ctx context.Context, g *globals) (*xapi.Client, error) {
 	if f.url == "" {
 		return nil, usagef("--url is required, e.g. --url https://xenserver.example.com")
 	}
@@ -61,7 +61,7 @@ func (f *remoteFlags) login(ctx context.Context) (*xapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := xapi.Login(ctx, f.url, f.user, pw, xapi.WithInsecure(f.insecure), xapi.WithCACert(f.caCert))
+	c, err := xapi.Login(ctx, f.url, f.user, pw, xapi.WithInsecure(f.insecure), xapi.WithCACert(f.caCert), xapi.WithLogger(g.log))
 	if err != nil {
 		return nil, loginHint(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,9 @@ type globals struct {
 	jobs     int
 	progress string
 	json     bool
-	rep      reporter // made from progress once flags are parsed
+	verbose  bool
+	rep      reporter     // made from progress once flags are parsed
+	log      *slog.Logger // debug lines on stderr with --verbose, else nothing
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -38,23 +41,30 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().StringVar(&g.progress, "progress", progressAuto,
 		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; --progress alone means bar")
 	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		mode, err := parseProgress(g.progress)
 		if err != nil {
 			return err
+		}
+		g.log = slog.New(slog.DiscardHandler)
+		if g.verbose {
+			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			b := readBuildInfo()
+			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", g.jobs)
 		}
 		g.rep = newReporter(mode, os.Stderr)
 		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
-		newUploadCmd(g), newExportCmd(g))
+		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newDocsCmd())
 	return root
 }
 
 // options turns the shared flags into library options.
 func (g *globals) options() []xva.Option {
-	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(g.rep)}
+	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(g.rep), xva.WithLogger(g.log)}
 }
 
 // printJSON writes v as the command's one JSON document.

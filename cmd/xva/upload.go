@@ -61,7 +61,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	if _, err := os.Stat(input); err != nil {
 		return err
 	}
-	c, err := f.remote.login(ctx)
+	c, err := f.remote.login(ctx, g)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ Every problem is reported with its member, disk and offset. One line per
 archive says OK, CORRUPT or ERROR. Exit code: 0 when all are good, 3 when
 any is corrupt, 1 when one could not be read (and none is corrupt).
 --json prints one document with a report per archive; its schema is
-docs/verify-report.schema.json.`,
+docs/json/verify.schema.json.`,
 		Example: `  # Check an archive before restoring it
   xva verify backup.xva
 

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Every command that produces a result prints one JSON document with
+// --json, carrying schema_version and matching its documented schema.
+func TestJSONOutputsMatchTheirSchemas(t *testing.T) {
+	s, ca := pool(t)
+	dir := t.TempDir()
+	if _, err := uploadVM.WriteDir(filepath.Join(dir, "vm")); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "vm", "stored.xva")
+	stored, _ := os.ReadFile(filepath.Join(dir, "stored.xva"))
+	const uuid = "5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10"
+	s.Exports[uuid] = stored
+	local := []struct {
+		schema string
+		args   []string
+	}{
+		{"pack", []string{"pack", "--json", "vm", "a.xva"}},
+		{"pack", []string{"convert", "--json", "--format", "xapi", "a.xva", "b.xva"}},
+		{"unpack", []string{"unpack", "--json", "a.xva", "out"}},
+		{"unpack", []string{"unpack", "--json", "--disk-format", "vhd", "b.xva", "out-vhd"}},
+		{"info", []string{"info", "--json", "a.xva"}},
+		{"info", []string{"info", "--json", "b.xva"}},
+		{"info", []string{"info", "--json", "out-vhd/sda.vhd"}},
+		{"verify", []string{"verify", "--json", "a.xva", "b.xva"}},
+		{"version", []string{"version", "--json"}},
+	}
+	for _, c := range local {
+		out := mustRun(t, dir, nil, c.args...)
+		checkDoc(t, c.schema, out)
+	}
+	for _, c := range []struct {
+		schema string
+		args   []string
+	}{
+		{"upload", []string{"upload", "--json", "a.xva"}},
+		{"export", []string{"export", "--json", "--vm", uuid, "exported.xva"}},
+	} {
+		r := remote(t, dir, "secret", append(c.args, "--url", s.URL, "--ca-cert", ca)...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d\n%s", c.args[0], r.code, r.stderr)
+		}
+		checkDoc(t, c.schema, r.stdout)
+	}
+	var v buildInfo
+	json.Unmarshal([]byte(mustRun(t, dir, nil, "version", "--json")), &v)
+	if v.GoVersion != runtime.Version() || v.Platform != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Fatalf("version: %+v", v)
+	}
+	if out := mustRun(t, dir, nil, "version"); !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version: %q", out)
+	}
+}
+
+// checkDoc requires exactly one JSON document with schema_version 1 that
+// matches the schema.
+func checkDoc(t *testing.T, schema, out string) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("%s: not JSON: %v\n%s", schema, err, out)
+	}
+	if dec.More() {
+		t.Fatalf("%s: more than one document:\n%s", schema, out)
+	}
+	if doc["schema_version"] != float64(1) {
+		t.Fatalf("%s: schema_version %v", schema, doc["schema_version"])
+	}
+	validateSchema(t, schema, out)
+}
