@@ -32,7 +32,7 @@ func openArchive(path string, o *options) (*archive, error) {
 		return nil, err
 	}
 	p := &peeker{c: skipDirs{c}}
-	doc, err := readOVA(p)
+	doc, err := readOVA(p, path)
 	if err != nil {
 		c.close()
 		return nil, err

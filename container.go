@@ -454,11 +454,15 @@ func (d *dirContainer) close() error {
 	return nil
 }
 
-// readOVA reads the first member, which must be ova.xml.
-func readOVA(p *peeker) ([]byte, error) {
+// readOVA reads the first member of the archive at path, which must be
+// ova.xml.
+func readOVA(p *peeker, path string) ([]byte, error) {
 	m, err := p.next()
 	if err == io.EOF {
 		return nil, corrupt("ova.xml", "", -1, "archive is empty")
+	}
+	if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
+		return nil, corrupt("", "", -1, "%s is %w: it does not start with a tar header", path, ErrNotArchive)
 	}
 	if err != nil {
 		return nil, err

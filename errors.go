@@ -11,6 +11,12 @@ var (
 	ErrExists = errors.New("xva: output already exists")
 	// ErrUnsupported: the archive uses something xva does not implement.
 	ErrUnsupported = errors.New("xva: unsupported archive")
+	// ErrNotArchive: the input is not an XVA archive at all (not a tar,
+	// nor a gzip or zstd stream of one, nor a directory with ova.xml).
+	ErrNotArchive = errors.New("not an XVA archive")
+	// ErrTooSmall: a device or volume given as a disk's target cannot hold
+	// it; nothing was written.
+	ErrTooSmall = errors.New("xva: the target is smaller than the disk")
 )
 
 // CorruptError reports an integrity failure: a bad checksum, a short or

@@ -89,6 +89,20 @@ func (c *closing) Close() error {
 // createTarget starts the image of disk d at target (a file, a block
 // device, or lvm:PV:VG/LV) in the given format.
 func createTarget(target string, d *Disk, format string, prezeroed bool) (disk.Sink, error) {
+	s, err := openTarget(target, d, format, prezeroed)
+	if errors.Is(err, raw.ErrTooSmall) || errors.Is(err, lvm.ErrTooSmall) || errors.Is(err, vhd.ErrTooSmall) {
+		err = tooSmall{err}
+	}
+	return s, err
+}
+
+// tooSmall is a format package's "too small" error, as ErrTooSmall.
+type tooSmall struct{ err error }
+
+func (e tooSmall) Error() string   { return e.err.Error() }
+func (e tooSmall) Unwrap() []error { return []error{ErrTooSmall, e.err} }
+
+func openTarget(target string, d *Disk, format string, prezeroed bool) (disk.Sink, error) {
 	pvPath, vg, lv, offline := offlineLV(target)
 	device := !offline && blockdev.IsDevice(target)
 	if !offline && !device {

@@ -43,7 +43,7 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	outdir = filepath.Clean(outdir)
 	exists, err := prepareDir(outdir)
 	if err != nil {
-		return nil, fmt.Errorf("%w (choose a new directory)", err)
+		return nil, err
 	}
 	a, err := openArchive(path, o)
 	if err != nil {

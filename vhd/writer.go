@@ -62,6 +62,9 @@ type Medium interface {
 	Sync() error
 }
 
+// ErrTooSmall: the medium cannot hold the largest VHD the disk could need.
+var ErrTooSmall = errors.New("vhd: the target is too small")
+
 // CreateOn starts a dynamic VHD of size bytes on a medium of end bytes, as
 // XenServer keeps VHDs on LVM: the primary footer at end - 512, the copy at
 // 0. Allocated blocks are written whole, bitmap and data, so the medium's
@@ -78,7 +81,7 @@ func CreateOn(m Medium, size, end int64) (*Sink, error) {
 		return nil, err
 	}
 	if need := s.firstBlock() + int64(len(s.bat))*(BlockSize+4096) + footerSize; need > end {
-		return nil, fmt.Errorf("vhd: a %d-byte disk needs up to %d bytes as a VHD; the target holds %d", size, need, end)
+		return nil, fmt.Errorf("%w: a %d-byte disk needs up to %d bytes as a VHD; the target holds %d", ErrTooSmall, size, need, end)
 	}
 	return s, nil
 }

@@ -50,6 +50,9 @@ the LVM2 metadata without the LVM tools.`,
 				}{schemaVersion, "archive", res.Generation.String(), res})
 			}
 			printInfo(cmd, res)
+			if res.Generation == xva.Legacy {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nhint: %s\n", hintLegacy)
+			}
 			return nil
 		},
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -63,7 +62,7 @@ func (f *remoteFlags) login(ctx context.Context, g *globals) (*xapi.Client, erro
 	}
 	c, err := xapi.Login(ctx, f.url, f.user, pw, xapi.WithInsecure(f.insecure), xapi.WithCACert(f.caCert), xapi.WithLogger(g.log))
 	if err != nil {
-		return nil, loginHint(err)
+		return nil, err
 	}
 	return c, nil
 }
@@ -74,17 +73,4 @@ func logout(c *xapi.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c.Logout(ctx)
-}
-
-// loginHint says what to do about a failed login.
-func loginHint(err error) error {
-	var xe *xapi.Error
-	msg := err.Error()
-	switch {
-	case errors.As(err, &xe) && xe.Code == xapi.CodeAuthFailed:
-		return fmt.Errorf("%w\nthe user name or password is wrong; check --user and the password given", err)
-	case strings.Contains(msg, "certificate"):
-		return fmt.Errorf("%w\nthe host's TLS certificate is not trusted: pass its CA with --ca-cert FILE (or --insecure to skip the check)", err)
-	}
-	return err
 }

@@ -15,9 +15,9 @@ import (
 )
 
 type uploadFlags struct {
-	remote         remoteFlags
-	sr             string
-	restore, force bool
+	remote               remoteFlags
+	sr                   string
+	restore, force, asIs bool
 }
 
 func newUploadCmd(g *globals) *cobra.Command {
@@ -52,6 +52,7 @@ at the end, also on failure and on Ctrl-C.`,
 	fl.StringVar(&f.sr, "sr", "", "uuid of the SR to import into (default: the pool's default SR)")
 	fl.BoolVar(&f.restore, "restore", false, "keep the VM's uuid and MAC addresses (restore a backup)")
 	fl.BoolVar(&f.force, "force", false, "import even if block checksums do not match (xapi then keeps what it made)")
+	fl.BoolVar(&f.asIs, "as-is", false, "send an archive file exactly as it is, a legacy one too (for hosts before 2021, which import legacy archives)")
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -72,7 +73,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 			return fmt.Errorf("SR %s: %w", f.sr, err)
 		}
 	}
-	body, length, produced, err := uploadBody(ctx, g, input)
+	body, length, legacy, produced, err := uploadBody(ctx, g, input, f.asIs)
 	if err != nil {
 		return err
 	}
@@ -85,6 +86,9 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	body.Close()
 	if perr := produced(); perr != nil && !errors.Is(perr, io.ErrClosedPipe) {
 		return perr // the archive could not be read: that is the cause
+	}
+	if err != nil && legacy {
+		return withHint(err, hintLegacy+" (drop --as-is)")
 	}
 	if err != nil {
 		return err
@@ -104,33 +108,34 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	return nil
 }
 
-// uploadBody is what goes to /import: an xapi archive file as it is, with
-// its length; anything else converted on the fly, length unknown. produced
-// reports the conversion's error once the body has been read.
-func uploadBody(ctx context.Context, g *globals, input string) (io.ReadCloser, int64, func() error, error) {
+// uploadBody is what goes to /import: an xapi archive file (or, asIs, any
+// archive file) as it is, with its length; anything else converted on the
+// fly, length unknown. legacy reports a legacy archive sent as it is.
+// produced reports the conversion's error once the body has been read.
+func uploadBody(ctx context.Context, g *globals, input string, asIs bool) (body io.ReadCloser, length int64, legacy bool, produced func() error, err error) {
 	st, err := os.Stat(input)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, false, nil, err
 	}
 	if st.Mode().IsRegular() {
 		info, err := xva.Info(ctx, input)
 		if err != nil {
-			return nil, 0, nil, err
+			return nil, 0, false, nil, err
 		}
-		if info.Generation == xva.XAPI {
+		if info.Generation == xva.XAPI || asIs {
 			f, err := os.Open(input)
 			if err != nil {
-				return nil, 0, nil, err
+				return nil, 0, false, nil, err
 			}
-			return f, st.Size(), func() error { return nil }, nil
+			return f, st.Size(), info.Generation == xva.Legacy, func() error { return nil }, nil
 		}
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := xva.StreamXapi(ctx, input, pw, xva.WithJobs(g.jobs))
+		_, err := xva.StreamXapi(ctx, input, pw, xva.WithJobs(g.jobs), xva.WithLogger(g.log))
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	return pr, -1, func() error { return <-done }, nil
+	return pr, -1, false, func() error { return <-done }, nil
 }
