@@ -4,12 +4,20 @@ BIN      := bin/xva
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := 2026.2.2
 
-.PHONY: all build demo test lint unit fuzz fuzz-seeds bench benchgo clean
+.PHONY: all build demo test lint unit fuzz fuzz-seeds docs bench benchgo clean
 
 all: build
 
+# The version xva version reports: the nearest tag, or the commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/xva
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/xva
+
+# The Markdown reference (docs/cli) and man pages (docs/man), generated
+# from the commands' own help; a test fails when they are out of date.
+docs:
+	$(GO) run ./cmd/xva gen-docs docs
 
 # Pack a generated sample VM, show it, unpack it and prove the disks match.
 demo: build

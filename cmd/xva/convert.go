@@ -22,10 +22,10 @@ before 2021 also import legacy archives.`,
   xva convert old.xva new.xva --format xapi
 
   # Compress an xapi archive with zstd
-  xva convert vm.xva vm.xva.zst --compress zstd
+  xva convert current.xva current.xva.zst --compress zstd
 
   # Turn an archive into the legacy directory form
-  xva convert vm.xva legacy-dir/ --format legacy`,
+  xva convert current.xva legacy-dir/ --format legacy`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options()

@@ -29,8 +29,11 @@ archive, to OUTPUT or standard output ('-'). Every block hash is verified
 while the archive streams; OUTPUT appears only when all is well (exit 3
 and nothing written if the download is corrupt). --compress asks the host
 to compress the stream (zstd or gzip).`,
-		Example: `  XVA_PASSWORD=secret xva export --url https://xenserver.example.com --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 web.xva
-  xva export --url https://pool-master --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 --compress zstd web.xva.zst`,
+		Example: `  # Download a VM, checking every block hash on the way
+  XVA_PASSWORD=secret xva export --url https://xenserver.example.com --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 exported.xva
+
+  # Let the host compress it with zstd
+  xva export --url https://pool.example.com --password-file pw.txt --vm 5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10 --compress zstd exported.xva.zst`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runExport(cmd, g, f, args[0])

@@ -25,8 +25,13 @@ differencing), virtual size, block size and count, allocated blocks and
 bytes, creator, UUID and parent. Given an LVM physical volume (a device or
 an image of one), it shows its volume group and logical volumes, read from
 the LVM2 metadata without the LVM tools.`,
-		Example: `  xva info web.xva
+		Example: `  # What an archive holds: the VM, its disks and how they are stored
+  xva info web.xva
+
+  # The same as one JSON document (docs/json/info.schema.json)
   xva info --json web.xva
+
+  # A VHD image, and an LVM physical volume holding a XenServer SR
   xva info disk.vhd
   xva info /dev/sdb3`,
 		Args: exactArgs(1),

@@ -94,17 +94,17 @@ archive, the directory form when it ends in '/', names an existing empty
 directory, or --dir is given.
 Nothing appears under OUTPUT until the archive is complete. The same inputs
 and flags always give the same bytes, whatever --jobs is.`,
-		Example: `  # Pack two raw images into web.xva
-  xva pack --name web --memory 512MiB --vcpus 2 --disk sda=root.img --disk sdb=data.img web.xva
+		Example: `  # Pack two raw images into db.xva
+  xva pack --name db --memory 512MiB --vcpus 2 --disk sda=root.img --disk sdb=data.img db.xva
 
   # Rebuild an archive from an unpacked VM directory
-  xva pack vm/ web.xva
+  xva pack unpacked/ rebuilt.xva
 
   # An archive for a current XenServer / XCP-ng host, zstd-compressed
-  xva pack --format xapi --compress zstd --disk xvda=root.img --name web web.xva
+  xva pack --format xapi --compress zstd --disk xvda=root.img --name db db.xva.zst
 
   # Write the directory form (ova.xml, sda/chunk-000000000.gz, ...)
-  xva pack --disk sda=root.img --name web web-dir/`,
+  xva pack --disk sda=root.img --name db db-dir/`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPack(cmd, g, f, args)

@@ -58,7 +58,8 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
-		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newDocsCmd())
+		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
+	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }
 

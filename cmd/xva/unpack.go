@@ -37,22 +37,16 @@ ARCHIVE is a .xva file of either generation (plain, gzip or zstd), an
 archive directory, or '-' for standard input. Every chunk's CRC-32 and length,
 or every block's hash, is checked; on any failure nothing is left behind. OUTDIR must not exist or be empty; it appears only when complete.
 'xva pack OUTDIR new.xva' rebuilds the same archive.`,
-		Example: `  # Unpack web.xva into vm/
-  xva unpack web.xva vm/
-
-  # Unpack from a pipe
+		Example: `  # Unpack web.xva into vm/, reading it from a pipe
   cat web.xva | xva unpack - vm/
 
   # Disks as dynamic VHDs, for Hyper-V, Azure or a XenServer SR
   xva unpack --disk-format vhd web.xva vm/
 
-  # The boot disk straight onto a logical volume
-  xva unpack --disk xvda=/dev/VG_XenStorage-1234/LV-disk web.xva vm/
+  # The boot disk straight onto a logical volume, the rest as files
+  xva unpack --disk sda=/dev/VG_XenStorage-1234/LV-disk web.xva vm/
 
-  # Volumes created by XenServer's SR conventions
-  xva unpack --create-lv VG_XenStorage-1234 --disk-format vhd web.xva vm/
-
-  # Rescue what a damaged xapi archive holds, bad blocks included
+  # Rescue what a damaged xapi archive holds, bad blocks included (exit 3)
   xva unpack --salvage damaged.xva rescued/`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -41,7 +41,7 @@ at the end, also on failure and on Ctrl-C.`,
   XVA_PASSWORD=secret xva upload web.xva --url https://xenserver.example.com
 
   # Import an unpacked VM directory into a given SR, keeping its uuid
-  xva upload vm/ --url https://pool-master --sr 0e8e5b3c-0d7c-4e55-a1ef-1c2a6f1f3b9a --restore --password-file pw.txt`,
+  xva upload unpacked/ --url https://pool.example.com --sr 0e8e5b3c-0d7c-4e55-a1ef-1c2a6f1f3b9a --restore --password-file pw.txt`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUpload(cmd, g, f, args[0])

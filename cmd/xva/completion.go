@@ -1,0 +1,47 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newCompletionCmd replaces cobra's default completion command, to give it
+// examples like every other command.
+func newCompletionCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "completion bash|zsh|fish",
+		Short: "Print the shell completion script for bash, zsh or fish",
+		Long: `Print a script that makes the shell complete xva's commands, flags and
+file names. Load it in the current shell, or save it where the shell looks
+for completions (bash-completion's directory, a directory of zsh's $fpath,
+fish's completions directory).`,
+		Example: `  # Complete in the current bash session
+  source <(xva completion bash)
+
+  # Install for fish
+  mkdir -p ~/.config/fish/completions && xva completion fish > ~/.config/fish/completions/xva.fish
+
+  # Install for zsh: put _xva in a directory of $fpath
+  xva completion zsh > _xva`,
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+				return usageError{err}
+			}
+			if err := cobra.OnlyValidArgs(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root, w := cmd.Root(), cmd.OutOrStdout()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(w, true)
+			case "zsh":
+				return root.GenZshCompletion(w)
+			}
+			return root.GenFishCompletion(w, true)
+		},
+	}
+	return cmd
+}
