@@ -30,19 +30,7 @@ func pool(t *testing.T) (*xapitest.Server, string) {
 // remote runs xva with the password in XVA_PASSWORD.
 func remote(t *testing.T, dir, password string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(xvaBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "XVA_PASSWORD="+password)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
+	return runWith(t, dir, nil, []string{"XVA_PASSWORD=" + password}, args...)
 }
 
 // clean checks the session was logged out and the tasks destroyed.
