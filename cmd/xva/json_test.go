@@ -79,3 +79,36 @@ func checkDoc(t *testing.T, schema, out string) {
 	}
 	validateSchema(t, schema, out)
 }
+
+// Uploads report bytes sent and the server task's progress; --verbose
+// logs the steps, pool calls included, and never the password.
+func TestUploadProgressAndVerbose(t *testing.T) {
+	s, ca := pool(t)
+	dir := t.TempDir()
+	uploadVM.WriteDir(filepath.Join(dir, "vm"))
+	r := runWith(t, dir, nil, []string{"XVA_PASSWORD=secret", "XVA_PROGRESS_INTERVAL=1ns"},
+		"upload", "--progress=plain", "-v", "vm", "--url", s.URL, "--ca-cert", ca)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"xva: upload: started", "xva: upload: ", "task ", "msg=\"logged in\"", "method=VM.get_uuid", "msg=PUT"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "secret") {
+		t.Fatal("the password was logged")
+	}
+	r = run(t, dir, nil, "-v", "pack", "vm", "a.xva")
+	for _, want := range []string{"msg=\"image opened\"", "msg=\"disk packed\"", "msg=\"output complete\""} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("pack -v lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	r = run(t, dir, nil, "-v", "unpack", "a.xva", "out")
+	for _, want := range []string{"msg=\"archive opened\"", "format=legacy", "msg=\"disk written\""} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("unpack -v lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
