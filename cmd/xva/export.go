@@ -108,7 +108,7 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 			Verified      bool    `json:"verified"`
 		}{schemaVersion, output, res.Received, res.Seconds, true})
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "exported %s: %s in %.1fs, every block hash checked\n", f.vm,
+	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "exported %s: %s in %.1fs, every block hash checked\n", f.vm,
 		humanize.IBytes(uint64(res.Received)), res.Seconds)
 	return nil
 }

@@ -112,3 +112,25 @@ func TestUploadProgressAndVerbose(t *testing.T) {
 		}
 	}
 }
+
+// --quiet leaves only errors and the results asked for.
+func TestQuiet(t *testing.T) {
+	dir, _ := setup(t)
+	for _, args := range [][]string{
+		{"pack", "-q", "--progress", "--disk", "sda=sda.img", "a.xva"},
+		{"unpack", "-q", "a.xva", "out"},
+		{"verify", "-q", "a.xva"},
+		{"convert", "-q", "--format", "xapi", "a.xva", "b.xva"},
+	} {
+		if r := run(t, dir, nil, args...); r.code != 0 || r.stdout != "" || r.stderr != "" {
+			t.Fatalf("xva %s: exit %d, printed %q %q", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	if out := mustRun(t, dir, nil, "pack", "-q", "--json", "--disk", "sda=sda.img", "c.xva"); !strings.Contains(out, "schema_version") {
+		t.Fatalf("--quiet --json dropped the document: %q", out)
+	}
+	os.Truncate(filepath.Join(dir, "b.xva"), 5000)
+	if r := run(t, dir, nil, "verify", "-q", "b.xva"); r.code != exitCorrupt || !strings.Contains(r.stdout, "CORRUPT") {
+		t.Fatalf("verify -q of a corrupt archive: exit %d %q", r.code, r.stdout)
+	}
+}

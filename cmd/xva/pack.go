@@ -157,12 +157,15 @@ func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error 
 // summary: stdout, unless the archive itself goes there.
 func summaryWriter(cmd *cobra.Command, g *globals, output string) (io.Writer, error) {
 	if output != "-" {
-		return cmd.OutOrStdout(), nil
+		if g.json {
+			return cmd.OutOrStdout(), nil
+		}
+		return g.chatter(cmd.OutOrStdout()), nil
 	}
 	if g.json {
 		return nil, usagef("--json prints to standard output, which OUTPUT '-' already uses")
 	}
-	return cmd.ErrOrStderr(), nil
+	return g.chatter(cmd.ErrOrStderr()), nil
 }
 
 func printPackResult(w io.Writer, g *globals, res *xva.PackResult) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 
@@ -19,6 +20,7 @@ type globals struct {
 	progress string
 	json     bool
 	verbose  bool
+	quiet    bool
 	rep      reporter     // made from progress once flags are parsed
 	log      *slog.Logger // debug lines on stderr with --verbose, else nothing
 }
@@ -42,10 +44,14 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; --progress alone means bar")
 	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		mode, err := parseProgress(g.progress)
 		if err != nil {
 			return err
+		}
+		if g.quiet {
+			mode = progressNone
 		}
 		g.log = slog.New(slog.DiscardHandler)
 		if g.verbose {
@@ -66,6 +72,15 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 // options turns the shared flags into library options.
 func (g *globals) options() []xva.Option {
 	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(g.rep), xva.WithLogger(g.log)}
+}
+
+// chatter is where a command prints what it did, beside its result:
+// nowhere with --quiet.
+func (g *globals) chatter(w io.Writer) io.Writer {
+	if g.quiet {
+		return io.Discard
+	}
+	return w
 }
 
 // printJSON writes v as the command's one JSON document.

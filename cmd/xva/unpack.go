@@ -74,7 +74,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 				return err
 			}
 			for _, d := range res.Disks {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s of data)\n", d.Path,
+				fmt.Fprintf(g.chatter(cmd.OutOrStdout()), "%s: %s (%s of data)\n", d.Path,
 					humanize.IBytes(uint64(d.Size)), humanize.IBytes(uint64(d.Data)))
 			}
 			return err

@@ -103,7 +103,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 		}{schemaVersion, res.VMRef, res.VMUUID, res.Sent, res.Seconds})
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), res.VMUUID)
-	fmt.Fprintf(cmd.ErrOrStderr(), "imported %s (%s sent in %.1fs) into %s\n", res.VMRef,
+	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "imported %s (%s sent in %.1fs) into %s\n", res.VMRef,
 		humanize.IBytes(uint64(res.Sent)), res.Seconds, c.Host())
 	return nil
 }

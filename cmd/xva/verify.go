@@ -10,12 +10,7 @@ import (
 	"github.com/xva-tools/xva/verify"
 )
 
-type verifyFlags struct {
-	quiet bool
-}
-
 func newVerifyCmd(g *globals) *cobra.Command {
-	f := &verifyFlags{}
 	cmd := &cobra.Command{
 		Use:   "verify ARCHIVE...",
 		Short: "Check archives end to end; exit 3 if any is corrupt",
@@ -52,7 +47,7 @@ docs/json/verify.schema.json.`,
 				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
 				reports = append(reports, rep)
 				if !g.json {
-					printVerdict(cmd.OutOrStdout(), rep, f.quiet)
+					printVerdict(cmd.OutOrStdout(), rep, g.quiet)
 				}
 			}
 			if g.json {
@@ -64,7 +59,6 @@ docs/json/verify.schema.json.`,
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the full report as JSON")
-	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print only failures")
 	return cmd
 }
 
