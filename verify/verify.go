@@ -373,6 +373,7 @@ func (c *checker) member(m *xva.Member) error {
 		c.switchDisk(st, m.Name)
 	}
 	c.rep.BytesRead += m.Size
+	c.opts.Progress.Stored(m.Size)
 	if c.xapi {
 		return c.block(st, m)
 	}

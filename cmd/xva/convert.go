@@ -40,6 +40,7 @@ before 2021 also import legacy archives.`,
 			if err != nil {
 				return err
 			}
+			g.settle()
 			return printPackResult(summary, g, res)
 		},
 	}

@@ -82,6 +82,7 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 	}()
 	res, err := c.Export(ctx, f.vm, io.MultiWriter(out, pw), xapi.ExportOptions{Compression: f.compression,
 		Progress: g.rep.transfer("export", -1)})
+	g.settle()
 	pw.CloseWithError(err)
 	rep := <-reports
 	if err != nil {

@@ -150,6 +150,7 @@ func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error 
 	if err != nil {
 		return err
 	}
+	g.settle()
 	return printPackResult(summary, g, res)
 }
 

@@ -80,25 +80,32 @@ func (nopReporter) close()                                      {}
 // chosen over progressbar because it keeps finished bars on screen, one
 // line each, and redraws several at once safely from other goroutines.
 type bars struct {
-	p      *mpb.Progress
-	all    []*mpb.Bar // every bar: mpb waits for each to complete
+	w      *os.File
+	p      *mpb.Progress // made when the first bar is, ended by close
+	all    []*mpb.Bar    // every bar: mpb waits for each to complete
 	cur    []*mpb.Bar
 	stored *atomic.Int64 // the current disk's archive bytes
 }
 
-func newBars(w *os.File) *bars {
-	opts := []mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(150 * time.Millisecond), mpb.WithAutoRefresh()}
-	if !term.IsTerminal(int(w.Fd())) {
-		opts = append(opts, mpb.WithWidth(120)) // forced: a line's width, with no terminal to ask
+func newBars(w *os.File) *bars { return &bars{w: w} }
+
+// container returns the running mpb container, starting one if needed.
+func (b *bars) container() *mpb.Progress {
+	if b.p == nil {
+		opts := []mpb.ContainerOption{mpb.WithOutput(b.w), mpb.WithRefreshRate(150 * time.Millisecond), mpb.WithAutoRefresh()}
+		if !term.IsTerminal(int(b.w.Fd())) {
+			opts = append(opts, mpb.WithWidth(120)) // forced: a line's width, with no terminal to ask
+		}
+		b.p = mpb.New(opts...)
 	}
-	return &bars{p: mpb.New(opts...)}
+	return b.p
 }
 
 func (b *bars) StartDisk(device string, size int64) {
 	b.finish()
 	stored := new(atomic.Int64)
 	b.stored = stored
-	b.add(b.p.AddBar(size, mpb.BarWidth(30),
+	b.add(b.container().AddBar(size, mpb.BarWidth(30),
 		mpb.PrependDecorators(
 			decor.Name(device, decor.WC{W: 6, C: decor.DindentRight}),
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}),
@@ -145,12 +152,12 @@ func (b *bars) finish() {
 }
 
 func (b *bars) transfer(what string, total int64) func(int64, float64) {
-	moved := b.p.AddBar(max(total, 0), mpb.BarWidth(30),
+	moved := b.container().AddBar(max(total, 0), mpb.BarWidth(30),
 		mpb.PrependDecorators(decor.Name(what, decor.WC{W: 8, C: decor.DindentRight}),
 			decor.OnCondition(decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}), total > 0),
 			decor.OnCondition(decor.CurrentKibiByte("% .1f", decor.WC{W: 22}), total <= 0)),
 		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14})))
-	task := b.p.AddBar(100, mpb.BarWidth(30),
+	task := b.container().AddBar(100, mpb.BarWidth(30),
 		mpb.PrependDecorators(decor.Name("task", decor.WC{W: 8, C: decor.DindentRight}),
 			decor.Name("", decor.WC{W: 22})),
 		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})))
@@ -171,10 +178,16 @@ func (b *bars) transfer(what string, total int64) func(int64, float64) {
 	}
 }
 
+// close ends the bars drawn so far and stops redrawing, so that the
+// command's own output cannot be overdrawn; later bars start afresh.
 func (b *bars) close() {
+	if b.p == nil {
+		return
+	}
 	b.cur = b.all
 	b.finish()
 	b.p.Wait()
+	b.p, b.all = nil, nil
 }
 
 // plainReporter prints a line per disk when it starts and ends, and one

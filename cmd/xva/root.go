@@ -74,6 +74,14 @@ func (g *globals) options() []xva.Option {
 	return []xva.Option{xva.WithJobs(g.jobs), xva.WithProgress(g.rep), xva.WithLogger(g.log)}
 }
 
+// settle ends the progress display before a command prints its result,
+// which bars still being redrawn could overwrite on a terminal.
+func (g *globals) settle() {
+	if g.rep != nil {
+		g.rep.close()
+	}
+}
+
 // chatter is where a command prints what it did, beside its result:
 // nowhere with --quiet.
 func (g *globals) chatter(w io.Writer) io.Writer {

@@ -64,6 +64,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 				}))
 			}
 			res, err := xva.Unpack(cmd.Context(), args[0], args[1], opts...)
+			g.settle()
 			if res == nil {
 				return err
 			}

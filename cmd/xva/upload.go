@@ -81,6 +81,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	show := g.rep.transfer("upload", length)
 	res, err := c.Import(ctx, body, xapi.ImportOptions{SR: sr, Restore: f.restore, Force: f.force, Length: length,
 		Progress: show})
+	g.settle()
 	// Whatever became of the upload, stop the conversion feeding it: its
 	// next write fails and it returns.
 	body.Close()

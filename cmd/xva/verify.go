@@ -45,6 +45,7 @@ docs/json/verify.schema.json.`,
 			var reports []*verify.Report
 			for _, a := range args {
 				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				g.settle()
 				reports = append(reports, rep)
 				if !g.json {
 					printVerdict(cmd.OutOrStdout(), rep, g.quiet)
