@@ -112,12 +112,26 @@ func (b *bars) StartDisk(device string, size int64) {
 		),
 		mpb.AppendDecorators(
 			decor.Percentage(decor.WC{W: 5}),
-			decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14}),
+			rate(decor.WC{W: 14}),
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WC{W: 8}), "  done"),
 			decor.Any(func(decor.Statistics) string {
 				return "  archive " + humanize.IBytes(uint64(stored.Load()))
 			}),
 		)))
+}
+
+// rate shows a bar's average rate since it was made, frozen when it
+// completes. mpb's AverageSpeed stays blank for a bar that completes
+// before its first redraw, which a fast disk does.
+func rate(wc decor.WC) decor.Decorator {
+	start := time.Now()
+	var elapsed time.Duration
+	return decor.Any(func(s decor.Statistics) string {
+		if !s.Completed && !s.Aborted || elapsed == 0 {
+			elapsed = max(time.Since(start), time.Millisecond)
+		}
+		return " " + humanize.IBytes(uint64(float64(s.Current)/elapsed.Seconds())) + "/s"
+	}, wc)
 }
 
 // add makes bar one of the current ones.
@@ -156,7 +170,7 @@ func (b *bars) transfer(what string, total int64) func(int64, float64) {
 		mpb.PrependDecorators(decor.Name(what, decor.WC{W: 8, C: decor.DindentRight}),
 			decor.OnCondition(decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}), total > 0),
 			decor.OnCondition(decor.CurrentKibiByte("% .1f", decor.WC{W: 22}), total <= 0)),
-		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), " % .1f", decor.WC{W: 14})))
+		mpb.AppendDecorators(rate(decor.WC{W: 14})))
 	task := b.container().AddBar(100, mpb.BarWidth(30),
 		mpb.PrependDecorators(decor.Name("task", decor.WC{W: 8, C: decor.DindentRight}),
 			decor.Name("", decor.WC{W: 22})),
