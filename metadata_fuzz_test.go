@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xva-tools/xva/chunk"
+	"github.com/xva-tools/xva/internal/fuzzutil"
 )
 
 // FuzzParseMetadata checks what the unpacker relies on in any ova.xml it
@@ -16,7 +17,9 @@ func FuzzParseMetadata(f *testing.F) {
 	f.Add([]byte(`<appliance version="0.1"><vm name="vm"><label>x</label><config mem_set="1" vcpus="1"/>` +
 		`<vbd device="sda" function="root" mode="w" vdi="v"/></vm><vdi name="v" size="5" source="file://sda" type="dir-gzipped-chunks"/></appliance>`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		m, err := ParseMetadata(doc)
+		var m *Metadata
+		var err error
+		fuzzutil.Bounded(t, 1<<20+512*uint64(len(doc)), func() { m, err = ParseMetadata(doc) })
 		if err != nil {
 			return
 		}

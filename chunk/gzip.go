@@ -119,7 +119,11 @@ func decodeIndex(p []byte) *pieceIndex {
 		length:    int64(binary.LittleEndian.Uint64(p[8:])),
 	}
 	n := int(binary.LittleEndian.Uint32(p[16:]))
-	if idx.pieceSize < 4096 || idx.pieceSize > 64<<20 || idx.pieceSize&(idx.pieceSize-1) != 0 ||
+	// Only our writer's piece size: a piece is read whole before it is
+	// inflated, and a larger one would let a tiny hostile header claim a
+	// large buffer. Any other index is ignored and the chunk inflated as
+	// gzip -d would.
+	if idx.pieceSize != PieceSize ||
 		idx.length < 0 || n != pieceCount(idx.length, idx.pieceSize) || len(body) != indexFixed+4*n {
 		return nil
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/fuzzutil"
 )
 
 // format writes a section tree back as metadata text.
@@ -58,7 +60,9 @@ func FuzzParseMetadata(f *testing.F) {
 	f.Add("vg {\nid = \"x\"\nseqno = 1\nextent_size = 8\nphysical_volumes {\npv0 {\nid = \"a\"\ndev_size = 100\npe_start = 8\npe_count = 10\n}\n}\n" +
 		"logical_volumes {\nlv {\nsegment1 {\nstart_extent = 0\nextent_count = 2\ntype = \"striped\"\nstripe_count = 1\nstripes = [\"pv0\", 3]\n}\n}\n}\n}\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		root, err := parseText(text)
+		var root *Section
+		var err error
+		fuzzutil.Bounded(t, 1<<20+64*uint64(len(text)), func() { root, err = parseText(text) })
 		if err != nil {
 			return
 		}
@@ -143,7 +147,11 @@ func FuzzReadPV(f *testing.F) {
 		if fix {
 			fixPV(img)
 		}
-		pv, err := ReadPV(bytes.NewReader(img), int64(len(img)))
+		var pv *PV
+		var err error
+		// Metadata areas must lie in the device, so the text read is no
+		// larger than the input.
+		fuzzutil.Bounded(t, 1<<20+64*uint64(len(img)), func() { pv, err = ReadPV(bytes.NewReader(img), int64(len(img))) })
 		if err != nil {
 			return
 		}

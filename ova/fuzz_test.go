@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/fuzzutil"
 )
 
 // The seed corpora live in testdata/fuzz/<target>: the shared samples and
@@ -16,7 +18,9 @@ func FuzzParseLegacy(f *testing.F) {
 	f.Add([]byte(`<appliance version="0.1"><vm name="vm"><label>x</label><config mem_set="1" vcpus="1"/>` +
 		`<vbd device="sda" function="root" mode="w" vdi="v"/></vm><vdi name="v" size="5" source="file://sda" type="dir-gzipped-chunks"/></appliance>`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		a, err := ParseLegacy(doc)
+		var a *Appliance
+		var err error
+		fuzzutil.Bounded(t, xmlBound(doc), func() { a, err = ParseLegacy(doc) })
 		if err != nil {
 			return
 		}
@@ -48,7 +52,9 @@ func FuzzParseExport(f *testing.F) {
 	f.Add([]byte(`<value><struct><member><name>version</name><value><struct/></value></member>` +
 		`<member><name>objects</name><value><array><data/></array></value></member></struct></value>`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		e, err := ParseExport(doc)
+		var e *Export
+		var err error
+		fuzzutil.Bounded(t, xmlBound(doc), func() { e, err = ParseExport(doc) })
 		if err != nil {
 			return
 		}
@@ -72,6 +78,10 @@ func FuzzParseExport(f *testing.F) {
 		checkConverts(t, e)
 	})
 }
+
+// xmlBound is the allocation a parse of doc may make: tree building costs
+// a few hundred bytes per input byte at most.
+func xmlBound(doc []byte) uint64 { return 1<<20 + 512*uint64(len(doc)) }
 
 // checkConverts requires that an export the legacy writer accepts
 // converts back to an export that parses.

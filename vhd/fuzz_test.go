@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/fuzzutil"
 )
 
 // memMedium is an in-memory Medium.
@@ -46,7 +48,10 @@ func FuzzOpen(f *testing.F) {
 		if fix {
 			fixChecksums(in)
 		}
-		img, err := OpenReaderAt(bytes.NewReader(in), int64(len(in)), "fuzz.vhd")
+		var img *Image
+		var err error
+		// The BAT and a bitmap are read whole; both must be in the file.
+		fuzzutil.Bounded(t, 1<<20+8*uint64(len(in)), func() { img, err = OpenReaderAt(bytes.NewReader(in), int64(len(in)), "fuzz.vhd") })
 		if err != nil {
 			return
 		}

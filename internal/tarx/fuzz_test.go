@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/fuzzutil"
 )
 
 // readChecked reads every member of a stream, checking that DataOffset points
@@ -55,7 +57,11 @@ func FuzzReader(f *testing.F) {
 		if fix {
 			fixChecksums(in)
 		}
-		ms, err := readChecked(t, in)
+		var ms []member
+		var err error
+		// Member data is read into memory here; beyond it, at most one
+		// PAX record or long name (1 MiB) is allocated before it is read.
+		fuzzutil.Bounded(t, 4<<20+8*uint64(len(in)), func() { ms, err = readChecked(t, in) })
 		if err != nil {
 			if !knownError(err) {
 				t.Fatalf("unclassified error: %v", err)
