@@ -163,7 +163,7 @@ func diskLocns(b []byte) ([]Area, []byte, error) {
 // readMetadata reads the committed metadata text of one metadata area; ""
 // for an area marked ignored.
 func readMetadata(r io.ReaderAt, devSize int64, mda Area) (string, error) {
-	if mda.Size < mdaHeaderSize || mda.Size > maxMetadata || int64(mda.Offset+mda.Size) > devSize {
+	if mda.Size < mdaHeaderSize || mda.Size > maxMetadata || mda.Offset > uint64(devSize) || mda.Size > uint64(devSize)-mda.Offset {
 		return "", corrupt("metadata area {%d, %d} does not fit the device", mda.Offset, mda.Size)
 	}
 	h := make([]byte, mdaHeaderSize)

@@ -203,7 +203,7 @@ func (img *Image) loadBAT() error {
 	// The BAT is read whole: refuse one larger than the file before
 	// allocating it.
 	batBytes := 4 * int64(h.MaxEntries)
-	if int64(h.TableOffset)+batBytes > img.fileSize {
+	if h.TableOffset > uint64(img.fileSize) || batBytes > img.fileSize-int64(h.TableOffset) {
 		return corrupt("the BAT (%d entries at %d) runs past the end of the file", h.MaxEntries, h.TableOffset)
 	}
 	b, err := img.readAt(int(batBytes), int64(h.TableOffset))
@@ -260,7 +260,7 @@ func (img *Image) parentCandidates() []string {
 	dir := filepath.Dir(img.path)
 	var c []string
 	for _, l := range img.Header.Locators {
-		if l.Code == 0 || l.Length == 0 || l.Length > 64<<10 || int64(l.Offset)+int64(l.Length) > img.fileSize {
+		if l.Code == 0 || l.Length == 0 || l.Length > 64<<10 || l.Offset > uint64(img.fileSize) || int64(l.Length) > img.fileSize-int64(l.Offset) {
 			continue
 		}
 		b, err := img.readAt(int(l.Length), int64(l.Offset))
