@@ -169,7 +169,9 @@ func (tr *Reader) next() (*Header, error) {
 			if err != nil {
 				return nil, err
 			}
-			longName = string(bytes.TrimRight(rec, "\x00"))
+			// A C string, as GNU tar and archive/tar read it: a NUL
+			// ends the name wherever it falls.
+			longName, _, _ = strings.Cut(string(rec), "\x00")
 			continue
 		case typeGNULink:
 			if _, err := tr.special(h.Size); err != nil {
@@ -401,6 +403,10 @@ func parsePAX(b []byte) (map[string]string, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return nil, fmt.Errorf("%w: bad PAX record", ErrHeader)
+		}
+		// A path cannot hold a NUL; archive/tar refuses such records too.
+		if (k == "path" || k == "linkpath") && strings.IndexByte(v, 0) >= 0 {
+			return nil, fmt.Errorf("%w: PAX %s holds a NUL byte", ErrHeader, k)
 		}
 		m[k] = v
 		b = b[n:]

@@ -192,3 +192,38 @@ func TestTruncatedMemberIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// special builds a stream of one special member (a GNU long name or a PAX
+// header) carrying body, then a regular member "short" holding "abc".
+func special(t *testing.T, typeflag byte, body string) []byte {
+	t.Helper()
+	hdr, err := V7Header("././@LongLink", int64(len(body)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr[156] = typeflag
+	b := append(hdr[:], body...)
+	b = append(b, make([]byte, pad(int64(len(body))))...)
+	reg, _ := V7Header("short", 3, 0)
+	b = append(b, reg[:]...)
+	b = append(b, "abc"...)
+	b = append(b, make([]byte, pad(3)+2*Block)...)
+	fixChecksums(b)
+	return b
+}
+
+// A NUL inside a name is where GNU tar and archive/tar end a GNU long name,
+// and a PAX path holding one is refused, as archive/tar refuses it.
+func TestNULInNames(t *testing.T) {
+	got, _, err := readAll(t, special(t, typeGNULong, "dir/name\x00rest\x00"))
+	if err != nil || len(got) != 1 || got[0].name != "dir/name" {
+		t.Fatalf("GNU long name: %+v, %v", got, err)
+	}
+	if _, _, err := readAll(t, special(t, typePAX, "20 path=dir/na\x00me.x\n")); !errors.Is(err, ErrHeader) {
+		t.Fatalf("PAX path with a NUL: %v", err)
+	}
+	got, _, err = readAll(t, special(t, typePAX, "19 path=dir/name.x\n"))
+	if err != nil || len(got) != 1 || got[0].name != "dir/name.x" {
+		t.Fatalf("PAX path: %+v, %v", got, err)
+	}
+}
