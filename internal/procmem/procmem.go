@@ -59,14 +59,18 @@ func hwm(pid int) int64 {
 	return 0
 }
 
-// tree lists root and its descendants, following each thread's children
-// list: a few small reads for the handful of processes measured, where a
-// scan of all of /proc on every tick took a third of a core from the
-// command being measured.
+// tree lists root and its descendants. It follows each thread's children
+// list, a few small reads for the handful of processes measured: a scan of
+// all of /proc on every tick took a third of a core from the command being
+// measured. Kernels built without those lists get the scan.
 func tree(root int) []int {
+	kids := children
+	if _, err := os.Stat("/proc/thread-self/children"); err != nil {
+		kids = scanChildren()
+	}
 	out := []int{root}
 	for i := 0; i < len(out); i++ {
-		out = append(out, children(out[i])...)
+		out = append(out, kids(out[i])...)
 	}
 	return out
 }
@@ -87,4 +91,38 @@ func children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// scanChildren maps every process to its children from each one's parent.
+func scanChildren() func(int) []int {
+	entries, _ := os.ReadDir("/proc")
+	m := map[int][]int{}
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			if pp := parent(pid); pp > 0 {
+				m[pp] = append(m[pp], pid)
+			}
+		}
+	}
+	return func(pid int) []int { return m[pid] }
+}
+
+// parent reads a process's parent id from /proc/PID/stat, whose second
+// field (the command name, in parentheses) may itself hold spaces.
+func parent(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	pp, _ := strconv.Atoi(f[1])
+	return pp
 }
