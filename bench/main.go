@@ -167,6 +167,10 @@ func (b *bench) measure(tool, script string) (run, error) {
 }
 
 func (b *bench) once(tool, script string) (run, error) {
+	// Flush what earlier runs left dirty first: its writeback otherwise
+	// competes for the CPU with whichever run comes next, and made a 1 s
+	// verify take 2.4 s in one run of the bench and not in the next.
+	syscall.Sync()
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Dir = b.dir
 	var stderr strings.Builder
