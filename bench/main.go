@@ -145,13 +145,13 @@ func (b *bench) setup() error {
 // too; peak RSS (of the largest process) from procmem, since the rusage
 // figure is floored at this process's own size.
 //
-// A run under two seconds is repeated five times and the median kept:
+// A run under five seconds is repeated five times and the median kept:
 // such runs are dominated by page-cache writeback, whose cost varies from
 // run to run more than the difference being measured. Scripts therefore
 // clear their own outputs first.
 func (b *bench) measure(tool, script string) (run, error) {
 	first, err := b.once(tool, script)
-	if err != nil || first.Seconds >= 2 {
+	if err != nil || first.Seconds >= 5 {
 		return first, err
 	}
 	runs := []run{first}
