@@ -51,6 +51,8 @@ func TestDependencyArrows(t *testing.T) {
 				t.Errorf("cmd/xva imports format package %s; it must go through the root package", imp)
 			case imp == "fixtures" && !strings.HasPrefix(pkg, "internal/cmd/") && !strings.HasPrefix(pkg, "bench"):
 				t.Errorf("%s imports fixtures, which only tests and benchmarks may", pkg)
+			case imp == "internal/testutil":
+				t.Errorf("%s imports internal/testutil, which only tests may", pkg)
 			}
 		}
 	}

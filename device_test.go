@@ -14,6 +14,7 @@ import (
 
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/testutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/raw"
 )
@@ -29,13 +30,7 @@ func loopDevice(t *testing.T, size int64) (dev, file string) {
 	if err := os.WriteFile(file, bytes.Repeat([]byte{0xEE}, int(size)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("losetup", "-f", "--show", file).CombinedOutput()
-	if err != nil {
-		t.Skipf("losetup: %v: %s", err, out)
-	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev, file
+	return testutil.Loop(t, file), file
 }
 
 func readPrefix(t *testing.T, path string, n int64) []byte {
@@ -114,9 +109,7 @@ func TestTooSmallDeviceIsRefusedUntouched(t *testing.T) {
 // pvWithVG makes a PV on a loop device with a VG, as an LVM SR has one.
 func pvWithVG(t *testing.T, size int64) (dev, vg string) {
 	t.Helper()
-	if _, err := exec.LookPath("pvcreate"); err != nil {
-		t.Skip("lvm2 not installed")
-	}
+	testutil.NeedTools(t, "pvcreate")
 	dev, _ = loopDevice(t, size)
 	vg = fmt.Sprintf("VG_XenStorage-%08x", rand.Uint32())
 	lvmRun(t, "pvcreate", "-ff", "-y", "--metadatasize", "10M", dev)

@@ -14,6 +14,7 @@ import (
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 var ctx = context.Background()
@@ -179,11 +180,7 @@ func listTar(t *testing.T, path string) []string {
 }
 
 func TestRealToolsAgree(t *testing.T) {
-	for _, tool := range []string{"tar", "gzip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testutil.NeedTools(t, "tar", "gzip")
 	size := int64(chunk.ChunkSize + 5<<20)
 	vmdir, sums := makeVM(t, fixtures.Disk{Size: size, Seed: 21, Data: 0.01, MaxRegion: 8 << 20}, fixtures.Disk{Size: 3333, Seed: 22})
 	out := filepath.Join(t.TempDir(), "a.xva")
@@ -226,11 +223,7 @@ func TestRealToolsAgree(t *testing.T) {
 // TestHandAssembledArchive builds a legacy archive the way third parties did:
 // split -b 1000000000 -a 9 -d, gzip, a handwritten ova.xml, tar.
 func TestHandAssembledArchive(t *testing.T) {
-	for _, tool := range []string{"tar", "gzip", "split"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testutil.NeedTools(t, "tar", "gzip", "split")
 	dir := t.TempDir()
 	d := fixtures.Disk{Size: chunk.ChunkSize + 12345, Seed: 31, Data: 0.002, MaxRegion: 2 << 20}
 	sum, err := d.Write(filepath.Join(dir, "disk.img"))

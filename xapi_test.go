@@ -12,6 +12,7 @@ import (
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/tarx"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // xapiVM is a VM with a partial last block, an exact one, and a tiny one.
@@ -178,11 +179,7 @@ func sameVM(t *testing.T, a, b string) {
 }
 
 func TestXapiArchiveAgreesWithRealTools(t *testing.T) {
-	for _, tool := range []string{"tar", "xxhsum"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testutil.NeedTools(t, "tar", "xxhsum")
 	vmdir, _ := writeXapiDir(t, xapiVM, nil)
 	out := filepath.Join(t.TempDir(), "a.xva")
 	if _, err := xva.PackDir(ctx, vmdir, out); err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/flate"
+
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // memFile is an in-memory ChunkFile.
@@ -174,9 +176,7 @@ func TestAllZeroChunkIsTiny(t *testing.T) {
 }
 
 func TestRealGzipAgrees(t *testing.T) {
-	if _, err := exec.LookPath("gzip"); err != nil {
-		t.Skip("gzip not installed")
-	}
+	testutil.NeedTools(t, "gzip")
 	b := testDisk(4*PieceSize+777, 3)
 	gz := encode(t, b, true, GzipOptions{Level: 6})
 	cmd := exec.Command("gzip", "-dc")

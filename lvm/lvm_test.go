@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 func TestParseRealMetadata(t *testing.T) {
@@ -159,22 +161,17 @@ func newRealPV(t *testing.T, size int64) *realPV {
 	if os.Geteuid() != 0 {
 		t.Skip("LVM on loop devices needs root")
 	}
-	for _, tool := range []string{"pvcreate", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install lvm2)", tool)
-		}
-	}
+	testutil.NeedTools(t, "pvcreate", "losetup")
 	file := filepath.Join(t.TempDir(), "pv.img")
 	f, _ := os.Create(file)
 	// Stale bytes everywhere, as on a reused disk.
 	f.Write(bytes.Repeat([]byte{0xEE}, int(size)))
 	f.Close()
 	p := &realPV{t: t, file: file, vg: fmt.Sprintf("VG_XenStorage-xvatest%d", rand.Uint32())}
-	p.dev = strings.TrimSpace(run(t, "losetup", "-f", "--show", file))
+	p.dev = testutil.Loop(t, file) // detached after the cleanup below
 	t.Cleanup(func() {
 		exec.Command("vgremove", "--driverloaded", "n", "-ff", p.vg).Run()
 		exec.Command("pvremove", "--driverloaded", "n", "-ff", "-y", p.dev).Run()
-		exec.Command("losetup", "-d", p.dev).Run()
 	})
 	run(t, "pvcreate", "-ff", "-y", "--metadatasize", "10M", p.dev)
 	run(t, "vgcreate", "--metadatasize", "10M", p.vg, p.dev)

@@ -15,6 +15,7 @@ import (
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/tarx"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // entries lists dir, "" for none.
@@ -163,12 +164,7 @@ func TestDeviceWriteFailureNamesOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Truncate(backing, 64<<20) // sparse: writes fail once 4 MiB are used
-	out, err := exec.Command("losetup", "-f", "--show", backing).Output()
-	if err != nil {
-		t.Skipf("no loop device: %v", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dev := testutil.Loop(t, backing)
 	dir := t.TempDir()
 	vm := fixtures.VM{Name: "dev", Memory: 1 << 28, Disks: []fixtures.Disk{{Size: 32 << 20, Seed: 903, Data: 0.9}}}
 	vm.WriteDir(filepath.Join(dir, "vm"))

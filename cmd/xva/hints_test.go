@@ -2,12 +2,12 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // wantHint requires a failure whose stderr has the error and then a hint
@@ -57,19 +57,11 @@ func TestErrorsSayWhatToDoNext(t *testing.T) {
 
 // A disk larger than the device it is sent to.
 func TestTooSmallDeviceHint(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small.img")
 	os.WriteFile(small, nil, 0o644)
 	os.Truncate(small, 1<<20)
-	out, err := exec.Command("losetup", "-f", "--show", small).Output()
-	if err != nil {
-		t.Skipf("no loop device: %v", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dev := testutil.Loop(t, small)
 	vm := fixtures.VM{Name: "big", Memory: 1 << 28, Disks: []fixtures.Disk{{Size: 3 << 20, Seed: 71, Data: 0.5}}}
 	vm.WriteDir(filepath.Join(dir, "vm"))
 	mustRun(t, dir, nil, "pack", "vm", "a.xva")

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // stale fills a medium with non-zero bytes, as a reused disk has.
@@ -97,26 +97,11 @@ func TestPrezeroedLeavesGapsAlone(t *testing.T) {
 	}
 }
 
-// loop attaches a loop device to a file, when running as root.
-func loop(t *testing.T, path string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	out, err := exec.Command("losetup", "-f", "--show", path).CombinedOutput()
-	if err != nil {
-		t.Skipf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
-}
-
 func TestDeviceTarget(t *testing.T) {
 	for seed := range uint64(5) {
 		img := filepath.Join(t.TempDir(), "backing")
 		medium := stale(t, img, 24<<20)
-		dev := loop(t, img)
+		dev := testutil.Loop(t, img)
 		tg, err := Open(dev, false)
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 type member struct {
@@ -109,9 +111,7 @@ func TestV7HeaderLikeXapi(t *testing.T) {
 }
 
 func TestGNUTarReadsOurs(t *testing.T) {
-	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("tar not installed")
-	}
+	testutil.NeedTools(t, "tar")
 	path := filepath.Join(t.TempDir(), "a.tar")
 	os.WriteFile(path, writeV7(t, sample), 0o644)
 	out, err := exec.Command("tar", "-tvf", path).CombinedOutput()
