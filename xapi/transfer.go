@@ -49,11 +49,7 @@ func (c *Client) Import(ctx context.Context, body io.Reader, o ImportOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		cctx, cancel := cleanupContext()
-		defer cancel()
-		task.Destroy(cctx)
-	}()
+	defer afterCancel(task.Destroy)
 	q := url.Values{"session_id": {c.session}, "task_id": {task.Ref}}
 	if o.SR != "" {
 		q.Set("sr_id", o.SR)
@@ -73,9 +69,7 @@ func (c *Client) Import(ctx context.Context, body io.Reader, o ImportOptions) (*
 	}
 	sent, putErr := c.put(ctx, &u, body, o.Length, report)
 	if ctx.Err() != nil {
-		cctx, cancel := cleanupContext()
-		defer cancel()
-		task.Cancel(cctx)
+		afterCancel(task.Cancel)
 		return nil, ctx.Err()
 	}
 	if putErr != nil && !errors.Is(putErr, errServerClosed) {
@@ -104,10 +98,13 @@ func (c *Client) Import(ctx context.Context, body io.Reader, o ImportOptions) (*
 	return res, nil
 }
 
-// cleanupContext is for the calls that must run after the work's context
-// is cancelled (Ctrl-C): destroying the task, logging out.
-func cleanupContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 10*time.Second)
+// afterCancel makes a call that must run even once the work's context is
+// cancelled (Ctrl-C): cancelling or destroying the task. It gets a context
+// of its own, with a short deadline.
+func afterCancel(call func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	call(ctx)
 }
 
 // errServerClosed: the server closed the connection while the body was
@@ -373,11 +370,7 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		cctx, cancel := cleanupContext()
-		defer cancel()
-		task.Destroy(cctx)
-	}()
+	defer afterCancel(task.Destroy)
 	q := url.Values{"session_id": {c.session}, "task_id": {task.Ref}, "uuid": {uuid}}
 	if o.Compression != "" {
 		q.Set("use_compression", o.Compression)
@@ -404,9 +397,7 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 	}}
 	if _, err := io.Copy(cw, resp.Body); err != nil {
 		if ctx.Err() != nil {
-			cctx, cancel := cleanupContext()
-			defer cancel()
-			task.Cancel(cctx)
+			afterCancel(task.Cancel)
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("xapi: receiving the export after %d bytes: %w", cw.n, err)
