@@ -1,8 +1,12 @@
 # xva: the two commands that matter are `make demo` and `make test`.
 GO       ?= go
 BIN      := bin/xva
-GOBIN    := $(shell $(GO) env GOPATH)/bin
-STATICCHECK_VERSION := 2026.2.2
+# Tools the checks use are installed here, at pinned versions, never taken
+# from ~/go/bin: a fresh machine and this one run the same binaries.
+TOOLS    := $(CURDIR)/bin/tools
+# staticcheck 2026.2.2, under the module version the Go proxy serves.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
 .PHONY: all build demo test lint unit fuzz fuzz-seeds docs bench benchgo clean
 
@@ -36,11 +40,15 @@ demo: build
 # short run of every fuzz target.
 test: lint unit fuzz
 
-lint:
+lint: $(STATICCHECK)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
-	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	$(GOBIN)/staticcheck ./...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/staticcheck $@
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
