@@ -2,9 +2,11 @@ package xva_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/tarx"
 	"github.com/xva-tools/xva/internal/testutil"
+	"github.com/xva-tools/xva/verify"
 )
 
 // xapiVM is a VM with a partial last block, an exact one, and a tiny one.
@@ -339,5 +342,60 @@ func TestOddSizeIsPaddedForXapi(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(un, "sda.raw"))
 	if len(got) != 1024 || !bytes.Equal(got[:1000], orig) || !bytes.Equal(got[1000:], make([]byte, 24)) {
 		t.Fatalf("a 1000-byte disk through xapi is %d bytes", len(got))
+	}
+}
+
+// xapi reads block names as integers that increase as text
+// (stream_vdi.ml, recv_all_vdi): cloud-image-builder-xva writes 20 digits,
+// and a single digit is as good on a disk of under ten blocks. Every
+// command reads them.
+func TestBlockNamesOfAnyWidth(t *testing.T) {
+	vm := fixtures.VM{Name: "w", Memory: 1 << 28, Disks: []fixtures.Disk{{Size: 5<<20 + 4096, Seed: 151, Data: 0.7, MaxRegion: 1 << 20}}}
+	vmdir, sums := writeXapiDir(t, vm, []string{"Ref:7"})
+	good := filepath.Join(t.TempDir(), "good.xva")
+	if _, err := xva.PackDir(ctx, vmdir, good); err != nil {
+		t.Fatal(err)
+	}
+	for _, width := range []string{"%020d", "%d"} {
+		t.Run(width, func(t *testing.T) {
+			in := rewriteMembers(t, good, func(ms []memberData) []memberData {
+				for i := range ms {
+					prefix, rest, ok := strings.Cut(ms[i].name, "/")
+					if !ok {
+						continue
+					}
+					digits, ext, _ := strings.Cut(rest, ".")
+					n, err := strconv.Atoi(digits)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ms[i].name = prefix + "/" + fmt.Sprintf(width, n)
+					if ext != "" {
+						ms[i].name += "." + ext
+					}
+				}
+				return ms
+			})
+			if r := verify.Archive(ctx, in, verify.Options{}); !r.OK {
+				t.Fatalf("verify: %+v %s", r.Problems, r.Error)
+			}
+			if _, err := xva.Info(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			un := filepath.Join(t.TempDir(), "un")
+			if _, err := xva.Unpack(ctx, in, un); err != nil {
+				t.Fatal(err)
+			}
+			checkUnpacked(t, un, sums)
+			conv := filepath.Join(t.TempDir(), "c.xva")
+			if _, err := xva.Convert(ctx, in, conv); err != nil {
+				t.Fatal(err)
+			}
+			a, _ := os.ReadFile(good)
+			b, _ := os.ReadFile(conv)
+			if !bytes.Equal(a, b) {
+				t.Fatal("converting renamed blocks does not give back our own names")
+			}
+		})
 	}
 }

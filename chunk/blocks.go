@@ -229,12 +229,13 @@ type BlockSeq struct {
 	size    int64
 	pos     int64  // offset the next block starts at, before any gap
 	last    int64  // number of the last data member
+	lastNum string // its digits, as named: xapi compares them as strings
 	pending string // data member awaiting its checksum member
 }
 
 // NewBlockSeq starts the sequence of the disk whose members are prefix/….
 func NewBlockSeq(prefix string, size int64) *BlockSeq {
-	return &BlockSeq{prefix: prefix, size: size, last: -1}
+	return &BlockSeq{prefix: prefix, size: size, last: -1, lastNum: "-1"}
 }
 
 // Pos is the offset up to which blocks have been placed.
@@ -251,6 +252,7 @@ func (s *BlockSeq) Data(name string, size int64) (int64, error) {
 		return fail(s.pos, fmt.Errorf("%w (the member after %s)", ErrNoChecksum, p))
 	}
 	num, ext, err := parseBlockName(s.prefix, name)
+	digits := strings.TrimSuffix(strings.TrimPrefix(name, s.prefix+"/"), ext)
 	if err != nil {
 		return fail(s.pos, err)
 	}
@@ -265,14 +267,18 @@ func (s *BlockSeq) Data(name string, size int64) (int64, error) {
 	var seqErr error
 	switch {
 	case num <= s.last:
-		seqErr = fmt.Errorf("%w: %08d follows %08d", ErrBlockOrder, num, s.last)
+		seqErr = fmt.Errorf("%w: %s follows %s", ErrBlockOrder, digits, s.lastNum)
+	case digits <= s.lastNum:
+		// xapi compares names as strings before it reads them as numbers:
+		// 10 after 9 is refused, so names must be of one width.
+		seqErr = fmt.Errorf("%w: %s follows %s (names must increase as text too, as xapi compares them)", ErrBlockOrder, digits, s.lastNum)
 	case size > maxBlock:
 		seqErr = fmt.Errorf("%w: %d bytes", ErrBlockTooLarge, size)
 	case off+size > s.size:
 		seqErr = fmt.Errorf("%w: bytes %d to %d of a %d-byte disk", ErrPastEnd, off, off+size, s.size)
 	}
-	if num > s.last {
-		s.last = num
+	if num > s.last && digits > s.lastNum {
+		s.last, s.lastNum = num, digits
 	}
 	s.pos = off + size
 	if seqErr != nil {
@@ -437,8 +443,12 @@ func mismatch(want, got string) error {
 	return fmt.Errorf("%w: member says %q, data hash to %s", ErrHashMismatch, want, got)
 }
 
-// parseBlockName splits prefix/NNNNNNNN[.ext]. Names must have exactly 8
-// digits, so that name order is number order as xapi requires.
+// parseBlockName splits prefix/DIGITS[.ext]. xapi's importer
+// (ocaml/xapi/stream_vdi.ml, recv_all_vdi, at xen-api e2ee48d lines
+// 566-581) takes the name's rest after the prefix and "/", requires it to
+// be greater than the last one as a string, and sizes the gap by
+// int_of_string of both: any number of decimal digits works, cloud image
+// builders write 20. The number must fit OCaml's 63-bit int.
 func parseBlockName(prefix, name string) (int64, string, error) {
 	rest, ok := strings.CutPrefix(name, prefix+"/")
 	if !ok {
@@ -451,12 +461,16 @@ func parseBlockName(prefix, name string) (int64, string, error) {
 			return 0, "", fmt.Errorf("%w: unknown suffix %s", ErrBlockName, ext)
 		}
 	}
-	if len(digits) != 8 || strings.Trim(digits, "0123456789") != "" {
-		return 0, "", fmt.Errorf("%w: want 8 digits", ErrBlockName)
+	if digits == "" || len(digits) > maxNameDigits || strings.Trim(digits, "0123456789") != "" {
+		return 0, "", fmt.Errorf("%w: want a decimal number after %s/", ErrBlockName, prefix)
 	}
-	n, err := strconv.ParseInt(digits, 10, 64)
+	n, err := strconv.ParseInt(digits, 10, 63)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: %v", ErrBlockName, err)
+		return 0, "", fmt.Errorf("%w: %s is past the largest block number", ErrBlockName, digits)
 	}
 	return n, ext, nil
 }
+
+// maxNameDigits bounds a block name's digits: enough for any zero-padded
+// 63-bit number.
+const maxNameDigits = 32

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"iter"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -192,10 +194,21 @@ func TestBlockFaults(t *testing.T) {
 			ms[2].Name, ms[3].Name = "Ref:7/00000000", "Ref:7/00000000.xxhash"
 			return ms
 		}, ErrBlockOrder, "Ref:7/00000000"},
-		{"short name", func(ms []Member) []Member {
+		{"numbers increasing but not as text", func(ms []Member) []Member {
+			// xapi compares "02" < "1" as strings and refuses.
 			ms[0].Name, ms[1].Name = "Ref:7/0", "Ref:7/0.xxhash"
+			ms[2].Name, ms[3].Name = "Ref:7/1", "Ref:7/1.xxhash"
+			ms[4].Name, ms[5].Name = "Ref:7/02", "Ref:7/02.xxhash"
 			return ms
-		}, ErrBlockName, "Ref:7/0"},
+		}, ErrBlockOrder, "Ref:7/02"},
+		{"not a number", func(ms []Member) []Member {
+			ms[0].Name, ms[1].Name = "Ref:7/0x00", "Ref:7/0x00.xxhash"
+			return ms
+		}, ErrBlockName, "Ref:7/0x00"},
+		{"past 63 bits", func(ms []Member) []Member {
+			ms[0].Name, ms[1].Name = "Ref:7/9223372036854775808", "Ref:7/9223372036854775808.xxhash"
+			return ms
+		}, ErrBlockName, "Ref:7/9223372036854775808"},
 	}
 	for _, c := range cases {
 		_, _, err := readBlocks(c.mutate(clone()), int64(len(b)), BlockOptions{})
@@ -206,6 +219,31 @@ func TestBlockFaults(t *testing.T) {
 		}
 		if c.member != "" && be.Member != c.member {
 			t.Errorf("%s: error names %s, want %s", c.name, be.Member, c.member)
+		}
+	}
+}
+
+// Block names of any width read as xapi reads them: cloud-image-builder-xva
+// writes 20 digits, and one digit is as good while names increase as text.
+func TestBlockNameWidths(t *testing.T) {
+	b := testDisk(4*BlockSize+10, 4)
+	for _, format := range []string{"%d", "%020d"} {
+		ms := writeBlocks(t, b, XXHash).members
+		for i := range ms {
+			prefix, rest, _ := strings.Cut(ms[i].Name, "/")
+			digits, ext, _ := strings.Cut(rest, ".")
+			n, _ := strconv.Atoi(digits)
+			ms[i].Name = prefix + "/" + fmt.Sprintf(format, n)
+			if ext != "" {
+				ms[i].Name += "." + ext
+			}
+		}
+		got, _, err := readBlocks(ms, int64(len(b)), BlockOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		if !bytes.Equal(got, b) {
+			t.Fatalf("%s: disk differs", format)
 		}
 	}
 }
