@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -120,11 +121,25 @@ func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (
 	}
 }
 
-func hostPort(host, port string) string {
-	if port == "" || strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		return host
+// hostPort makes the host part of a URL from an address a host gave
+// (HOST_IS_SLAVE carries the master's address bare: "10.0.0.1",
+// "xs1.example.com" or "fd00::1"), keeping the port the user's URL had.
+// An IPv6 literal is bracketed; an address that already carries a port or
+// brackets is kept as it is.
+func hostPort(addr, port string) string {
+	if strings.HasPrefix(addr, "[") {
+		return addr
 	}
-	return host + ":" + port
+	if ip := net.ParseIP(addr); ip != nil && strings.Contains(addr, ":") {
+		if port == "" {
+			return "[" + addr + "]"
+		}
+		return net.JoinHostPort(addr, port)
+	}
+	if _, _, err := net.SplitHostPort(addr); err == nil || port == "" {
+		return addr
+	}
+	return net.JoinHostPort(addr, port)
 }
 
 func tlsConfig(o *options) (*tls.Config, error) {

@@ -50,6 +50,26 @@ func TestLoginFollowsHostIsSlave(t *testing.T) {
 	}
 }
 
+// xapi's HOST_IS_SLAVE carries the master's address bare; an IPv6 one must
+// be bracketed in the URL the client builds.
+func TestLoginFollowsHostIsSlaveToIPv6(t *testing.T) {
+	s, err := xapitest.NewIPv6()
+	if err != nil {
+		t.Skipf("skipped: %v", err)
+	}
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o644)
+	c, err := xapi.Login(ctx, s.Member.URL, "root", "secret", xapi.WithCACert(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Logout(ctx)
+	if want := strings.TrimPrefix(s.URL, "https://"); c.Host() != want || !strings.HasPrefix(want, "[::1]:") {
+		t.Fatalf("logged in at %s, the master is %s", c.Host(), s.URL)
+	}
+}
+
 func TestTasksReportErrors(t *testing.T) {
 	s, ca := fake(t)
 	c, err := xapi.Login(ctx, s.URL, "root", "secret", xapi.WithCACert(ca))

@@ -16,12 +16,19 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +83,8 @@ type Server struct {
 	// Exports maps VM uuids to the archive bytes GET /export serves.
 	Exports map[string][]byte
 
+	masterAddr string // the master's address, bare
+
 	mu       sync.Mutex
 	sessions map[string]bool
 	tasks    map[string]*task
@@ -94,16 +103,91 @@ type task struct {
 	destroyed bool
 }
 
-// New starts a fake pool master over TLS with a self-signed certificate.
-func New() *Server {
+// New starts a fake pool over TLS: the master on 127.0.0.1 and a member
+// on 127.0.0.2, both on one port as a real pool's hosts are, so that the
+// bare address HOST_IS_SLAVE carries reaches the master on the port the
+// client used.
+func New() *Server { return newPool("127.0.0.1", "127.0.0.2") }
+
+// NewIPv6 starts a fake pool whose master is at ::1 (the member stays on
+// 127.0.0.1): HOST_IS_SLAVE then carries a bare IPv6 literal, as xapi
+// sends it. It fails when the machine has no IPv6 loopback.
+func NewIPv6() (*Server, error) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		return nil, fmt.Errorf("xapitest: no IPv6 loopback: %w", err)
+	}
+	l.Close()
+	return newPool("::1", "127.0.0.1"), nil
+}
+
+func newPool(master, member string) *Server {
 	s := &Server{User: "root", Password: "secret", XapiMajor: 1, XapiMinor: 20,
 		SRs: map[string]string{}, Exports: map[string][]byte{},
 		sessions: map[string]bool{}, tasks: map[string]*task{}}
 	s.SRs["11111111-2222-3333-4444-555555555555"] = "OpaqueRef:sr-local"
 	s.DefaultSR = "OpaqueRef:sr-local"
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
-	s.Member = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	s.masterAddr = master
+	ml, bl := samePort(master, member)
+	s.Server = startTLS(ml, s.serve)
+	s.Member = startTLS(bl, s.serve)
 	return s
+}
+
+// samePort listens on master and member addresses with one port number.
+func samePort(master, member string) (net.Listener, net.Listener) {
+	for range 100 {
+		bl, err := net.Listen("tcp", net.JoinHostPort(member, "0"))
+		if err != nil {
+			panic("xapitest: " + err.Error())
+		}
+		port := strconv.Itoa(bl.Addr().(*net.TCPAddr).Port)
+		ml, err := net.Listen("tcp", net.JoinHostPort(master, port))
+		if err == nil {
+			return ml, bl
+		}
+		bl.Close()
+	}
+	panic("xapitest: found no port free on both " + master + " and " + member)
+}
+
+func startTLS(l net.Listener, h http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{poolCert()}}
+	srv.StartTLS()
+	return srv
+}
+
+var (
+	certOnce sync.Once
+	cert     tls.Certificate
+)
+
+// poolCert is a self-signed certificate for every address the fake pool
+// listens on.
+func poolCert() tls.Certificate {
+	certOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "xapitest pool"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("127.0.0.2"), net.IPv6loopback},
+			DNSNames:    []string{"localhost", "example.com", "*.example.com"},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	})
+	return cert
 }
 
 // Close stops both listeners.
@@ -191,8 +275,9 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
 	var value *ova.Value
 	var fail []string
 	if string(m[1]) == "session.login_with_password" && s.onMember(r) {
-		// The master's address, as xapi gives it (here with its port).
-		fail = []string{"HOST_IS_SLAVE", strings.TrimPrefix(s.Server.URL, "https://")}
+		// The master's address, bare, as xapi gives it (Pool_role's
+		// "slave:ADDRESS"): an IP literal with neither port nor brackets.
+		fail = []string{"HOST_IS_SLAVE", s.masterAddr}
 	} else {
 		value, fail = s.call(string(m[1]), params)
 	}
