@@ -30,7 +30,7 @@ func Convert(ctx context.Context, in, output string, opts ...Option) (*PackResul
 	if target == 0 {
 		target = a.meta.Generation
 	}
-	m, err := convertMetadata(a.meta, target)
+	m, err := convertMetadata(a.meta, target, o.uuidSeed)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ type options struct {
 	format     Generation // 0: the input's own, or legacy
 	compress   string     // "", "gzip", "zstd"
 	checksum   chunk.Checksum
+	uuidSeed   string // derive the uuids of converted records from this
 	onBadBlock func(*chunk.MemberError)
 	salvage    func(BadBlock)
 	diskFormat string            // raw, vhd, vhd-fixed
@@ -126,6 +127,15 @@ func WithCompression(kind string) Option {
 // chunk.XXHash (the default, what hosts write since 2019) or chunk.SHA1.
 func WithChecksum(c chunk.Checksum) Option {
 	return func(o *options) error { o.checksum = c; return nil }
+}
+
+// WithUUIDSeed makes the uuids of the records written when converting a
+// legacy VM to the xapi generation derive from seed and the VM's
+// description, so that the same seed and input give the same archive.
+// Without it they are random: two different VMs must never share a uuid,
+// and a VM's description alone cannot tell two VMs apart.
+func WithUUIDSeed(seed string) Option {
+	return func(o *options) error { o.uuidSeed = seed; return nil }
 }
 
 // ParseChecksum reads a block hash name: "xxhash" or "sha1".

@@ -128,7 +128,7 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 	if target == 0 {
 		target = m.Generation
 	}
-	m, err := convertMetadata(m, target)
+	m, err := convertMetadata(m, target, o.uuidSeed)
 	if err != nil {
 		return nil, err
 	}
@@ -186,12 +186,12 @@ func openImage(path string) (disk.Source, error) {
 
 // convertMetadata returns m in generation g. Converting keeps the VM's
 // name, description, memory, vcpus, boot mode, disks and their devices.
-func convertMetadata(m *Metadata, g Generation) (*Metadata, error) {
+func convertMetadata(m *Metadata, g Generation, seed string) (*Metadata, error) {
 	if m.Generation == g {
 		return m, nil
 	}
 	if g == XAPI {
-		e, err := ova.FromAppliance(m.Legacy)
+		e, err := ova.FromAppliance(m.Legacy, seed)
 		if err != nil {
 			return nil, err
 		}

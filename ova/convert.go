@@ -1,6 +1,7 @@
 package ova
 
 import (
+	"crypto/rand"
 	"crypto/sha1"
 	"fmt"
 	"slices"
@@ -31,9 +32,15 @@ const minStaticMemory = 16 << 20
 // needs present and typed as it expects (no VIFs, as the legacy importer
 // created none). Object ids are Ref:100 upwards, all of one width, so that
 // the VDIs' lexicographic order, the order xapi reads disks in, is the
-// order of the VM's disks. UUIDs are derived from the document, so the same
-// input always gives the same bytes.
-func FromAppliance(a *Appliance) (*Export, error) {
+// order of the VM's disks.
+//
+// The uuids are random unless seed is given: then they are derived from
+// the seed and the document, so the same seed and input give the same
+// bytes. Two different VMs must never share a uuid (a host imports a VM
+// with a uuid it knows as a newer version of it, or refuses), and the
+// document alone cannot tell two VMs with the same name and sizes apart:
+// reproducible output is the caller's explicit choice of seed.
+func FromAppliance(a *Appliance, seed string) (*Export, error) {
 	if len(a.VMs) != 1 {
 		return nil, fmt.Errorf("ova: the appliance holds %d VMs; converting supports exactly one", len(a.VMs))
 	}
@@ -41,9 +48,13 @@ func FromAppliance(a *Appliance) (*Export, error) {
 	if len(vm.VBDs) > 400 {
 		return nil, fmt.Errorf("ova: %d disks are too many", len(vm.VBDs))
 	}
-	seed, err := a.MarshalLegacy()
+	doc, err := a.MarshalLegacy()
 	if err != nil {
 		return nil, err
+	}
+	uuid := randomUUID
+	if seed != "" {
+		uuid = func(role string) string { return uuidFrom(append([]byte(seed+"\x00"), doc...), role) }
 	}
 	next := 100
 	ref := func() string { next++; return "Ref:" + strconv.Itoa(next-1) }
@@ -76,19 +87,19 @@ func FromAppliance(a *Appliance) (*Export, error) {
 		vbdIDs = append(vbdIDs, d.vbdID)
 		vdiIDs = append(vdiIDs, d.vdiID)
 	}
-	add("VM", vmID, vmRecord(vm, uuidFrom(seed, "vm"), vbdIDs))
+	add("VM", vmID, vmRecord(vm, uuid("vm"), vbdIDs))
 	for i, b := range vm.VBDs {
 		vdi, ok := a.VDI(b.VDI)
 		if !ok {
 			return nil, fmt.Errorf("ova: vbd %q names missing vdi %q", b.Device, b.VDI)
 		}
-		add("VBD", disks[i].vbdID, vbdRecord(b, i, vdi, uuidFrom(seed, "vbd"+strconv.Itoa(i)), vmID, disks[i].vdiID))
+		add("VBD", disks[i].vbdID, vbdRecord(b, i, vdi, uuid("vbd"+strconv.Itoa(i)), vmID, disks[i].vdiID))
 	}
 	for i, b := range vm.VBDs {
 		vdi, _ := a.VDI(b.VDI)
-		add("VDI", disks[i].vdiID, vdiRecord(vdi, b.ReadOnly, uuidFrom(seed, "vdi"+strconv.Itoa(i)), srID, disks[i].vbdID))
+		add("VDI", disks[i].vdiID, vdiRecord(vdi, uuid("vdi"+strconv.Itoa(i)), srID, disks[i].vbdID))
 	}
-	add("SR", srID, srRecord(uuidFrom(seed, "sr"), vdiIDs))
+	add("SR", srID, srRecord(uuid("sr"), vdiIDs))
 	root := NewStruct(
 		Member{"version", NewStruct(exportVersion...)},
 		Member{"objects", NewArray(objects...)},
@@ -236,7 +247,11 @@ func vbdRecord(b VBD, index int, vdi VDI, uuid, vmID, vdiID string) []Member {
 // throws it off, and VDIs are sector-sized anyway.
 func XapiSize(n int64) int64 { return (n + 511) / 512 * 512 }
 
-func vdiRecord(v VDI, readOnly bool, uuid, srID, vbdID string) []Member {
+// vdiRecord is the VDI of a legacy disk. It is never read_only, even for a
+// read-only VBD: xapi writes the imported data through a read-write VBD in
+// dom0, which VBD.create refuses on a read-only VDI (VDI_READONLY); only
+// the VM's VBD carries the mode.
+func vdiRecord(v VDI, uuid, srID, vbdID string) []Member {
 	v.Size = XapiSize(v.Size)
 	variety := v.Variety
 	if variety == "" {
@@ -255,7 +270,7 @@ func vdiRecord(v VDI, readOnly bool, uuid, srID, vbdID string) []Member {
 		{"physical_utilisation", NewInt(v.Size)},
 		{"type", NewString(variety)},
 		{"sharable", NewBool(false)},
-		{"read_only", NewBool(readOnly)},
+		{"read_only", NewBool(false)},
 		{"other_config", NewStruct()},
 		{"storage_lock", NewBool(false)},
 		{"location", NewString("")},
@@ -309,7 +324,20 @@ func uuidFrom(seed []byte, role string) string {
 	h := sha1.Sum(append([]byte(role+"\x00"), seed...))
 	h[6] = h[6]&0x0f | 0x50
 	h[8] = h[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+	return formatUUID(h[:16])
+}
+
+// randomUUID returns a random (version 4) UUID.
+func randomUUID(string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return formatUUID(b[:])
+}
+
+func formatUUID(b []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // ToAppliance builds the legacy view of the exported VM: its name,

@@ -93,7 +93,7 @@ func checkConverts(t *testing.T, e *Export) {
 	if _, err := a.MarshalLegacy(); err != nil {
 		return
 	}
-	back, err := FromAppliance(a)
+	back, err := FromAppliance(a, "")
 	if err != nil {
 		return
 	}

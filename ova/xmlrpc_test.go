@@ -134,7 +134,7 @@ func TestLegacyToXapiAndBack(t *testing.T) {
 	a.VMs[0].VCPUs = 4
 	a.VMs[0].VBDs = append(a.VMs[0].VBDs, VBD{Device: "xvdb", Function: "user", VDI: "vdi_xvdb", ReadOnly: true})
 	a.VDIs = append(a.VDIs, VDI{Name: "vdi_xvdb", Size: 12345, Source: "file://xvdb", Type: TypeGzippedChunks, Variety: "user"})
-	e, err := FromAppliance(a)
+	e, err := FromAppliance(a, "seed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,11 +158,25 @@ func TestLegacyToXapiAndBack(t *testing.T) {
 		if sr == nil || sr.Class != "SR" {
 			t.Fatalf("VDI %s points at no SR object", d.VDI.ID)
 		}
+		// A read-only disk is a read-only VBD on a writable VDI: xapi
+		// writes the import through a read-write VBD, which VBD.create
+		// refuses on a read-only VDI.
+		if ro, _ := d.VDI.Bool("read_only"); ro {
+			t.Fatalf("VDI %s is read_only", d.VDI.ID)
+		}
 	}
-	// The same input gives the same document.
-	e2, _ := FromAppliance(a)
+	// The same seed and input give the same document; another seed, or
+	// none, other uuids.
+	e2, _ := FromAppliance(a, "seed")
 	if string(e.Marshal()) != string(e2.Marshal()) {
-		t.Fatal("FromAppliance is not deterministic")
+		t.Fatal("FromAppliance with a seed is not deterministic")
+	}
+	uuid := func(e *Export) string { o, _ := e.VMObject(); return o.Str("uuid") }
+	e3, _ := FromAppliance(a, "other seed")
+	e4, _ := FromAppliance(a, "")
+	e5, _ := FromAppliance(a, "")
+	if u := uuid(e); u == uuid(e3) || u == uuid(e4) || uuid(e4) == uuid(e5) || len(uuid(e4)) != 36 || uuid(e4)[14] != '4' {
+		t.Fatalf("uuids %s %s %s %s", u, uuid(e3), uuid(e4), uuid(e5))
 	}
 	back, err := e.ToAppliance()
 	if err != nil {
@@ -190,7 +204,7 @@ func TestXapiToLegacyAndBack(t *testing.T) {
 	if len(a.VDIs) != 1 || a.VDIs[0].Source != "file://xvda" || a.VDIs[0].Size != 5368709120 {
 		t.Fatalf("legacy view %+v", a)
 	}
-	e2, err := FromAppliance(a)
+	e2, err := FromAppliance(a, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ type packFlags struct {
 // outputFlags are the flags of the commands that write an archive.
 type outputFlags struct {
 	format, compress, checksum string
+	uuidSeed                   string
 	level                      int
 	dir, force                 bool
 }
@@ -35,6 +36,7 @@ func (f *outputFlags) register(cmd *cobra.Command, formatHelp string) {
 	fl.IntVar(&f.level, "level", 6, "gzip compression level of legacy chunks, 0-9")
 	fl.BoolVar(&f.dir, "dir", false, "write the directory form of a legacy archive")
 	fl.BoolVar(&f.force, "force", false, "replace OUTPUT if it is an existing file")
+	fl.StringVar(&f.uuidSeed, "uuid-seed", "", "derive the uuids of a VM converted to the xapi generation from this seed, for reproducible archives (default: random; give each VM its own seed)")
 }
 
 // options checks the flags and turns them into library options.
@@ -42,7 +44,7 @@ func (f *outputFlags) options() ([]xva.Option, error) {
 	if f.level < 0 || f.level > 9 {
 		return nil, usagef("--level must be 0-9, got %d", f.level)
 	}
-	opts := []xva.Option{xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force)}
+	opts := []xva.Option{xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force), xva.WithUUIDSeed(f.uuidSeed)}
 	if f.format != "" {
 		g, err := xva.ParseGeneration(f.format)
 		if err != nil {
