@@ -34,6 +34,11 @@ func Convert(ctx context.Context, in, output string, opts ...Option) (*PackResul
 	if err != nil {
 		return nil, err
 	}
+	// An xapi archive's disks are whole sectors (see ova.XapiSize): pad
+	// one that is not, whatever its archive said.
+	if m, err = withSizes(m, nil); err != nil {
+		return nil, err
+	}
 	out, err := createOutput(output, target, o)
 	if err != nil {
 		return nil, err

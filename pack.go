@@ -208,14 +208,15 @@ func convertMetadata(m *Metadata, g Generation, seed string) (*Metadata, error) 
 	return legacyMetadata(doc, a)
 }
 
-// withSizes returns m with each disk's declared size set to sizes[device].
-// Metadata that needs no change keeps its exact bytes.
+// withSizes returns m with each disk's declared size set to sizes[device]
+// (for a disk not in sizes, its own), in whole sectors for the xapi
+// generation. Metadata that needs no change keeps its exact bytes.
 func withSizes(m *Metadata, sizes map[string]int64) (*Metadata, error) {
 	changed := false
 	for _, d := range m.Disks {
 		size, ok := sizes[d.Device]
-		if !ok || size == d.Size {
-			continue
+		if !ok {
+			size = d.Size
 		}
 		if m.Generation == XAPI {
 			if size = ova.XapiSize(size); size == d.Size {
@@ -223,6 +224,9 @@ func withSizes(m *Metadata, sizes map[string]int64) (*Metadata, error) {
 			}
 			changed = true
 			m.Export.Object(d.VDI).Snapshot.Set("virtual_size", ova.NewInt(size))
+			continue
+		}
+		if size == d.Size {
 			continue
 		}
 		changed = true

@@ -15,6 +15,7 @@ import (
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/tarx"
 	"github.com/xva-tools/xva/internal/testutil"
+	"github.com/xva-tools/xva/ova"
 	"github.com/xva-tools/xva/verify"
 )
 
@@ -398,4 +399,71 @@ func TestBlockNamesOfAnyWidth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sectorMembers fails unless every data member of the xapi tar at path is
+// whole 512-byte sectors (xapi reads the next tar header before it skips a
+// block's padding) and returns the members' names.
+func sectorMembers(t *testing.T, path string) []string {
+	t.Helper()
+	var names []string
+	for name, at := range memberOffsets(t, path) {
+		if name != "ova.xml" && !chunk.IsChecksumName(name) && at[1]%512 != 0 {
+			t.Fatalf("%s is %d bytes, not whole sectors", name, at[1])
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// A VM directory or an archive whose ova.xml says a size that is not whole
+// sectors is padded by pack and convert, never written as it says.
+func TestNonSectorSizesArePaddedEverywhere(t *testing.T) {
+	vm := fixtures.VM{Name: "odd", Memory: 1 << 28, Disks: []fixtures.Disk{{Size: 1000, Seed: 161, Data: 0.9, MaxRegion: 100}}}
+	vmdir, _ := writeXapiDir(t, vm, []string{"Ref:7"})
+	doc, err := os.ReadFile(filepath.Join(vmdir, "ova.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ova.ParseExport(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Object("Ref:7").Snapshot.Set("virtual_size", ova.NewInt(1000))
+	if err := os.WriteFile(filepath.Join(vmdir, "ova.xml"), e.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(vmdir, "sda.raw"))
+	padded := append(orig, make([]byte, 24)...)
+	check := func(archive string) {
+		t.Helper()
+		sectorMembers(t, archive)
+		un := filepath.Join(t.TempDir(), "un")
+		if _, err := xva.Unpack(ctx, archive, un); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(un, "sda.raw")); !bytes.Equal(got, padded) {
+			t.Fatalf("%s: the disk is %d bytes, want the 1000 padded to 1024", archive, len(got))
+		}
+	}
+	packed := filepath.Join(t.TempDir(), "p.xva")
+	if _, err := xva.PackDir(ctx, vmdir, packed); err != nil {
+		t.Fatal(err)
+	}
+	check(packed)
+
+	// A foreign archive that carries the 1000-byte block as it is: convert
+	// pads it.
+	foreign := rewriteMembers(t, packed, func(ms []memberData) []memberData {
+		ms[0].data = e.Marshal()
+		i := find(ms, "Ref:7/00000000")
+		ms[i].data = ms[i].data[:1000]
+		ms[i+1].data = []byte(chunk.HashText(chunk.XXHash, ms[i].data))
+		return ms
+	})
+	converted := filepath.Join(t.TempDir(), "c.xva")
+	if _, err := xva.Convert(ctx, foreign, converted); err != nil {
+		t.Fatal(err)
+	}
+	check(converted)
 }
