@@ -51,13 +51,26 @@ func hint(err error) string {
 	case errors.Is(err, xva.ErrExists):
 		return "xva never overwrites: choose a new name or an empty directory, or remove the old one first " +
 			"(pack, convert and export take --force to replace a file)"
-	case errors.As(err, &xe) && xe.Code == xapi.CodeAuthFailed:
+	case errors.As(err, &xe) && xapiHints[xe.Code] != "":
+		return xapiHints[xe.Code]
 		return "the user name or password is wrong: check --user (default root) and the password from --password-file or XVA_PASSWORD"
 	case isCertificateError(err):
 		return "the host's TLS certificate is not trusted here: pass the CA that signed it with --ca-cert FILE, " +
 			"or --insecure to skip the check on a network you trust"
 	}
 	return ""
+}
+
+// xapiHints says what to do about the errors a host answers an import or
+// an export with (their codes are xen-api's, ocaml/idl/datamodel_errors.ml).
+var xapiHints = map[string]string{
+	xapi.CodeAuthFailed: "the user name or password is wrong: check --user (default root) and the password from --password-file or XVA_PASSWORD",
+	"IMPORT_INCOMPATIBLE_VERSION": "the archive was exported by a newer host than this one; import it on a host at least as new, " +
+		"or convert it with 'xva convert IN OUT', which writes the oldest version block every host accepts",
+	"VDI_READONLY": "a disk of the archive is a read-only VDI, which xapi cannot write the import into; " +
+		"'xva convert IN OUT' keeps the disk read-only through its VBD instead, or import with --as-is on the host's own export",
+	"SR_FULL": "the SR has no room for the VM's disks: pick another with --sr UUID ('xe sr-list' shows each SR's free space) or free space on it",
+	"VM_TO_IMPORT_IS_NOT_NEWER_VERSION": "--restore keeps the VM's uuid, and the pool already has a VM with that uuid: import without --restore to make a new VM",
 }
 
 func isCertificateError(err error) bool {
