@@ -38,6 +38,7 @@ const (
 	Tar         Kind = "tar"         // a bad tar header, a directory entry xapi refuses
 	Compression Kind = "compression" // bad gzip or zstd framing, of a chunk or of the archive
 	PastEnd     Kind = "past-end"    // data beyond the disk's declared size
+	Import      Kind = "import"      // what a host's importer refuses or gets wrong, though xva reads it
 )
 
 // Problem is one finding. Offset is the disk offset, -1 when none applies.
@@ -101,7 +102,7 @@ func Stream(ctx context.Context, r io.Reader, name string, o Options) *Report {
 func check(ctx context.Context, name string, o Options, open func() (*xva.Reader, error)) *Report {
 	start := time.Now()
 	rep := &Report{SchemaVersion: SchemaVersion, Archive: name, Disks: []DiskReport{}, Problems: []Problem{}, Notes: []string{}}
-	c := &checker{rep: rep, opts: o, jobs: pipeline.Jobs(o.Jobs), disks: map[string]*diskState{}}
+	c := &checker{rep: rep, opts: o, jobs: pipeline.Jobs(o.Jobs), disks: map[string]*diskState{}, firstLen: -1}
 	if c.opts.Progress == nil {
 		c.opts.Progress = nopProgress{}
 	}
@@ -123,19 +124,22 @@ func check(ctx context.Context, name string, o Options, open func() (*xva.Reader
 
 // checker holds the state of one check.
 type checker struct {
-	rep    *Report
-	opts   Options
-	jobs   int
-	mu     sync.Mutex // guards rep.Problems and diskState.verified
-	meta   *xva.Metadata
-	disks  map[string]*diskState // by disk ID
-	cur    *diskState
-	last   string // ID of the last disk whose members came
-	work   *errgroup.Group
-	ctx    context.Context
-	xapi   bool
-	dir    bool // the archive is a directory: member order means nothing
-	random bool // members can be read independently, by workers
+	rep   *Report
+	opts  Options
+	jobs  int
+	mu    sync.Mutex // guards rep.Problems and diskState.verified
+	meta  *xva.Metadata
+	disks map[string]*diskState // by disk ID
+	cur   *diskState
+	last  string // ID of the last disk whose members came
+	work  *errgroup.Group
+	ctx   context.Context
+	xapi  bool
+	// firstLen is the size of the archive's first data member, -1 before
+	// it: xapi sizes every gap by it (see layout).
+	firstLen int64
+	dir      bool // the archive is a directory: member order means nothing
+	random   bool // members can be read independently, by workers
 }
 
 // diskState follows one disk's members.
@@ -568,9 +572,12 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 		return c.discard(m)
 	}
 	st.rep.Members++
+	before := st.blocks.Pos()
 	off, err := st.blocks.Data(m.Name, m.Size)
 	if err != nil {
 		c.memberProblem(st, err)
+	} else {
+		c.layout(st, m, before, off)
 	}
 	c.opts.Progress.Advance(max(st.blocks.Pos()-st.covered, 0))
 	st.covered = max(st.covered, st.blocks.Pos())
@@ -592,6 +599,26 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 	}
 	st.pending = &pendingBlock{name: m.Name, off: off, data: data}
 	return nil
+}
+
+// layout reports what xapi's importer (ocaml/xapi/stream_vdi.ml,
+// recv_all_vdi, xen-api e2ee48d lines 549-630) would get wrong in a data
+// member that xva reads correctly: it reads the next tar header before it
+// skips the member's padding, so a member that is not whole 512-byte
+// sectors throws it off; and it sizes a gap of skipped block numbers by the
+// size of the archive's very first data member, so a gap after a first
+// member of any other size than 1 MiB lands in the wrong place.
+func (c *checker) layout(st *diskState, m *xva.Member, before, off int64) {
+	if c.firstLen < 0 {
+		c.firstLen = m.Size
+	}
+	if m.Size%512 != 0 {
+		c.problem(Import, m.Name, st.d.Device, off, "a %d-byte block is not whole 512-byte sectors: xapi reads the next tar header inside its padding and fails (\"Invalid XVA file\")", m.Size)
+	}
+	if gap := off - before; gap > 0 && c.firstLen != chunk.BlockSize {
+		c.problem(Import, m.Name, st.d.Device, off, "xapi sizes the %d skipped blocks before this one by the archive's first block (%d bytes, not %d) and would write it at byte %d instead of %d",
+			gap/chunk.BlockSize, c.firstLen, chunk.BlockSize, before+gap/chunk.BlockSize*c.firstLen, off)
+	}
 }
 
 func unwrapTruncation(err error) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/fixtures"
 )
 
@@ -49,6 +50,32 @@ func TestCorpus(t *testing.T) {
 				got = append(got, string(p.Kind)+" "+p.Member+" disk="+p.Disk+": "+p.Message)
 			}
 			t.Fatalf("no problem names member=%q disk=%q kinds=%q; got:\n%s", c.Member, c.Disk, c.Kinds, strings.Join(got, "\n"))
+		})
+	}
+}
+
+// Archives xva reads but a host's importer refuses or misreads: verify
+// calls them corrupt with a problem of kind import on the member, and
+// unpack still reads them.
+func TestImportProblems(t *testing.T) {
+	cases, err := fixtures.ImportCases(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.Fault, func(t *testing.T) {
+			rep := Archive(context.Background(), c.Path, Options{})
+			if rep.OK || rep.Error != "" {
+				t.Fatalf("verify passed it: %+v %s", rep.Problems, rep.Error)
+			}
+			for _, p := range rep.Problems {
+				if p.Kind != Import || c.Member != "" && p.Member != c.Member {
+					t.Fatalf("problem %+v; want only import problems naming %s", p, c.Member)
+				}
+			}
+			if _, err := xva.Unpack(context.Background(), c.Path, filepath.Join(t.TempDir(), "out")); err != nil {
+				t.Fatalf("xva does not read it: %v", err)
+			}
 		})
 	}
 }
