@@ -69,7 +69,7 @@ var xapiHints = map[string]string{
 		"or convert it with 'xva convert IN OUT', which writes the oldest version block every host accepts",
 	"VDI_READONLY": "a disk of the archive is a read-only VDI, which xapi cannot write the import into; " +
 		"'xva convert IN OUT' keeps the disk read-only through its VBD instead, or import with --as-is on the host's own export",
-	"SR_FULL": "the SR has no room for the VM's disks: pick another with --sr UUID ('xe sr-list' shows each SR's free space) or free space on it",
+	"SR_FULL":                           "the SR has no room for the VM's disks: pick another with --sr UUID ('xe sr-list' shows each SR's free space) or free space on it",
 	"VM_TO_IMPORT_IS_NOT_NEWER_VERSION": "--restore keeps the VM's uuid, and the pool already has a VM with that uuid: import without --restore to make a new VM",
 }
 
