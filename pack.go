@@ -2,6 +2,7 @@ package xva
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -192,6 +193,9 @@ func convertMetadata(m *Metadata, g Generation, seed string) (*Metadata, error) 
 	}
 	if g == XAPI {
 		e, err := ova.FromAppliance(m.Legacy, seed)
+		if errors.Is(err, ova.ErrInvalidVM) {
+			return nil, corrupt("ova.xml", "", -1, "%v", err)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package ova
 
 import (
 	"crypto/rand"
+	"errors"
 	"crypto/sha1"
 	"fmt"
 	"slices"
@@ -24,6 +25,9 @@ var exportVersion = []Member{
 	{"export_vsn", NewInt(2)},
 }
 
+// ErrInvalidVM: the VM described cannot be made into one a host can start.
+var ErrInvalidVM = errors.New("ova: the VM cannot be converted")
+
 // minStaticMemory is what xapi's legacy importer set as memory_static_min.
 const minStaticMemory = 16 << 20
 
@@ -45,6 +49,16 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 		return nil, fmt.Errorf("ova: the appliance holds %d VMs; converting supports exactly one", len(a.VMs))
 	}
 	vm := a.VMs[0]
+	// xapi's legacy importer gave every VM one vCPU whatever its vcpus
+	// said (import_xva.ml:92 at xen-api a14b69f4); we keep a count that
+	// can start, and do as it did for one that cannot. It took mem_set as
+	// it was, and a VM without memory never starts: refuse that.
+	if vm.VCPUs < 1 {
+		vm.VCPUs = 1
+	}
+	if vm.Memory <= 0 {
+		return nil, fmt.Errorf("%w: <config mem_set=\"%d\">: a VM without memory can never start", ErrInvalidVM, vm.Memory)
+	}
 	if len(vm.VBDs) > 400 {
 		return nil, fmt.Errorf("ova: %d disks are too many", len(vm.VBDs))
 	}
@@ -87,7 +101,7 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 		vbdIDs = append(vbdIDs, d.vbdID)
 		vdiIDs = append(vdiIDs, d.vdiID)
 	}
-	add("VM", vmID, vmRecord(vm, uuid("vm"), vbdIDs))
+	add("VM", vmID, vmRecord(vm, uuid("vm"), uuid("mac_seed"), vbdIDs))
 	for i, b := range vm.VBDs {
 		vdi, ok := a.VDI(b.VDI)
 		if !ok {
@@ -111,18 +125,42 @@ var epoch = NewTime(time.Unix(0, 0))
 
 func null() *Value { return NewString(NullRef) }
 
-func vmRecord(vm VM, uuid string, vbds []string) []Member {
+// platformFor is the platform map of a converted VM: what a current host
+// gives a new VM from its default templates (xenserver/guest-templates-json
+// guesttemplates/blank_template.py:35-51 sets nx, acpi, apic, pae and hpet
+// for every template; base-hvmlinux.json and base-windows.json set
+// viridian off and on). xenguest clears the guest's NX and PAE CPUID bits
+// when platform/nx or platform/pae is absent or "false"
+// (tools/xenguest/xenguest_stubs.c:312-316): 64-bit Windows 8 and later do
+// not boot without NX. device-model is left to the importing host, which
+// sets qemu-upstream-compat (import.ml:652-662). A legacy archive says only
+// its distribution: Windows gets the Hyper-V enlightenments, and Windows
+// 2000 keeps ACPI and the APIC off as the legacy importer gave it
+// (import_xva.ml:58-73 at xen-api a14b69f4).
+func platformFor(vm VM) map[string]string {
+	p := map[string]string{"nx": "true", "acpi": "1", "apic": "true", "pae": "true", "hpet": "true"}
+	if vm.HVM {
+		p["viridian"] = "false"
+	}
+	if vm.Distrib == "windows" {
+		p["viridian"] = "true"
+		if vm.DistribVersion == "win2k" {
+			p["acpi"], p["apic"] = "0", "false"
+		}
+	}
+	return p
+}
+
+func vmRecord(vm VM, uuid, macSeed string, vbds []string) []Member {
 	mem := vm.Memory
 	policy, bootloader, domain := "", "pygrub", "pv"
 	bootParams := map[string]string{}
 	if vm.HVM {
 		policy, bootloader, domain = "BIOS order", "", "hvm"
 		bootParams["order"] = "cd"
+		bootParams["firmware"] = "bios"
 	}
-	platform := map[string]string{"acpi": "true", "apic": "true", "nx": "false", "pae": "true"}
-	if vm.Distrib == "windows" && vm.DistribVersion == "win2k" {
-		platform = map[string]string{"acpi": "false", "apic": "false", "nx": "false", "pae": "true"}
-	}
+	platform := platformFor(vm)
 	return []Member{
 		{"uuid", NewString(uuid)},
 		{"allowed_operations", NewArray()},
@@ -164,7 +202,10 @@ func vmRecord(vm VM, uuid string, vbds []string) []Member {
 		{"HVM_shadow_multiplier", NewDouble(1)},
 		{"platform", NewMap(platform)},
 		{"PCI_bus", NewString("")},
-		{"other_config", NewStruct()},
+		// Every VM a host makes has a mac_seed (xapi_vm.ml:586-590), from
+		// which VIF.create makes the MAC of a VIF given none
+		// (xapi_vif_helpers.ml:259-272).
+		{"other_config", NewMap(map[string]string{"mac_seed": macSeed})},
 		{"domid", NewInt(-1)},
 		{"domarch", NewString("")},
 		{"last_boot_CPU_flags", NewStruct()},

@@ -251,6 +251,59 @@ func (c *Client) DefaultSR(ctx context.Context) (string, error) {
 	return c.str(ctx, "pool.get_default_SR", pools[0])
 }
 
+// XapiVersion is a host's xapi version, software_version's "xapi" key
+// ("MAJOR.MINOR": 1.160 for XenServer 7.6, 24.19 for XCP-ng 8.3).
+type XapiVersion struct{ Major, Minor int }
+
+func (v XapiVersion) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// Less reports whether v is older than w.
+func (v XapiVersion) Less(w XapiVersion) bool {
+	return v.Major < w.Major || v.Major == w.Major && v.Minor < w.Minor
+}
+
+// XXHashSince is the first xapi that reads .xxhash block checksums: xen-api
+// commit c5c703aa ("Changed the checksum algorithm from SHA1 to xxHash"),
+// first in tag v1.170.0. Older hosts fail an import at the first .xxhash
+// member ("Expected to find an inline checksum").
+var XXHashSince = XapiVersion{1, 170}
+
+// OldestXapi returns the oldest xapi version of the pool's hosts: an import
+// may be handled by any host that sees the SR, and while a pool is being
+// upgraded its members are older than its master.
+func (c *Client) OldestXapi(ctx context.Context) (XapiVersion, error) {
+	v, err := c.Call(ctx, "host.get_all")
+	if err != nil {
+		return XapiVersion{}, err
+	}
+	var oldest XapiVersion
+	for i, host := range v.Strings() {
+		sv, err := c.Call(ctx, "host.get_software_version", host)
+		if err != nil {
+			return XapiVersion{}, err
+		}
+		hv, err := parseXapiVersion(sv.Field("xapi").Str())
+		if err != nil {
+			return XapiVersion{}, fmt.Errorf("xapi: host %s: %w", host, err)
+		}
+		if i == 0 || hv.Less(oldest) {
+			oldest = hv
+		}
+	}
+	return oldest, nil
+}
+
+func parseXapiVersion(s string) (XapiVersion, error) {
+	major, minor, _ := strings.Cut(s, ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	a, err1 := strconv.Atoi(major)
+	b, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil {
+		return XapiVersion{}, fmt.Errorf("software_version says xapi %q, not MAJOR.MINOR", s)
+	}
+	return XapiVersion{a, b}, nil
+}
+
 // Task is a xapi task the client created.
 type Task struct {
 	c   *Client

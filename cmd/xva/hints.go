@@ -53,7 +53,6 @@ func hint(err error) string {
 			"(pack, convert and export take --force to replace a file)"
 	case errors.As(err, &xe) && xapiHints[xe.Code] != "":
 		return xapiHints[xe.Code]
-		return "the user name or password is wrong: check --user (default root) and the password from --password-file or XVA_PASSWORD"
 	case isCertificateError(err):
 		return "the host's TLS certificate is not trusted here: pass the CA that signed it with --ca-cert FILE, " +
 			"or --insecure to skip the check on a network you trust"

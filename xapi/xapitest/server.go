@@ -77,6 +77,10 @@ type Server struct {
 	// DropAfter, when positive, closes an import's connection after that
 	// many body bytes.
 	DropAfter int64
+	// Versions are the xapi versions (software_version's "xapi" key) of
+	// the master and the member. One older than 1.170 reads only .checksum
+	// members, as xapi did before xen-api commit c5c703aa.
+	Versions [2]string
 	// SRs maps SR uuids to refs; DefaultSR is the pool's.
 	SRs       map[string]string
 	DefaultSR string
@@ -122,7 +126,7 @@ func NewIPv6() (*Server, error) {
 }
 
 func newPool(master, member string) *Server {
-	s := &Server{User: "root", Password: "secret", XapiMajor: 1, XapiMinor: 20,
+	s := &Server{User: "root", Password: "secret", XapiMajor: 1, XapiMinor: 20, Versions: [2]string{"25.6", "25.6"},
 		SRs: map[string]string{}, Exports: map[string][]byte{},
 		sessions: map[string]bool{}, tasks: map[string]*task{}}
 	s.SRs["11111111-2222-3333-4444-555555555555"] = "OpaqueRef:sr-local"
@@ -342,6 +346,16 @@ func (s *Server) call(method string, p []*ova.Value) (*ova.Value, []string) {
 		return nil, []string{"UUID_INVALID", "VM", str(p, 1)}
 	case "pool.get_all":
 		return ova.NewStrings("OpaqueRef:pool"), nil
+	case "host.get_all":
+		return ova.NewStrings("OpaqueRef:host-master", "OpaqueRef:host-member"), nil
+	case "host.get_software_version":
+		// Xapi_globs.software_version: "xapi" is MAJOR.MINOR.
+		i := map[string]int{"OpaqueRef:host-master": 0, "OpaqueRef:host-member": 1}
+		h, ok := i[str(p, 1)]
+		if !ok {
+			return nil, []string{"HANDLE_INVALID", "host", str(p, 1)}
+		}
+		return ova.NewMap(map[string]string{"xapi": s.Versions[h], "product_brand": "XCP-ng", "hostname": "xapitest"}), nil
 	case "pool.get_default_SR":
 		return ova.NewString(s.DefaultSR), nil
 	}

@@ -1,0 +1,306 @@
+package ova
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The record schema xapi decodes an import with, read from xen-api's
+// datamodel (the commit is in the file). Every field of a class but the
+// internal-only ones is in the record; a field without a datamodel default
+// (and not a set of refs, which defaults to []) must be present, or the
+// import fails with "Field NAME not present in rpc" (gen_api.ml:192-205,
+// 420-431).
+//
+//go:embed testdata/xapi-datamodel.json
+var datamodelJSON []byte
+
+// Datamodel is the part of xen-api's datamodel an import decodes: the
+// fields of the classes xva writes.
+type Datamodel struct {
+	Commit  string `json:"xen_api_commit"`
+	Classes map[string]struct {
+		Fields map[string]FieldSpec `json:"fields"`
+	} `json:"classes"`
+}
+
+// FieldSpec is one field of a record.
+type FieldSpec struct {
+	Type     string `json:"type"` // bool, int, float, string, datetime, ref(x), enum n(a|b), set(t), map(k->v)
+	Required bool   `json:"required"`
+	Source   string `json:"source"` // where the datamodel defines it
+}
+
+var (
+	modelOnce sync.Once
+	model     *Datamodel
+)
+
+// XapiDatamodel returns the datamodel table.
+func XapiDatamodel() *Datamodel {
+	modelOnce.Do(func() {
+		model = &Datamodel{}
+		if err := json.Unmarshal(datamodelJSON, model); err != nil {
+			panic("ova: the embedded datamodel does not parse: " + err.Error())
+		}
+	})
+	return model
+}
+
+// Fields returns the fields of class, or nil for a class the table does
+// not hold.
+func (d *Datamodel) Fields(class string) map[string]FieldSpec {
+	c, ok := d.Classes[class]
+	if !ok {
+		return nil
+	}
+	return c.Fields
+}
+
+// DecodeRecord reads rec as xapi's generated <class>_t_of_rpc does and
+// returns the first failure in xapi's words: a required field that is
+// absent, or a field whose value its type does not accept. Fields the
+// table does not know are ignored, as xapi ignores them.
+func (d *Datamodel) DecodeRecord(class string, rec *Value) error {
+	if rec == nil || rec.Kind != Struct {
+		return fmt.Errorf("Expected Dictionary")
+	}
+	// Hashtbl.replace: a repeated member's last value wins.
+	last := map[string]*Value{}
+	for _, m := range rec.Members {
+		last[m.Name] = m.Value
+	}
+	for _, name := range d.fieldOrder(class) {
+		spec := d.Fields(class)[name]
+		v, ok := last[name]
+		if !ok {
+			if spec.Required {
+				return fmt.Errorf("Field %s not present in rpc", name)
+			}
+			continue
+		}
+		if err := DecodeValue(spec.Type, v); err != nil {
+			return fmt.Errorf("field %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// fieldOrder lists a class's fields in a fixed order, so that the first
+// failure reported is the same every time.
+func (d *Datamodel) fieldOrder(class string) []string {
+	fields := d.Fields(class)
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// DecodeValue checks v against a field type as ocaml-rpc's decoders do
+// (rpc 10.2.0 src/lib/rpc.ml and ppx_deriving_rpc, with xapi's XML-RPC
+// reader src/lib/xmlrpc.ml): what they refuse is an error in their words.
+func DecodeValue(typ string, v *Value) error {
+	base, arg := splitType(typ)
+	switch base {
+	case "bool":
+		// Rpc.bool_of_rpc takes only Bool: <boolean>; its text "1" is
+		// true and anything else false.
+		if v.Kind != Bool {
+			return fmt.Errorf("Expected bool, got '%s'", rpcShow(v))
+		}
+	case "int":
+		// Rpc.int64_of_rpc: Int, or String through Int64.of_string.
+		if v.Kind != Int && v.Kind != String {
+			return fmt.Errorf("Expected int64, got '%s'", rpcShow(v))
+		}
+		if _, ok := OCamlInt64(v.Text); !ok {
+			return fmt.Errorf("Int64.of_string %q", v.Text)
+		}
+	case "float":
+		if v.Kind != Double && v.Kind != Int && v.Kind != String {
+			return fmt.Errorf("Expected float, got '%s'", rpcShow(v))
+		}
+		if _, err := strconv.ParseFloat(strings.ReplaceAll(v.Text, "_", ""), 64); err != nil {
+			return fmt.Errorf("float_of_string %q", v.Text)
+		}
+	case "string", "ref":
+		if v.Kind != String {
+			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
+		}
+	case "datetime":
+		if v.Kind != String && v.Kind != DateTime {
+			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
+		}
+		if !iso8601(v.Text) {
+			return fmt.Errorf("Clock.Date.of_iso8601: %s", v.Text)
+		}
+	case "enum":
+		if v.Kind != String {
+			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
+		}
+		if !enumMatches(arg, v.Text) {
+			return fmt.Errorf("Unknown tag/contents %q", v.Text)
+		}
+	case "set":
+		if v.Kind != Array {
+			return fmt.Errorf("Expecting Rpc.Enum, but found '%s'", rpcShow(v))
+		}
+		for _, it := range v.Items {
+			if err := DecodeValue(arg, it); err != nil {
+				return err
+			}
+		}
+	case "map":
+		// Every map of these classes is a Dict: string and ref keys, and
+		// VM.blocked_operations by a hand-written override (gen_api.ml:26-73).
+		if v.Kind != Struct {
+			return fmt.Errorf("Expected Dictionary, got '%s'", rpcShow(v))
+		}
+		kt, vt, _ := strings.Cut(arg, "->")
+		for _, m := range v.Members {
+			if err := DecodeValue(kt, NewString(m.Name)); err != nil {
+				return err
+			}
+			if err := DecodeValue(vt, m.Value); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("ova: the datamodel table has a type %q xva cannot check", typ)
+	}
+	return nil
+}
+
+// splitType splits "set(ref(vbd))" into "set", "ref(vbd)" and
+// "enum vbd_mode(RO|RW)" into "enum", "RO|RW".
+func splitType(t string) (string, string) {
+	i := strings.IndexAny(t, " (")
+	if i < 0 {
+		return t, ""
+	}
+	base, rest := t[:i], t[i:]
+	if base == "enum" {
+		_, rest, _ = strings.Cut(rest, "(")
+		return base, strings.TrimSuffix(rest, ")")
+	}
+	return base, strings.TrimSuffix(strings.TrimPrefix(rest, "("), ")")
+}
+
+// enumMatches compares as ppx_deriving_rpc does: the input lowercased
+// against each constructor, the value stripped of characters outside
+// [A-Za-z0-9_] and lowercased (ocaml_utils.ml:28-41).
+func enumMatches(values, text string) bool {
+	in := strings.ToLower(text)
+	for _, v := range strings.Split(values, "|") {
+		c := strings.Map(func(r rune) rune {
+			if r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+				return r
+			}
+			return -1
+		}, v)
+		if strings.ToLower(c) == in {
+			return true
+		}
+	}
+	return false
+}
+
+// OCamlInt64 parses s as OCaml's Int64.of_string does: an optional sign,
+// then decimal digits, or 0x, 0o, 0b or 0u and digits of that base, with
+// '_' allowed after the first digit; no spaces.
+func OCamlInt64(s string) (int64, bool) {
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	base, unsigned := 10, false
+	if len(s) > 1 && s[0] == '0' {
+		switch s[1] {
+		case 'x', 'X':
+			base = 16
+		case 'o', 'O':
+			base = 8
+		case 'b', 'B':
+			base = 2
+		case 'u', 'U':
+			unsigned = true
+		}
+		if base != 10 || unsigned {
+			s = s[2:]
+		}
+	}
+	if s == "" || s[0] == '_' {
+		return 0, false
+	}
+	u, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), base, 64)
+	if err != nil {
+		return 0, false
+	}
+	// Decimal must fit a signed int64; other bases wrap, as in OCaml.
+	limit := uint64(math.MaxInt64)
+	if neg {
+		limit++
+	}
+	if base == 10 && !unsigned && u > limit {
+		return 0, false
+	}
+	n := int64(u)
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+var xapiDate = regexp.MustCompile(`^\d{8}T\d{2}:\d{2}:\d{2}Z$`)
+
+// iso8601 reports whether Clock.Date.of_iso8601 takes s (date.ml:44-84):
+// xapi's own 19700101T00:00:00Z, or RFC 3339 once a compact date is
+// written with dashes and a missing zone taken as Z.
+func iso8601(s string) bool {
+	if xapiDate.MatchString(s) {
+		return true
+	}
+	if len(s) >= 9 && s[4] != '-' && s[8] == 'T' {
+		s = s[:4] + "-" + s[4:6] + "-" + s[6:]
+	}
+	if !strings.HasSuffix(s, "Z") && !strings.ContainsAny(s[min(len(s), 19):], "+-") {
+		s += "Z"
+	}
+	_, err := time.Parse(time.RFC3339, s)
+	return err == nil
+}
+
+// rpcShow renders v as ocaml-rpc's to_string does in its error messages,
+// enough to say what was found: S(text), I(n), B(bool), ...
+func rpcShow(v *Value) string {
+	switch v.Kind {
+	case String:
+		return "S(" + v.Text + ")"
+	case Int:
+		return "I(" + v.Text + ")"
+	case Bool:
+		return "B(" + strconv.FormatBool(v.Text == "1") + ")"
+	case Double:
+		return "F(" + v.Text + ")"
+	case DateTime:
+		return "D(" + v.Text + ")"
+	case Array:
+		return "[...]"
+	case Struct:
+		return "{...}"
+	}
+	return v.Text
+}
