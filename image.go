@@ -96,8 +96,8 @@ func IsPV(path string) bool {
 // InspectPV reads the LVM2 metadata of the PV at path.
 func InspectPV(path string) (*PVInfo, error) {
 	pv, err := lvm.ReadPVFile(path)
-	if errors.Is(err, lvm.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	if pe := (*os.PathError)(nil); errors.Is(err, lvm.ErrCorrupt) && errors.As(err, &pe) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: pe.Err}
 	}
 	if err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ func ReadPVFile(path string) (*PV, error) {
 	}
 	pv, err := ReadPV(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &os.PathError{Op: "reading the LVM2 metadata of", Path: path, Err: err}
 	}
 	return pv, nil
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xva-tools/xva/internal/procmem"
+	"github.com/xva-tools/xva/lvm"
+)
+
+// Hostile inputs must be refused (or read correctly) within these.
+const (
+	hostileTime = 5 * time.Second
+	hostileRSS  = 512 << 20
+)
+
+// runHostile runs xva on a crafted input, measuring its peak memory, and
+// fails t if it took more than hostileTime or hostileRSS.
+func runHostile(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(xvaBin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	rss, err := procmem.Run(cmd)
+	took := time.Since(start)
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("xva %s: exit %d in %v, peak RSS %d MiB", strings.Join(args, " "), code, took.Round(time.Millisecond), rss>>20)
+	if took > hostileTime || rss > hostileRSS {
+		t.Errorf("xva %s took %v and %d MiB; the limits are %v and %d MiB", strings.Join(args, " "), took, rss>>20, hostileTime, hostileRSS>>20)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// TestLVMMetadataBomb: a PV whose checksum-valid metadata area holds 127
+// MiB of empty sections, or of list items, is refused as corrupt, naming
+// the PV and the offset, in bounded time and memory.
+func TestLVMMetadataBomb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 2 × 128 MiB PV images")
+	}
+	dir := t.TempDir()
+	const mdaOff, mdaSize = 4096, 128 << 20
+	for name, unit := range map[string]string{"sections": "a{}", "list": "1,"} {
+		n := (mdaSize - 1024) / len(unit)
+		text := "vg {\n" + strings.Repeat(unit, n) + "\n}\n"
+		if name == "list" {
+			text = "vg {\nx = [" + strings.Repeat(unit, n) + "]\n}\n"
+		}
+		img := lvm.MakePV(text, mdaOff+mdaSize+4096, mdaOff, mdaSize, uint64(len(text)+1))
+		pv := filepath.Join(dir, name+".img")
+		if err := os.WriteFile(pv, img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		img, text = nil, ""
+		r := runHostile(t, dir, "info", name+".img")
+		if r.code != exitCorrupt || !strings.Contains(r.stderr, name+".img") || !strings.Contains(r.stderr, "of the PV") {
+			t.Fatalf("%s: exit %d\n%s", name, r.code, r.stderr)
+		}
+		t.Log(strings.TrimSpace(r.stderr))
+		os.Remove(pv)
+	}
+}
