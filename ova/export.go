@@ -50,11 +50,9 @@ func (o *Object) Bool(name string) (bool, error) {
 }
 
 // IsExport reports whether doc looks like an xapi ova.xml: its root element
-// is <value>.
-func IsExport(doc []byte) bool {
-	root, err := readDoc(doc)
-	return err == nil && root.Tag == "value"
-}
+// is <value>. It reads only up to the root's start tag; ParseExport checks
+// the rest.
+func IsExport(doc []byte) bool { return rootTag(doc) == "value" }
 
 // ParseExport reads an xapi ova.xml.
 func ParseExport(doc []byte) (*Export, error) {

@@ -70,11 +70,9 @@ func (v VDI) SourceDir() (string, error) {
 }
 
 // IsLegacy reports whether doc looks like a legacy ova.xml: its root element
-// is <appliance>.
-func IsLegacy(doc []byte) bool {
-	root, err := readDoc(doc)
-	return err == nil && root.Tag == "appliance"
-}
+// is <appliance>. It reads only up to the root's start tag; ParseLegacy
+// checks the rest.
+func IsLegacy(doc []byte) bool { return rootTag(doc) == "appliance" }
 
 // ParseLegacy reads a legacy ova.xml. It accepts what real files contain:
 // an XML declaration or none, the misspelt type "dir-gzippedchunks", a

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/xva-tools/xva/internal/procmem"
 	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/ova"
 )
 
 // Hostile inputs must be refused (or read correctly) within these.
@@ -70,5 +72,47 @@ func TestLVMMetadataBomb(t *testing.T) {
 		}
 		t.Log(strings.TrimSpace(r.stderr))
 		os.Remove(pv)
+	}
+}
+
+// writeArchive writes a tar archive holding ova.xml and nothing else.
+func writeArchive(t *testing.T, path string, doc []byte) {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "ova.xml", Mode: 0o644, Size: int64(len(doc))})
+	tw.Write(doc)
+	tw.Close()
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillDoc repeats unit between head and tail up to ova.xml's size limit.
+func fillDoc(head, unit, tail string) []byte {
+	n := (ova.MaxDocSize - len(head) - len(tail)) / len(unit)
+	return []byte(head + strings.Repeat(unit, n) + tail)
+}
+
+// TestOVAXMLBombs: ova.xml documents of millions of elements, attributes
+// or XML-RPC values, and the largest document
+// the node budget lets through are all refused as corrupt within the time
+// and memory limits.
+func TestOVAXMLBombs(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range map[string]struct {
+		doc  []byte
+		want string
+	}{
+		"elements":   {fillDoc(`<appliance version="0.1">`, "<a/>", "</appliance>"), "elements and attributes"},
+		"attributes": {fillDoc(`<appliance version="0.1"><vm `, `a="" `, "/></appliance>"), "elements and attributes"},
+		"values":     {fillDoc("<value><array><data>", "<value/>", "</data></array></value>"), "elements and attributes"},
+		"largest":    {[]byte("<value><array><data>" + strings.Repeat("<value/>", ova.MaxNodes-3) + "</data></array></value>"), "not an XML-RPC struct"},
+	} {
+		writeArchive(t, filepath.Join(dir, name+".xva"), c.doc)
+		r := runHostile(t, dir, "info", name+".xva")
+		if r.code != exitCorrupt || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: exit %d\n%s", name, r.code, r.stderr)
+		}
 	}
 }
