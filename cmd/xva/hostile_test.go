@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,11 +96,24 @@ func fillDoc(head, unit, tail string) []byte {
 }
 
 // TestOVAXMLBombs: ova.xml documents of millions of elements, attributes
-// or XML-RPC values, and the largest document
+// or XML-RPC values, tens of thousands of disks, and the largest document
 // the node budget lets through are all refused as corrupt within the time
 // and memory limits.
 func TestOVAXMLBombs(t *testing.T) {
 	dir := t.TempDir()
+	var legacy strings.Builder
+	legacy.WriteString(`<appliance version="0.1"><vm name="vm"><label>x</label><config mem_set="1" vcpus="1"/>`)
+	const pairs = 20000 // within the node budget
+	for i := range pairs {
+		fmt.Fprintf(&legacy, `<vbd device="d%d" function="user" mode="w" vdi="v%d"/>`, i, i)
+	}
+	legacy.WriteString(`</vm>`)
+	for i := range pairs {
+		fmt.Fprintf(&legacy, `<vdi name="v%d" size="1" source="file://d%d"/>`, i, i)
+	}
+	legacy.WriteString(`</appliance>`)
+	var vbds bytes.Buffer
+	ova.WriteManyVBDs(&vbds, 10000)
 	for name, c := range map[string]struct {
 		doc  []byte
 		want string
@@ -108,6 +122,8 @@ func TestOVAXMLBombs(t *testing.T) {
 		"attributes": {fillDoc(`<appliance version="0.1"><vm `, `a="" `, "/></appliance>"), "elements and attributes"},
 		"values":     {fillDoc("<value><array><data>", "<value/>", "</data></array></value>"), "elements and attributes"},
 		"largest":    {[]byte("<value><array><data>" + strings.Repeat("<value/>", ova.MaxNodes-3) + "</data></array></value>"), "not an XML-RPC struct"},
+		"legacy":     {[]byte(legacy.String()), "more than the 256 allowed"},
+		"xapi":       {vbds.Bytes(), "more than the 256 allowed"},
 	} {
 		writeArchive(t, filepath.Join(dir, name+".xva"), c.doc)
 		r := runHostile(t, dir, "info", name+".xva")
