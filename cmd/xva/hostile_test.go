@@ -3,11 +3,17 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/tls"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,6 +135,35 @@ func TestOVAXMLBombs(t *testing.T) {
 		r := runHostile(t, dir, "info", name+".xva")
 		if r.code != exitCorrupt || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("%s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+}
+
+// TestRedirectsKeepCredentials: a master that redirects the login, or the
+// export, to plain http gets neither the password nor the session in
+// clear text: xva refuses the redirect, nothing reaches the http server,
+// and no output is written.
+func TestRedirectsKeepCredentials(t *testing.T) {
+	s, _ := pool(t)
+	var hits atomic.Int32
+	plain := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer plain.Close()
+	target, _ := url.Parse(s.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	dir := t.TempDir()
+	for _, path := range []string{"/", "/export"} {
+		f := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path {
+				http.Redirect(w, r, plain.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		r := remote(t, dir, "secret", "export", "--url", f.URL, "--insecure", "--vm", "0000", "out.xva")
+		f.Close()
+		if r.code != exitFailure || !strings.Contains(r.stderr, "from https to http") || hits.Load() != 0 || entries(t, dir) != "" {
+			t.Fatalf("redirect of %s: exit %d, %d requests reached http, left %q\n%s", path, r.code, hits.Load(), entries(t, dir), r.stderr)
 		}
 	}
 }
