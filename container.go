@@ -128,12 +128,19 @@ var (
 
 func compressionOf(magic []byte) string {
 	switch {
-	case bytes.HasPrefix(magic, zstdMagic):
+	case bytes.HasPrefix(magic, zstdMagic) || isSkippableFrame(magic):
 		return "zstd"
 	case bytes.HasPrefix(magic, gzipMagic):
 		return "gzip"
 	}
 	return ""
+}
+
+// isSkippableFrame reports whether magic starts a zstd skippable frame
+// (RFC 8878 §3.1.2: magic 0x184D2A50 to 0x184D2A5F, little-endian), which
+// may come before the first frame of a valid zstd stream.
+func isSkippableFrame(magic []byte) bool {
+	return len(magic) >= 4 && magic[0]&0xf0 == 0x50 && magic[1] == 0x2a && magic[2] == 0x4d && magic[3] == 0x18
 }
 
 // tarContainer reads members from a tar stream. Directory entries are

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -164,6 +165,35 @@ func TestRedirectsKeepCredentials(t *testing.T) {
 		f.Close()
 		if r.code != exitFailure || !strings.Contains(r.stderr, "from https to http") || hits.Load() != 0 || entries(t, dir) != "" {
 			t.Fatalf("redirect of %s: exit %d, %d requests reached http, left %q\n%s", path, r.code, hits.Load(), entries(t, dir), r.stderr)
+		}
+	}
+}
+
+// TestZstdSkippableFrame: a zstd stream may start with a skippable frame
+// (RFC 8878 §3.1.2; zstd -t accepts it); the archive is recognised as
+// zstd by that magic too, and read.
+func TestZstdSkippableFrame(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--compress", "zstd", "--disk", "xvda=sda.img", "x.xva")
+	z, err := os.ReadFile(filepath.Join(dir, "x.xva"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, magic := range []uint32{0x184D2A50, 0x184D2A5F} {
+		frame := binary.LittleEndian.AppendUint32(nil, magic)
+		frame = binary.LittleEndian.AppendUint32(frame, 5)
+		frame = append(frame, "hello"...)
+		name := fmt.Sprintf("skip-%x.xva", magic)
+		if err := os.WriteFile(filepath.Join(dir, name), append(frame, z...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"verify", name}, {"info", name}, {"unpack", name, "vm-" + name}} {
+			if out := mustRun(t, dir, nil, args...); args[0] == "info" && !strings.Contains(out, "zst") {
+				t.Fatalf("info:\n%s", out)
+			}
+		}
+		if r := run(t, dir, append(frame, z...), "verify", "-"); r.code != 0 {
+			t.Fatalf("verify from stdin: exit %d\n%s", r.code, r.stderr)
 		}
 	}
 }
