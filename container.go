@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
 )
 
@@ -389,6 +390,9 @@ func openDirContainer(root string) (*dirContainer, error) {
 			}
 		case e.Type()&fs.ModeSymlink != 0:
 			return nil, corrupt(e.Name(), "", -1, "symlinks are not followed in an archive directory")
+		case !e.Type().IsRegular():
+			// A FIFO would block the open until a writer comes.
+			return nil, corrupt(e.Name(), "", -1, "not a regular file")
 		default:
 			files = append(files, e.Name())
 		}
@@ -427,7 +431,7 @@ func (d *dirContainer) next() (*member, error) {
 	d.names = d.names[1:]
 	path := filepath.Join(d.root, filepath.FromSlash(name))
 	open := func() (io.ReadCloser, error) {
-		f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+		f, err := fsutil.OpenInput(path, false, noFollow)
 		if err != nil {
 			return nil, ioError{err}
 		}

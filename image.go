@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/vhd"
 )
@@ -85,7 +86,7 @@ type LVInfo struct {
 // IsPV reports whether path (a block device or an image file) carries an
 // LVM2 physical volume label.
 func IsPV(path string) bool {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return false
 	}

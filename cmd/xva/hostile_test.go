@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +35,11 @@ const (
 // fails t if it took more than hostileTime or hostileRSS.
 func runHostile(t *testing.T, dir string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(xvaBin, args...)
+	// A hang (the hole some of these tests are about) fails rather than
+	// stalls the run.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*hostileTime)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, xvaBin, args...)
 	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -195,5 +201,33 @@ func TestZstdSkippableFrame(t *testing.T) {
 		if r := run(t, dir, append(frame, z...), "verify", "-"); r.code != 0 {
 			t.Fatalf("verify from stdin: exit %d\n%s", r.code, r.stderr)
 		}
+	}
+}
+
+// TestFIFOsAreNotOpened: a FIFO at the top of a directory archive, or as
+// a VM directory's ova.xml, is refused at once instead of blocking the
+// open until a writer comes.
+func TestFIFOsAreNotOpened(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--dir", "--disk", "xvda=sda.img", "arch")
+	if err := syscall.Mkfifo(filepath.Join(dir, "arch", "zz-fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"verify", "arch"}, {"unpack", "arch", "out"}, {"info", "arch"}} {
+		r := runHostile(t, dir, args...)
+		if r.code != exitCorrupt || !strings.Contains(r.stdout+r.stderr, "zz-fifo") {
+			t.Fatalf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	// A VM directory whose ova.xml is a FIFO.
+	mustRun(t, dir, nil, "pack", "--disk", "xvda=sda.img", "x.xva")
+	mustRun(t, dir, nil, "unpack", "x.xva", "vm")
+	os.Remove(filepath.Join(dir, "vm", "ova.xml"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "vm", "ova.xml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runHostile(t, dir, "pack", "vm", "again.xva")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "named pipe") {
+		t.Fatalf("pack: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -161,6 +161,50 @@ func RenameNoReplace(from, to string) error {
 	return nil
 }
 
+// OpenInput opens path for reading if it is a regular file, or, with
+// devices, a block device; anything else (a FIFO, a socket, a character
+// device) is refused before a byte is read. The open itself does not block:
+// opening a FIFO without O_NONBLOCK waits for a writer, forever if none
+// comes. extra adds open flags (O_NOFOLLOW).
+func OpenInput(path string, devices bool, extra int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|extra, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m := st.Mode()
+	if m.IsRegular() || devices && m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0 {
+		return f, nil
+	}
+	f.Close()
+	what := "a regular file"
+	if devices {
+		what = "a regular file or a block device"
+	}
+	return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("is %s, not %s", kind(m), what)}
+}
+
+// kind names a file type for an error message.
+func kind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
+}
+
 // Exists reports whether path names anything, a dangling symlink included.
 func Exists(path string) bool {
 	_, err := os.Lstat(path)
