@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -229,5 +230,70 @@ func TestFIFOsAreNotOpened(t *testing.T) {
 	r := runHostile(t, dir, "pack", "vm", "again.xva")
 	if r.code != exitFailure || !strings.Contains(r.stderr, "named pipe") {
 		t.Fatalf("pack: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// modes returns the permission bits of path and of everything under it.
+func modes(t *testing.T, path string) map[string]os.FileMode {
+	t.Helper()
+	m := map[string]os.FileMode{}
+	filepath.Walk(path, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[p] = fi.Mode().Perm()
+		return nil
+	})
+	return m
+}
+
+// TestOutputModes: archives, disk images and VM directories are written
+// 0600 (directories 0700) whatever the umask, as are exports; --mode
+// chooses otherwise; a bad --mode is a usage error.
+func TestOutputModes(t *testing.T) {
+	s, ca := pool(t)
+	dir, _ := setup(t)
+	old := syscall.Umask(0o022) // the usual one, which gave 0644 before
+	defer syscall.Umask(old)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "xvda=sda.img", "x.xva")
+	stored, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
+	const uuid = "5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10"
+	s.Exports[uuid] = stored
+	for _, mode := range []string{"", "0644", "0640"} {
+		var extra []string
+		want := os.FileMode(0o600)
+		if mode != "" {
+			extra = []string{"--mode", mode}
+			m, _ := strconv.ParseUint(mode, 8, 32)
+			want = os.FileMode(m)
+		}
+		wantDir := want | (want&0o444)>>2 | 0o700
+		o := "m" + mode
+		for _, args := range [][]string{
+			{"pack", "--disk", "xvda=sda.img", o + "-legacy.xva"},
+			{"pack", "--dir", "--disk", "xvda=sda.img", o + "-dir"},
+			{"pack", "--format", "xapi", "--compress", "zstd", "--disk", "xvda=sda.img", o + "-xapi.xva"},
+			{"unpack", "x.xva", o + "-vm"},
+			{"unpack", "--disk-format", "vhd", "x.xva", o + "-vhd"},
+			{"convert", "x.xva", "--format", "legacy", o + "-conv.xva"},
+		} {
+			mustRun(t, dir, nil, append(args, extra...)...)
+		}
+		if r := remote(t, dir, "secret", append([]string{"export", "--url", s.URL, "--ca-cert", ca, "--vm", uuid, o + "-exp.xva"}, extra...)...); r.code != 0 {
+			t.Fatalf("export: exit %d\n%s", r.code, r.stderr)
+		}
+		for _, out := range []string{"-legacy.xva", "-dir", "-xapi.xva", "-vm", "-vhd", "-conv.xva", "-exp.xva"} {
+			for p, got := range modes(t, filepath.Join(dir, o+out)) {
+				st, _ := os.Stat(p)
+				if w := map[bool]os.FileMode{false: want, true: wantDir}[st.IsDir()]; got != w {
+					t.Errorf("--mode %q: %s is %#o, want %#o", mode, p, got, w)
+				}
+			}
+		}
+	}
+	for _, bad := range []string{"0800", "1777", "rw-r--r--"} {
+		if r := run(t, dir, nil, "pack", "--mode", bad, "--disk", "xvda=sda.img", "bad.xva"); r.code != exitUsage || !strings.Contains(r.stderr, "--mode") {
+			t.Fatalf("--mode %s: exit %d\n%s", bad, r.code, r.stderr)
+		}
 	}
 }

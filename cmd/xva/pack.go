@@ -119,6 +119,7 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
 	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw or VHD image; repeat for more disks, the first boots")
 	f.out.register(cmd, "archive generation: legacy or xapi (default: the VM directory's, else legacy)")
+	addModeFlag(cmd)
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -82,6 +82,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	addModeFlag(cmd)
 	cmd.Flags().StringVar(&format, "disk-format", "raw", "image format: raw, vhd (dynamic) or vhd-fixed")
 	cmd.Flags().StringArrayVar(&targets, "disk", nil, "DEVICE=TARGET: write a disk to a file, block device or lvm:PV:VG/LV (repeatable)")
 	cmd.Flags().StringVar(&createLV, "create-lv", "", "create a volume per disk in this VG, by XenServer's SR conventions")

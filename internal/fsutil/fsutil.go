@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +35,37 @@ func TempName(path string) string {
 	return filepath.Join(dir, fmt.Sprintf(".%s.xva-tmp-%08x", base, rand.Uint32()))
 }
 
+// DefaultMode is the permission of the files xva creates unless SetMode
+// says otherwise: an archive or a disk image holds a VM's data (password
+// hashes, keys), so only its owner may read it, as restic and borg do.
+const DefaultMode os.FileMode = 0o600
+
+// mode is the permission outputs get when they are published.
+var mode atomic.Uint32
+
+func init() { mode.Store(uint32(DefaultMode)) }
+
+// SetMode sets the permission bits (at most 0o777) that files get when
+// they are published, process-wide; directories get the same plus x where
+// r is set. Temporary files and directories are 0600 and 0700 until then.
+func SetMode(m os.FileMode) error {
+	if m&^os.ModePerm != 0 {
+		return fmt.Errorf("file mode %#o has bits beyond 0777", uint32(m))
+	}
+	mode.Store(uint32(m))
+	return nil
+}
+
+// Mode is the permission of published files.
+func Mode() os.FileMode { return os.FileMode(mode.Load()) }
+
+// DirMode is the permission of published directories: Mode with x where
+// r is set, and always rwx for the owner, who must be able to remove it.
+func DirMode() os.FileMode {
+	m := Mode()
+	return m | (m&0o444)>>2 | 0o700
+}
+
 // temps holds the temporary files and directories not yet published or
 // discarded, for RemoveTemps.
 var temps sync.Map
@@ -42,7 +74,7 @@ var temps sync.Map
 // following symlinks. Publish or Discard ends it.
 func CreateTemp(path string) (*os.File, error) {
 	for range 100 {
-		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -59,7 +91,7 @@ func CreateTemp(path string) (*os.File, error) {
 func MkdirTemp(path string) (string, error) {
 	for range 100 {
 		name := TempName(path)
-		err := os.Mkdir(name, 0o755)
+		err := os.Mkdir(name, 0o700)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -72,10 +104,15 @@ func MkdirTemp(path string) (string, error) {
 }
 
 // WriteNew writes data to a new file at path, which must not exist (a
-// symlink there is not followed).
+// symlink there is not followed), with permission Mode: it is for files
+// inside a temporary directory, published with it.
 func WriteNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
+		return err
+	}
+	if err := f.Chmod(Mode()); err != nil {
+		f.Close()
 		return err
 	}
 	_, err = f.Write(data)
@@ -89,7 +126,10 @@ func WriteNew(path string, data []byte) error {
 // renames it to final: over an existing file if replace, otherwise only if
 // final does not exist. On any failure the temporary file is removed.
 func Publish(f *os.File, final string, replace bool) error {
-	err := f.Sync()
+	err := f.Chmod(Mode())
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -110,15 +150,21 @@ func Discard(f *os.File) {
 
 // PublishDir renames the temporary tmp (a directory, or a closed file) to
 // final. With replace, final may exist: a file is replaced, and so is an
-// empty directory, atomically, which os.Rename refuses to do.
+// empty directory, atomically, which os.Rename refuses to do. A directory
+// gets permission DirMode first.
 func PublishDir(tmp, final string, replace bool) error {
 	var err error
-	if replace {
+	if st, serr := os.Lstat(tmp); serr == nil && st.IsDir() {
+		err = os.Chmod(tmp, DirMode())
+	}
+	switch {
+	case err != nil:
+	case replace:
 		err = unix.Rename(tmp, final)
 		if err != nil {
 			err = &os.LinkError{Op: "rename", Old: tmp, New: final, Err: err}
 		}
-	} else {
+	default:
 		err = RenameNoReplace(tmp, final)
 	}
 	if err == nil {
