@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -295,5 +297,64 @@ func TestOutputModes(t *testing.T) {
 		if r := run(t, dir, nil, "pack", "--mode", bad, "--disk", "xvda=sda.img", "bad.xva"); r.code != exitUsage || !strings.Contains(r.stderr, "--mode") {
 			t.Fatalf("--mode %s: exit %d\n%s", bad, r.code, r.stderr)
 		}
+	}
+}
+
+// TestTerminalEscapes: names, descriptions, devices and member names from
+// an archive are printed with their control characters (C0, C1, bidi
+// overrides) escaped; --json carries them exactly.
+func TestTerminalEscapes(t *testing.T) {
+	dir, _ := setup(t)
+	name, desc, dev := "web\u009b2J\u202egpj", "line\u2028two\u0085three", "xvd\u202ea"
+	mustRun(t, dir, nil, "pack", "--name", name, "--description", desc, "--disk", dev+"=sda.img", "x.xva")
+	// An extra member whose name would set the window title and print a
+	// green verdict.
+	evil := "\x1b]0;owned\x07\x1b[2J\x1b[32mOK archive verified\x1b[0m"
+	in, err := os.Open(filepath.Join(dir, "x.xva"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	tr, tw := tar.NewReader(in), tar.NewWriter(&b)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		tw.WriteHeader(h)
+		io.Copy(tw, tr)
+	}
+	in.Close()
+	tw.WriteHeader(&tar.Header{Name: evil, Mode: 0o644, Size: 1})
+	tw.Write([]byte("x"))
+	tw.Close()
+	os.WriteFile(filepath.Join(dir, "evil.xva"), b.Bytes(), 0o600)
+	raw := func(s string) bool { return strings.ContainsAny(s, "\x1b\x07\u009b\u202e\u2028\u0085") }
+	info := run(t, dir, nil, "info", "x.xva")
+	verify := run(t, dir, nil, "verify", "evil.xva")
+	unpack := run(t, dir, nil, "unpack", "evil.xva", "out")
+	progress := run(t, dir, nil, "unpack", "--progress=plain", "x.xva", "out2")
+	for what, r := range map[string]result{"info": info, "verify": verify, "unpack": unpack, "progress": progress} {
+		if raw(r.stdout + r.stderr) {
+			t.Errorf("%s printed control characters raw: %q", what, r.stdout+r.stderr)
+		}
+	}
+	if !strings.Contains(info.stdout, `web\u009b2J\u202egpj`) || !strings.Contains(info.stdout, `xvd\u202ea`) ||
+		!strings.Contains(verify.stdout, `\x1b]0;owned\x07`) || !strings.Contains(progress.stderr, `xvd\u202ea`) {
+		t.Fatalf("escapes missing:\n%s\n%s\n%s", info.stdout, verify.stdout, progress.stderr)
+	}
+	if verify.code != exitCorrupt || unpack.code == 0 {
+		t.Fatalf("verify exit %d, unpack exit %d", verify.code, unpack.code)
+	}
+	// --json carries the exact strings.
+	var doc struct {
+		VM    struct{ Name, Description string }
+		Disks []struct{ Device string }
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, dir, nil, "info", "--json", "x.xva")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.VM.Name != name || doc.VM.Description != desc || doc.Disks[0].Device != dev {
+		t.Fatalf("--json changed the strings: %+v", doc)
 	}
 }

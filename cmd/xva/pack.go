@@ -179,11 +179,11 @@ func printPackResult(w io.Writer, g *globals, res *xva.PackResult) error {
 		unit = "block"
 	}
 	for _, d := range res.Disks {
-		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", d.Device,
+		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", printable(d.Device),
 			humanize.IBytes(uint64(d.Size)), plural(d.Members, unit), humanize.IBytes(uint64(d.Compressed)))
 	}
 	if res.Output != "-" {
-		fmt.Fprintf(w, "wrote %s (%s format)\n", res.Output, res.Generation)
+		fmt.Fprintf(w, "wrote %s (%s format)\n", printable(res.Output), res.Generation)
 	}
 	return nil
 }
