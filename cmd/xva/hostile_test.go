@@ -358,3 +358,44 @@ func TestTerminalEscapes(t *testing.T) {
 		t.Fatalf("--json changed the strings: %+v", doc)
 	}
 }
+
+// TestOutputAppearedMeanwhile: an output name taken while the output is
+// being written is left alone, and the error names it and says what to
+// do, not "rename x.xva x.xva: file exists".
+func TestOutputAppearedMeanwhile(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "xvda=sda.img", "x.xva")
+	archive, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
+	for _, args := range [][]string{{"convert", "-", "same.xva"}, {"unpack", "-", "same"}} {
+		cmd := exec.Command(xvaBin, args...)
+		cmd.Dir = dir
+		in, _ := cmd.StdinPipe()
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		in.Write(archive[:len(archive)/2])
+		deadline := time.Now().Add(10 * time.Second)
+		for !hasTemp(dir) && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		out := filepath.Join(dir, args[2])
+		if args[0] == "unpack" {
+			os.Mkdir(out, 0o700)
+			out = filepath.Join(out, "mine")
+		}
+		os.WriteFile(out, []byte("mine"), 0o600)
+		in.Write(archive[len(archive)/2:])
+		in.Close()
+		cmd.Wait()
+		msg := errb.String()
+		if cmd.ProcessState.ExitCode() != exitFailure || strings.Contains(msg, "rename") ||
+			!strings.Contains(msg, args[2]+" appeared while the output was being written") || hasTemp(dir) {
+			t.Fatalf("%v: exit %d\n%s", args, cmd.ProcessState.ExitCode(), msg)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "mine" {
+			t.Fatalf("%v: the file that appeared was changed", args)
+		}
+	}
+}

@@ -169,9 +169,38 @@ func PublishDir(tmp, final string, replace bool) error {
 	}
 	if err == nil {
 		temps.Delete(tmp)
+		return nil
+	}
+	// "rename .x.xva-tmp-1234 x.xva: file exists" says nothing a user
+	// knows: name the output, what happened and what to do.
+	var le *os.LinkError
+	switch {
+	case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
+		return &ExistsError{Path: final, Replace: replace}
+	case errors.As(err, &le):
+		return fmt.Errorf("moving the finished output into place as %s: %w", final, le.Err)
 	}
 	return err
 }
+
+// ExistsError: an output could not be put in place because something is
+// already there, which appeared while the output was being written (or,
+// replacing, is a directory that is not empty). It matches fs.ErrExist.
+type ExistsError struct {
+	Path    string
+	Replace bool
+}
+
+func (e *ExistsError) Error() string {
+	if e.Replace {
+		return fmt.Sprintf("%s cannot be replaced (a directory that is not empty, or a file where a directory goes); "+
+			"the finished output was removed: remove %s or choose another name", e.Path, e.Path)
+	}
+	return fmt.Sprintf("%s appeared while the output was being written; it was left as it is and the finished output "+
+		"removed: remove %s or choose another name, or add --force to replace a file", e.Path, e.Path)
+}
+
+func (e *ExistsError) Unwrap() error { return os.ErrExist }
 
 // DiscardDir removes the temporary tmp and all it holds.
 func DiscardDir(tmp string) {
