@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
 )
 
@@ -128,12 +129,19 @@ var (
 
 func compressionOf(magic []byte) string {
 	switch {
-	case bytes.HasPrefix(magic, zstdMagic):
+	case bytes.HasPrefix(magic, zstdMagic) || isSkippableFrame(magic):
 		return "zstd"
 	case bytes.HasPrefix(magic, gzipMagic):
 		return "gzip"
 	}
 	return ""
+}
+
+// isSkippableFrame reports whether magic starts a zstd skippable frame
+// (RFC 8878 §3.1.2: magic 0x184D2A50 to 0x184D2A5F, little-endian), which
+// may come before the first frame of a valid zstd stream.
+func isSkippableFrame(magic []byte) bool {
+	return len(magic) >= 4 && magic[0]&0xf0 == 0x50 && magic[1] == 0x2a && magic[2] == 0x4d && magic[3] == 0x18
 }
 
 // tarContainer reads members from a tar stream. Directory entries are
@@ -382,6 +390,9 @@ func openDirContainer(root string) (*dirContainer, error) {
 			}
 		case e.Type()&fs.ModeSymlink != 0:
 			return nil, corrupt(e.Name(), "", -1, "symlinks are not followed in an archive directory")
+		case !e.Type().IsRegular():
+			// A FIFO would block the open until a writer comes.
+			return nil, corrupt(e.Name(), "", -1, "not a regular file")
 		default:
 			files = append(files, e.Name())
 		}
@@ -420,7 +431,7 @@ func (d *dirContainer) next() (*member, error) {
 	d.names = d.names[1:]
 	path := filepath.Join(d.root, filepath.FromSlash(name))
 	open := func() (io.ReadCloser, error) {
-		f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
+		f, err := fsutil.OpenInput(path, false, noFollow)
 		if err != nil {
 			return nil, ioError{err}
 		}

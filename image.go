@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/vhd"
 )
@@ -85,7 +86,7 @@ type LVInfo struct {
 // IsPV reports whether path (a block device or an image file) carries an
 // LVM2 physical volume label.
 func IsPV(path string) bool {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return false
 	}
@@ -96,8 +97,8 @@ func IsPV(path string) bool {
 // InspectPV reads the LVM2 metadata of the PV at path.
 func InspectPV(path string) (*PVInfo, error) {
 	pv, err := lvm.ReadPVFile(path)
-	if errors.Is(err, lvm.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	if pe := (*os.PathError)(nil); errors.Is(err, lvm.ErrCorrupt) && errors.As(err, &pe) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: pe.Err}
 	}
 	if err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ type Metadata struct {
 }
 
 // maxDisks caps the disks of one archive; xapi allows at most 255 VBDs.
-const maxDisks = 256
+const maxDisks = ova.MaxDisks
 
 // MaxDiskSize caps a disk's declared size before anything is allocated
 // for it. XenServer's largest VDIs (GFS2/qcow2, raw LUNs) are 16 TiB; 64
@@ -116,6 +116,12 @@ func xapiMetadata(doc []byte, e *ova.Export) (*Metadata, error) {
 
 func legacyMetadata(doc []byte, a *ova.Appliance) (*Metadata, error) {
 	m := &Metadata{Generation: Legacy, OVA: doc, VM: a.VMs[0], Legacy: a}
+	vbds := map[string]ova.VBD{} // by VDI; the last VBD naming a VDI wins
+	for _, vm := range a.VMs {
+		for _, b := range vm.VBDs {
+			vbds[b.VDI] = b
+		}
+	}
 	for _, vdi := range a.VDIs {
 		prefix, err := vdi.SourceDir()
 		if err != nil {
@@ -125,12 +131,8 @@ func legacyMetadata(doc []byte, a *ova.Appliance) (*Metadata, error) {
 			return nil, fmt.Errorf("ova: vdi %q: source %q %w", vdi.Name, vdi.Source, err)
 		}
 		d := Disk{ID: prefix, VDI: vdi.Name, Size: vdi.Size, Device: path.Base(prefix)}
-		for _, vm := range a.VMs {
-			for _, b := range vm.VBDs {
-				if b.VDI == vdi.Name {
-					d.Device, d.Bootable = b.Device, b.Bootable()
-				}
-			}
+		if b, ok := vbds[vdi.Name]; ok {
+			d.Device, d.Bootable = b.Device, b.Bootable()
 		}
 		m.Disks = append(m.Disks, d)
 	}

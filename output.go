@@ -114,10 +114,25 @@ func newDirOut(final string) (*dirOut, error) {
 
 func (d *dirOut) create(name string) (*os.File, error) {
 	path := filepath.Join(d.tmp, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	// Inside the temporary directory (0700 until published), files and
+	// directories get their final modes, whatever the umask.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollow, 0o644)
+	for dir := filepath.Dir(path); len(dir) > len(d.tmp); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, fsutil.DirMode()); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(fsutil.Mode()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (d *dirOut) file(name string, data []byte) error {

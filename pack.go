@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/ova"
 )
 
@@ -399,13 +401,19 @@ func readVMDir(dir string) (*Metadata, map[string]string, error) {
 	return meta, paths, nil
 }
 
+// readFileLimited reads the regular file at path, of at most limit bytes.
 func readFileLimited(path string, limit int64) ([]byte, error) {
-	st, err := os.Stat(path)
+	f, err := fsutil.OpenInput(path, false, 0)
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", path, st.Size(), limit)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
 	}
-	return os.ReadFile(path)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", path, limit)
+	}
+	return b, nil
 }

@@ -50,9 +50,11 @@ func formatValue(b *strings.Builder, v Value) {
 	}
 }
 
-// FuzzParseMetadata checks the text parser and the VG model: the section
-// tree survives being written out and read again, and every LV that maps
-// maps onto whole extents inside its PV's data area.
+// FuzzParseMetadata checks the text parser and the VG model: allocation
+// stays proportional to the text, an accepted tree holds at most maxNodes
+// sections, keys and list items, the tree survives being written out and
+// read again, and every LV that maps maps onto whole extents inside its
+// PV's data area.
 func FuzzParseMetadata(f *testing.F) {
 	if b, err := os.ReadFile("testdata/vg-two-segments.txt"); err == nil {
 		f.Add(string(b))
@@ -65,6 +67,9 @@ func FuzzParseMetadata(f *testing.F) {
 		fuzzutil.Bounded(t, 1<<20+64*uint64(len(text)), func() { root, err = parseText(text) })
 		if err != nil {
 			return
+		}
+		if n := countNodes(root); n > maxNodes {
+			t.Fatalf("accepted %d nodes, more than the %d allowed", n, maxNodes)
 		}
 		var b strings.Builder
 		format(&b, root)

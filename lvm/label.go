@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"strings"
+	"unsafe"
 )
 
 // ErrCorrupt wraps errors about malformed LVM metadata.
@@ -69,7 +69,7 @@ func ReadPV(r io.ReaderAt, size int64) (*PV, error) {
 	}
 	var firstErr error
 	for _, mda := range pv.MetadataAreas {
-		text, err := readMetadata(r, size, mda)
+		text, at, err := readMetadata(r, size, mda)
 		if err != nil {
 			firstErr = errors.Join(firstErr, err)
 			continue
@@ -78,8 +78,11 @@ func ReadPV(r io.ReaderAt, size int64) (*PV, error) {
 			continue // an ignored area
 		}
 		vg, err := ParseMetadata(text)
+		if te := (*TextError)(nil); errors.As(err, &te) {
+			te.PVOffset = at(te.Offset)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("metadata area at byte %d: %w", mda.Offset, err)
 		}
 		pv.Metadata, pv.VG = text, vg
 		return pv, nil
@@ -161,48 +164,60 @@ func diskLocns(b []byte) ([]Area, []byte, error) {
 }
 
 // readMetadata reads the committed metadata text of one metadata area; ""
-// for an area marked ignored.
-func readMetadata(r io.ReaderAt, devSize int64, mda Area) (string, error) {
+// for an area marked ignored. at maps a byte of the text to its offset in
+// the PV.
+func readMetadata(r io.ReaderAt, devSize int64, mda Area) (text string, at func(int) int64, err error) {
 	if mda.Size < mdaHeaderSize || mda.Size > maxMetadata || mda.Offset > uint64(devSize) || mda.Size > uint64(devSize)-mda.Offset {
-		return "", corrupt("metadata area {%d, %d} does not fit the device", mda.Offset, mda.Size)
+		return "", nil, corrupt("metadata area {%d, %d} does not fit the device", mda.Offset, mda.Size)
 	}
 	h := make([]byte, mdaHeaderSize)
 	if _, err := r.ReadAt(h, int64(mda.Offset)); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	le := binary.LittleEndian
 	if want, got := le.Uint32(h), crc(h[4:]); want != got {
-		return "", corrupt("metadata area header checksum is %08x, its bytes give %08x", want, got)
+		return "", nil, corrupt("metadata area header checksum is %08x, its bytes give %08x", want, got)
 	}
 	if string(h[4:20]) != mdaMagic {
-		return "", corrupt("metadata area header has no LVM2 magic")
+		return "", nil, corrupt("metadata area header has no LVM2 magic")
 	}
 	if start := le.Uint64(h[24:]); start != mda.Offset {
-		return "", corrupt("metadata area header says it starts at %d, the PV header %d", start, mda.Offset)
+		return "", nil, corrupt("metadata area header says it starts at %d, the PV header %d", start, mda.Offset)
 	}
 	// The first raw_locn is the committed metadata.
 	loc := h[40:]
 	off, size, sum, flags := le.Uint64(loc), le.Uint64(loc[8:]), le.Uint32(loc[16:]), le.Uint32(loc[20:])
 	if flags&rawLocnIgnored != 0 || size == 0 {
-		return "", nil
+		return "", nil, nil
 	}
 	if off < mdaHeaderSize || off >= mda.Size || size > mda.Size-mdaHeaderSize {
-		return "", corrupt("metadata text {%d, %d} lies outside its area of %d bytes", off, size, mda.Size)
+		return "", nil, corrupt("metadata text {%d, %d} lies outside its area of %d bytes", off, size, mda.Size)
 	}
-	text := make([]byte, size)
+	// One byte spare for the newline added below, so that the text is
+	// never copied: an area may hold 128 MiB.
+	buf := make([]byte, size, size+1)
 	first := min(size, mda.Size-off)
-	if _, err := r.ReadAt(text[:first], int64(mda.Offset+off)); err != nil {
-		return "", err
+	if _, err := r.ReadAt(buf[:first], int64(mda.Offset+off)); err != nil {
+		return "", nil, err
 	}
 	// The area is a circular buffer: the text may wrap to its start, after
 	// the header.
 	if first < size {
-		if _, err := r.ReadAt(text[first:], int64(mda.Offset+mdaHeaderSize)); err != nil {
-			return "", err
+		if _, err := r.ReadAt(buf[first:], int64(mda.Offset+mdaHeaderSize)); err != nil {
+			return "", nil, err
 		}
 	}
-	if got := crc(text); got != sum {
-		return "", corrupt("metadata text checksum is %08x, its bytes give %08x", sum, got)
+	if got := crc(buf); got != sum {
+		return "", nil, corrupt("metadata text checksum is %08x, its bytes give %08x", sum, got)
 	}
-	return strings.TrimRight(string(bytes.TrimRight(text, "\x00")), "\n") + "\n", nil
+	at = func(i int) int64 {
+		if uint64(i) < first {
+			return int64(mda.Offset + off + uint64(i))
+		}
+		return int64(mda.Offset + mdaHeaderSize + uint64(i) - first)
+	}
+	buf = append(bytes.TrimRight(bytes.TrimRight(buf, "\x00"), "\n"), '\n')
+	// buf is not touched again: the text shares its memory rather than
+	// doubling 128 MiB.
+	return unsafe.String(&buf[0], len(buf)), at, nil
 }

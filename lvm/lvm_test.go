@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xva-tools/xva/internal/fuzzutil"
 	"github.com/xva-tools/xva/internal/testutil"
 )
 
@@ -82,34 +83,7 @@ func syntheticPV(t *testing.T, text string, corruptText bool) []byte {
 // holding text so that its last tail bytes lie at the area's end and the
 // rest wraps to the area's start.
 func makePV(text string, size int, mdaOff, mdaSize, tail uint64) []byte {
-	le := binary.LittleEndian
-	img := make([]byte, size)
-	label := img[512:1024]
-	copy(label, labelID)
-	le.PutUint64(label[8:], 1)
-	le.PutUint32(label[20:], 32)
-	copy(label[24:], labelType)
-	h := label[32:]
-	copy(h, "abcdefghijklmnopqrstuvwxyz012345")
-	le.PutUint64(h[32:], uint64(len(img)))
-	le.PutUint64(h[40:], uint64(size/2)) // data area
-	le.PutUint64(h[72:], mdaOff)
-	le.PutUint64(h[80:], mdaSize)
-	le.PutUint32(label[16:], crc(label[20:]))
-	tb := []byte(text + "\x00")
-	off := mdaSize - tail
-	copy(img[mdaOff+off:mdaOff+mdaSize], tb)
-	copy(img[mdaOff+mdaHeaderSize:], tb[tail:])
-	m := img[mdaOff : mdaOff+mdaHeaderSize]
-	copy(m[4:], mdaMagic)
-	le.PutUint32(m[20:], 1)
-	le.PutUint64(m[24:], mdaOff)
-	le.PutUint64(m[32:], mdaSize)
-	le.PutUint64(m[40:], off)
-	le.PutUint64(m[48:], uint64(len(tb)))
-	le.PutUint32(m[56:], crc(tb))
-	le.PutUint32(m, crc(m[4:]))
-	return img
+	return MakePV(text, size, mdaOff, mdaSize, tail)
 }
 
 func TestWrappedMetadataAndChecksums(t *testing.T) {
@@ -322,5 +296,72 @@ func TestVolumeReadsThroughSegments(t *testing.T) {
 	got := make([]byte, len(msg))
 	if _, err := v.ReadAt(got, 8<<20-10); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("read back %q, %v", got, err)
+	}
+}
+
+// countNodes counts the sections, keys and list items of a tree, as the
+// parser's budget does.
+func countNodes(s *Section) int {
+	n := len(s.Sections) + len(s.Keys)
+	for _, v := range s.Keys {
+		n += countItems(v)
+	}
+	for _, c := range s.Sections {
+		n += countNodes(c)
+	}
+	return n
+}
+
+func countItems(v Value) int {
+	list, _ := v.([]Value)
+	n := len(list)
+	for _, x := range list {
+		n += countItems(x)
+	}
+	return n
+}
+
+// TestMetadataBombs: a checksum-valid area may hold 128 MiB of text; empty
+// sections and list items cost memory per node, not per byte, so their
+// number is bounded before they are allocated.
+func TestMetadataBombs(t *testing.T) {
+	over := maxNodes + 1
+	for name, text := range map[string]string{
+		"sections":       "vg {\n" + strings.Repeat("a{}", over) + "\n}\n",
+		"list items":     "vg {\nx = [" + strings.Repeat("1,", over) + "]\n}\n",
+		"nested lists":   "vg {\nx = [" + strings.Repeat("[],", over) + "]\n}\n",
+		"keys":           "vg {\n" + strings.Repeat("k=1\n", over) + "}\n",
+		"deep lists":     "vg {\nx = " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n}\n",
+		"deep in a list": "vg {\nx = [" + strings.Repeat("[1,", 40) + strings.Repeat("]", 41) + "\n}\n",
+	} {
+		var err error
+		// Refused long before the text is parsed in full: a few bytes of
+		// memory per byte of input.
+		fuzzutil.Bounded(t, 1<<20+128*uint64(len(text)), func() { _, err = parseText(text) })
+		var te *TextError
+		if !errors.As(err, &te) || !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.Contains(name, "deep") && (!strings.Contains(err.Error(), "more than 1048576") || te.Offset == 0) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// Just within the budget is accepted.
+	root, err := parseText("vg {\n" + strings.Repeat("a{}", maxNodes-1) + "}\n")
+	if err != nil || countNodes(root) != maxNodes {
+		t.Fatalf("%d nodes: %v", countNodes(root), err)
+	}
+}
+
+// TestMetadataBombOnPV: the refusal names the metadata area and where in
+// the PV the text broke the budget.
+func TestMetadataBombOnPV(t *testing.T) {
+	text := "vg {\n" + strings.Repeat("a{}", maxNodes+1) + "\n}\n"
+	img := makePV(text, 8<<20, 4096, 4<<20, uint64(len(text)+1))
+	_, err := ReadPV(bytes.NewReader(img), int64(len(img)))
+	var te *TextError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), fmt.Sprintf("byte %d of the PV", 4096+4<<20-(len(text)+1)+te.Offset)) ||
+		!strings.Contains(err.Error(), "metadata area at byte 4096") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -46,26 +46,64 @@ func (s *Section) Str(key string) string {
 	return v
 }
 
+// maxDepth bounds the nesting of sections and lists. LVM2 writes four
+// levels (vg, logical_volumes, lv, segment); 16 leaves room.
 const maxDepth = 16
 
+// maxNodes bounds the sections, keys and list items of one metadata text,
+// counted before each is allocated. The 128 MiB area allows tens of
+// millions of three-byte empty sections ("a{}"), each a few hundred bytes
+// of memory. Real metadata needs far fewer: a logical volume of a
+// XenServer SR takes about 20 nodes (its section, keys, one segment and
+// its stripe list), so an SR of 10,000 volumes holds about 200,000. A
+// million is five times that and costs at most about 100 MiB.
+const maxNodes = 1 << 20
+
 type parser struct {
-	s    string
-	i    int
-	line int
+	s     string
+	i     int
+	line  int
+	nodes int // sections, keys and list items so far
 }
 
 // parseText parses metadata text into a root section.
 func parseText(text string) (*Section, error) {
 	p := &parser{s: text, line: 1}
-	root := &Section{Keys: map[string]Value{}}
+	root := &Section{}
 	if err := p.body(root, 0, true); err != nil {
 		return nil, err
 	}
 	return root, nil
 }
 
+// TextError is a malformed metadata text: Offset is the byte of the text
+// where it was found, PVOffset that byte's offset in the PV (-1 unknown).
+type TextError struct {
+	Line, Offset int
+	PVOffset     int64
+	Msg          string
+}
+
+func (e *TextError) Error() string {
+	where := fmt.Sprintf("byte %d of the text", e.Offset)
+	if e.PVOffset >= 0 {
+		where += fmt.Sprintf(", byte %d of the PV", e.PVOffset)
+	}
+	return fmt.Sprintf("%v: metadata line %d (%s): %s", ErrCorrupt, e.Line, where, e.Msg)
+}
+
+func (e *TextError) Unwrap() error { return ErrCorrupt }
+
 func (p *parser) errorf(format string, args ...any) error {
-	return corrupt("metadata line %d: %s", p.line, fmt.Sprintf(format, args...))
+	return &TextError{Line: p.line, Offset: p.i, PVOffset: -1, Msg: fmt.Sprintf(format, args...)}
+}
+
+// node counts one more section, key or list item, before it is allocated.
+func (p *parser) node() error {
+	if p.nodes++; p.nodes > maxNodes {
+		return p.errorf("more than %d sections, keys and list items; real metadata holds far fewer", maxNodes)
+	}
+	return nil
 }
 
 // skip passes over blanks and comments.
@@ -128,10 +166,13 @@ func (p *parser) body(s *Section, depth int, top bool) error {
 		if p.i >= len(p.s) {
 			return p.errorf("%s has no value", name)
 		}
+		if err := p.node(); err != nil {
+			return err
+		}
 		switch p.s[p.i] {
 		case '{':
 			p.i++
-			c := &Section{Name: name, Keys: map[string]Value{}}
+			c := &Section{Name: name}
 			if err := p.body(c, depth+1, false); err != nil {
 				return err
 			}
@@ -141,6 +182,9 @@ func (p *parser) body(s *Section, depth int, top bool) error {
 			v, err := p.value(depth)
 			if err != nil {
 				return err
+			}
+			if s.Keys == nil {
+				s.Keys = map[string]Value{}
 			}
 			s.Keys[name] = v
 		default:
@@ -169,6 +213,9 @@ func (p *parser) value(depth int) (Value, error) {
 				p.i++
 				return list, nil
 			}
+			if err := p.node(); err != nil {
+				return nil, err
+			}
 			v, err := p.value(depth + 1)
 			if err != nil {
 				return nil, err
@@ -193,6 +240,14 @@ func (p *parser) value(depth int) (Value, error) {
 }
 
 func (p *parser) str() (string, error) {
+	// Without escapes the string is a slice of the text, not a copy.
+	start := p.i + 1
+	if end := strings.IndexAny(p.s[start:], "\"\\"); end >= 0 && p.s[start+end] == '"' {
+		v := p.s[start : start+end]
+		p.line += strings.Count(v, "\n")
+		p.i = start + end + 1
+		return v, nil
+	}
 	var b strings.Builder
 	for p.i++; p.i < len(p.s); p.i++ {
 		switch c := p.s[p.i]; c {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/blockdev"
+	"github.com/xva-tools/xva/internal/fsutil"
 )
 
 var (
@@ -21,7 +22,7 @@ var (
 // ReadPVFile reads the LVM2 metadata of the PV at path (a block device or
 // an image file).
 func ReadPVFile(path string) (*PV, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func ReadPVFile(path string) (*PV, error) {
 	}
 	pv, err := ReadPV(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &os.PathError{Op: "reading the LVM2 metadata of", Path: path, Err: err}
 	}
 	return pv, nil
 }

@@ -2,8 +2,8 @@ package ova
 
 import (
 	"crypto/rand"
-	"errors"
 	"crypto/sha1"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"

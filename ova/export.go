@@ -16,6 +16,7 @@ const NullRef = "OpaqueRef:NULL"
 type Export struct {
 	Root    *Value
 	Objects []*Object
+	byID    map[string]*Object // Objects by ID, made by ParseExport
 }
 
 // Object is one exported record.
@@ -50,11 +51,9 @@ func (o *Object) Bool(name string) (bool, error) {
 }
 
 // IsExport reports whether doc looks like an xapi ova.xml: its root element
-// is <value>.
-func IsExport(doc []byte) bool {
-	root, err := readDoc(doc)
-	return err == nil && root.Tag == "value"
-}
+// is <value>. It reads only up to the root's start tag; ParseExport checks
+// the rest.
+func IsExport(doc []byte) bool { return rootTag(doc) == "value" }
 
 // ParseExport reads an xapi ova.xml.
 func ParseExport(doc []byte) (*Export, error) {
@@ -73,16 +72,16 @@ func ParseExport(doc []byte) (*Export, error) {
 	if objs == nil || objs.Kind != Array {
 		return nil, errors.New("ova: ova.xml has no objects array")
 	}
-	ids := map[string]bool{}
+	e.byID = make(map[string]*Object, len(objs.Items))
 	for i, it := range objs.Items {
 		o := &Object{Class: it.Field("class").Str(), ID: it.Field("id").Str(), Snapshot: it.Field("snapshot")}
 		if o.Class == "" || o.ID == "" || o.Snapshot == nil || o.Snapshot.Kind != Struct {
 			return nil, fmt.Errorf("ova: object %d lacks a class, an id or a snapshot struct", i)
 		}
-		if ids[o.ID] {
+		if e.byID[o.ID] != nil {
 			return nil, fmt.Errorf("ova: two objects have id %q", o.ID)
 		}
-		ids[o.ID] = true
+		e.byID[o.ID] = o
 		e.Objects = append(e.Objects, o)
 	}
 	return e, nil
@@ -104,8 +103,15 @@ func (e *Export) ExportVersion() int64 {
 	return n
 }
 
-// Object returns the object with id, or nil.
+// Object returns the object with id, or nil. It is a map lookup, so that
+// resolving every reference of a document costs time linear in its size;
+// an Export whose Objects were changed after ParseExport is searched.
 func (e *Export) Object(id string) *Object {
+	if len(e.byID) == len(e.Objects) {
+		if o := e.byID[id]; o == nil || o.ID == id {
+			return o
+		}
+	}
 	for _, o := range e.Objects {
 		if o.ID == id {
 			return o
@@ -153,6 +159,16 @@ type ExportDisk struct {
 // decides (Import.non_cdrom_vdis): the VDIs of its non-CD, non-empty VBDs
 // that are in the document and not in an ISO SR, plus its suspend VDI.
 func (e *Export) Disks(vm *Object) ([]ExportDisk, error) {
+	// Count first: a document may hold a hundred thousand VBDs.
+	vbds := 0
+	for _, o := range e.Objects {
+		if o.Class == "VBD" && o.Str("VM") == vm.ID {
+			vbds++
+		}
+	}
+	if vbds > MaxDisks {
+		return nil, fmt.Errorf("ova: VM %s has %d VBDs, more than the %d allowed", vm.ID, vbds, MaxDisks)
+	}
 	var disks []ExportDisk
 	seen := map[string]bool{}
 	for _, o := range e.Objects {

@@ -11,9 +11,10 @@ import (
 // The seed corpora live in testdata/fuzz/<target>: the shared samples and
 // what our own writers produce (see internal/cmd/fuzzseed).
 
-// FuzzParseLegacy checks that any legacy ova.xml we accept re-emits as a
-// document that parses to the same model, and that the emitted form is a
-// fixed point.
+// FuzzParseLegacy checks that any legacy ova.xml we accept holds at most
+// MaxNodes elements and attributes, cost allocation proportional to its
+// size, re-emits as a document that parses to the same model, and that the
+// emitted form is a fixed point.
 func FuzzParseLegacy(f *testing.F) {
 	f.Add([]byte(`<appliance version="0.1"><vm name="vm"><label>x</label><config mem_set="1" vcpus="1"/>` +
 		`<vbd device="sda" function="root" mode="w" vdi="v"/></vm><vdi name="v" size="5" source="file://sda" type="dir-gzipped-chunks"/></appliance>`))
@@ -24,6 +25,7 @@ func FuzzParseLegacy(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkNodes(t, doc)
 		out, err := a.MarshalLegacy()
 		if err != nil {
 			t.Fatalf("accepted model does not marshal: %v", err)
@@ -45,8 +47,9 @@ func FuzzParseLegacy(f *testing.F) {
 	})
 }
 
-// FuzzParseExport checks that any XML-RPC ova.xml we accept re-emits as a
-// document with the same value tree, and that the views the unpacker uses
+// FuzzParseExport checks that any XML-RPC ova.xml we accept holds at most
+// MaxNodes elements and attributes, re-emits as a document with the same
+// value tree, and that the views the unpacker uses
 // (VM, disks, interfaces) never panic.
 func FuzzParseExport(f *testing.F) {
 	f.Add([]byte(`<value><struct><member><name>version</name><value><struct/></value></member>` +
@@ -58,6 +61,7 @@ func FuzzParseExport(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkNodes(t, doc)
 		out := e.Marshal()
 		e2, err := ParseExport(out)
 		if err != nil {
@@ -77,6 +81,14 @@ func FuzzParseExport(f *testing.F) {
 		}
 		checkConverts(t, e)
 	})
+}
+
+// checkNodes requires an accepted document to hold at most MaxNodes
+// elements and attributes.
+func checkNodes(t *testing.T, doc []byte) {
+	if n := countXMLNodes(doc); n > MaxNodes {
+		t.Fatalf("accepted %d elements and attributes, more than the %d allowed", n, MaxNodes)
+	}
 }
 
 // xmlBound is the allocation a parse of doc may make: tree building costs

@@ -16,6 +16,15 @@ const (
 	typeGzippedChunksAlt = "dir-gzippedchunks"
 )
 
+// MaxDisks bounds the disks of a VM (its VBDs) and of an archive (its
+// VDIs), checked before they are looked at: xapi allows at most 255 VBDs
+// per VM.
+const MaxDisks = 256
+
+// maxLegacyVMs bounds the <vm> elements of a legacy appliance. xapi wrote
+// and imports one; a few more cost nothing.
+const maxLegacyVMs = 16
+
 // Varieties xapi accepts for a legacy VDI (case-insensitive).
 var varieties = []string{"system", "ephemeral", "user", "suspend", "crashdump", "metadata"}
 
@@ -70,11 +79,9 @@ func (v VDI) SourceDir() (string, error) {
 }
 
 // IsLegacy reports whether doc looks like a legacy ova.xml: its root element
-// is <appliance>.
-func IsLegacy(doc []byte) bool {
-	root, err := readDoc(doc)
-	return err == nil && root.Tag == "appliance"
-}
+// is <appliance>. It reads only up to the root's start tag; ParseLegacy
+// checks the rest.
+func IsLegacy(doc []byte) bool { return rootTag(doc) == "appliance" }
 
 // ParseLegacy reads a legacy ova.xml. It accepts what real files contain:
 // an XML declaration or none, the misspelt type "dir-gzippedchunks", a
@@ -91,8 +98,21 @@ func ParseLegacy(doc []byte) (*Appliance, error) {
 	if v := root.SelectAttrValue("version", ""); v != "0.1" {
 		return nil, fmt.Errorf("ova: unsupported legacy appliance version %q (want 0.1)", v)
 	}
+	// Count first: the cross references below cost a lookup each.
+	vms, vdis := root.SelectElements("vm"), root.SelectElements("vdi")
+	if len(vms) > maxLegacyVMs {
+		return nil, fmt.Errorf("ova: legacy ova.xml has %d <vm> elements, more than the %d allowed", len(vms), maxLegacyVMs)
+	}
+	if len(vdis) > MaxDisks {
+		return nil, fmt.Errorf("ova: legacy ova.xml has %d <vdi> elements, more than the %d allowed", len(vdis), MaxDisks)
+	}
+	for _, e := range vms {
+		if n := len(e.SelectElements("vbd")); n > MaxDisks {
+			return nil, fmt.Errorf("ova: a <vm> of the legacy ova.xml has %d <vbd> elements, more than the %d allowed", n, MaxDisks)
+		}
+	}
 	a := &Appliance{}
-	for _, e := range root.SelectElements("vm") {
+	for _, e := range vms {
 		vm, err := parseLegacyVM(e)
 		if err != nil {
 			return nil, err
@@ -102,8 +122,9 @@ func ParseLegacy(doc []byte) (*Appliance, error) {
 	if len(a.VMs) == 0 {
 		return nil, errors.New("ova: legacy ova.xml has no <vm>")
 	}
-	for _, e := range root.SelectElements("vdi") {
-		vdi, err := parseLegacyVDI(e, a.bootVDIs())
+	boot := a.bootVDIs()
+	for _, e := range vdis {
+		vdi, err := parseLegacyVDI(e, boot)
 		if err != nil {
 			return nil, err
 		}

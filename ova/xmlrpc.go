@@ -13,10 +13,19 @@ import (
 	"github.com/beevik/etree"
 )
 
-// Limits on an ova.xml, checked before the tree is built.
+// Limits on an ova.xml (and on an XML-RPC response, read by the same
+// parser), checked before the tree is built.
 const (
 	MaxDocSize = 32 << 20 // bytes
 	MaxDepth   = 64       // element nesting
+	// MaxNodes bounds the elements and attributes together. Building the
+	// tree costs a few hundred bytes per node, and 32 MiB of "<a/>" are
+	// eight million of them. A real document needs far fewer: an exported
+	// VM record is about 2,000 elements, a VBD or VDI a few hundred, so a
+	// VM with 255 disks and its SRs and networks is about 100,000, and
+	// tens of snapshots of it fit too. Reading the largest accepted
+	// document peaks at about 150 MiB.
+	MaxNodes = 1 << 19
 )
 
 // Kind is the type of an XML-RPC value.
@@ -57,15 +66,28 @@ var tagKinds = map[string]Kind{
 	"double": Double, "dateTime.iso8601": DateTime, "base64": Base64, "array": Array, "struct": Struct,
 }
 
-// checkXML refuses documents that are too large, nested too deeply or
-// carry a DTD (and so entity definitions) before any tree is built.
+// checkXML refuses documents that are too large, nested too deeply, hold
+// too many elements and attributes or carry a DTD (and so entity
+// definitions) before any tree is built.
 func checkXML(doc []byte) error {
 	if len(doc) > MaxDocSize {
 		return fmt.Errorf("ova: ova.xml is %d bytes, more than the %d allowed", len(doc), MaxDocSize)
 	}
 	d := xml.NewDecoder(bytes.NewReader(doc))
-	depth := 0
+	depth, nodes := 0, 0
 	for {
+		// A start tag is read whole, attributes and all, so count them
+		// before: each needs a '=', and the tag ends before the next '<'
+		// (which attribute values may not hold).
+		if off := int(d.InputOffset()); off+1 < len(doc) && doc[off] == '<' && !bytes.ContainsAny(doc[off+1:off+2], "/!?") {
+			tag := doc[off+1:]
+			if end := bytes.IndexByte(tag, '<'); end >= 0 {
+				tag = tag[:end]
+			}
+			if nodes+1+bytes.Count(tag, []byte("=")) > MaxNodes {
+				return tooManyNodes(off)
+			}
+		}
 		tok, err := d.RawToken()
 		if err == io.EOF {
 			return nil
@@ -78,6 +100,9 @@ func checkXML(doc []byte) error {
 			if depth++; depth > MaxDepth {
 				return fmt.Errorf("ova: ova.xml nests elements more than %d deep", MaxDepth)
 			}
+			if nodes += 1 + len(t.Attr); nodes > MaxNodes {
+				return tooManyNodes(int(d.InputOffset()))
+			}
 		case xml.EndElement:
 			depth--
 		case xml.Directive:
@@ -88,7 +113,26 @@ func checkXML(doc []byte) error {
 	}
 }
 
-// readDoc checks doc and builds its element tree.
+func tooManyNodes(at int) error {
+	return fmt.Errorf("ova: ova.xml holds more than %d elements and attributes (at byte %d); real documents hold far fewer", MaxNodes, at)
+}
+
+// rootTag returns the name of doc's root element, reading no further; ""
+// if it has none before an error.
+func rootTag(doc []byte) string {
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return ""
+		}
+		if t, ok := tok.(xml.StartElement); ok {
+			return t.Name.Local
+		}
+	}
+}
+
+// readDoc checks doc and builds its element tree, once.
 func readDoc(doc []byte) (*etree.Element, error) {
 	if err := checkXML(doc); err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ type File struct {
 // Open opens a raw image for reading: a regular file, or a block device
 // (whose size comes from BLKGETSIZE64; it has no holes to skip).
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func open(path string, depth int) (*Image, error) {
 	if depth > maxChain {
 		return nil, corrupt("differencing chain longer than %d", maxChain)
 	}
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -558,7 +558,7 @@ func (img *Image) Info(ctx context.Context) (Info, error) {
 // IsVHD reports whether the file at path ends (or, for a dynamic disk,
 // starts) with a VHD footer cookie.
 func IsVHD(path string) bool {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return false
 	}

@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf16"
 
 	"github.com/xva-tools/xva/disk"
@@ -574,5 +576,36 @@ func TestCreateOnAMedium(t *testing.T) {
 	}
 	if _, err := CreateOn(fileMedium{f}, 64<<20, end); err == nil {
 		t.Fatal("a medium too small was accepted")
+	}
+}
+
+// TestParentFIFO: a differencing disk whose locator names a FIFO is
+// refused at once; opening the FIFO would wait for a writer forever.
+func TestParentFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "parent.vhd")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	child := filepath.Join(dir, "child.vhd")
+	writeDiff(t, child, fifo, 4*BlockSize, nil, [16]byte{1})
+	done := make(chan error, 1)
+	go func() {
+		img, err := Open(child)
+		if err == nil {
+			img.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Fatalf("%v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("opening a VHD whose parent is a FIFO hangs")
+	}
+	if IsVHD(fifo) {
+		t.Fatal("a FIFO taken for a VHD")
 	}
 }

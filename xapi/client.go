@@ -100,9 +100,13 @@ func Login(ctx context.Context, rawURL, user, password string, opts ...Option) (
 		o.proxy = http.ProxyFromEnvironment
 	}
 	c := &Client{base: base, tls: tc, opts: o}
-	c.http = o.httpClient
-	if c.http == nil {
-		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: o.proxy}}
+	c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: o.proxy}}
+	if o.httpClient != nil {
+		hc := *o.httpClient
+		c.http = &hc
+	}
+	c.http.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		return c.checkRedirect(req.Context(), "an XML-RPC call", via[len(via)-1].URL, req.URL, len(via), false)
 	}
 	for tries := 0; ; tries++ {
 		v, err := c.call(ctx, "session.login_with_password", user, password, "1.1", "xva")
@@ -385,6 +389,66 @@ func (t *Task) Cancel(ctx context.Context) error {
 func (t *Task) Destroy(ctx context.Context) error {
 	_, err := t.c.Call(ctx, "task.destroy", t.Ref)
 	return err
+}
+
+// maxRedirects bounds the redirects a request follows: xapi sends one, to
+// the host that sees the SR, and an HTTPS front end perhaps one more.
+const maxRedirects = 5
+
+// checkRedirect is the one redirect policy of every request, the n-th
+// redirect of which goes from from to to:
+//
+//   - at most maxRedirects;
+//   - never from https to anything else, which would send the session (in
+//     the query) or the password (in a re-sent body) in clear text;
+//   - to another host only for a transfer (GET /export, PUT /import),
+//     and only to a host of the pool, as host.get_address names them:
+//     the session goes along in the query, and xapi redirects a transfer
+//     to the pool member that sees the SR. An XML-RPC call carries the
+//     password or the session in its body, and xapi answers a call meant
+//     for the master with HOST_IS_SLAVE, never a redirect, so calls follow
+//     redirects on the same host only.
+func (c *Client) checkRedirect(ctx context.Context, what string, from, to *url.URL, n int, transfer bool) error {
+	c.opts.log.Debug("redirect", "what", what, "from", from.Host, "to", to.Host, "scheme", to.Scheme)
+	if n > maxRedirects {
+		return fmt.Errorf("xapi: %s was redirected more than %d times", what, maxRedirects)
+	}
+	if from.Scheme == "https" && to.Scheme != "https" {
+		return fmt.Errorf("xapi: refusing to follow a redirect of %s from https to %s://%s: the session would travel in clear text", what, to.Scheme, to.Host)
+	}
+	if strings.EqualFold(from.Hostname(), to.Hostname()) {
+		return nil
+	}
+	if !transfer {
+		return fmt.Errorf("xapi: refusing to follow a redirect of %s to another host, %s: it would carry the password or the session there", what, to.Host)
+	}
+	pool, err := c.poolHost(ctx, to.Hostname())
+	if err != nil {
+		return fmt.Errorf("xapi: %s was redirected to %s, and whether it is a host of the pool could not be checked: %w", what, to.Host, err)
+	}
+	if !pool {
+		return fmt.Errorf("xapi: refusing to follow a redirect of %s to %s, which is not a host of the pool: it would carry the session there", what, to.Host)
+	}
+	return nil
+}
+
+// poolHost reports whether name (an address or a host name) is the
+// address of a host of the pool.
+func (c *Client) poolHost(ctx context.Context, name string) (bool, error) {
+	v, err := c.Call(ctx, "host.get_all")
+	if err != nil {
+		return false, err
+	}
+	for _, h := range v.Strings() {
+		addr, err := c.str(ctx, "host.get_address", h)
+		if err != nil {
+			return false, err
+		}
+		if strings.EqualFold(strings.Trim(addr, "[]"), name) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // redact keeps session refs out of error text: they are credentials.

@@ -36,10 +36,6 @@ type ImportResult struct {
 	Seconds float64
 }
 
-// maxRedirects bounds the 302s followed: xapi sends one to the host that
-// sees the SR.
-const maxRedirects = 5
-
 // Import sends an XVA to PUT /import and waits for xapi's verdict, which
 // comes only through the task: it creates its own task (without one xapi
 // destroys the result), passes it, and waits for it.
@@ -128,14 +124,14 @@ func (c *Client) put(ctx context.Context, u *url.URL, body io.Reader, length int
 		case resp.StatusCode == http.StatusOK:
 			defer conn.Close()
 			return c.sendBody(ctx, conn, br, body, length, report)
-		case isRedirect(resp.StatusCode) && hop < maxRedirects:
+		case isRedirect(resp.StatusCode):
 			conn.Close()
 			next, err := u.Parse(resp.Header.Get("Location"))
 			if err != nil || next.Host == "" {
 				return 0, fmt.Errorf("xapi: PUT /import redirected to %q", resp.Header.Get("Location"))
 			}
-			if u.Scheme == "https" && next.Scheme != "https" {
-				return 0, fmt.Errorf("xapi: refusing a redirect from https to %s", next.Scheme)
+			if err := c.checkRedirect(ctx, "PUT /import", u, next, hop+1, true); err != nil {
+				return 0, err
 			}
 			// xapi copies the query into the Location: the session and
 			// task go along. Keep them if a server does not.
@@ -381,7 +377,11 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
+	hc := *c.http
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		return c.checkRedirect(req.Context(), "GET /export", via[len(via)-1].URL, req.URL, len(via), true)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("xapi: GET /export: %w", redact(err))
 	}

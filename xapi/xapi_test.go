@@ -170,3 +170,18 @@ func TestThroughAProxy(t *testing.T) {
 		t.Fatal("login through a refusing proxy succeeded")
 	}
 }
+
+// TestResponseNodeBudget: an XML-RPC response is read by ova's parser, with
+// its limits: a server's answer of millions of values is refused.
+func TestResponseNodeBudget(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "<methodResponse><params><param><value><array><data>")
+		io.WriteString(w, strings.Repeat("<value/>", 3<<20))
+		io.WriteString(w, "</data></array></value></param></params></methodResponse>")
+	}))
+	defer srv.Close()
+	_, err := xapi.Login(ctx, srv.URL, "root", "secret", xapi.WithInsecure(true))
+	if err == nil || !strings.Contains(err.Error(), "elements and attributes") {
+		t.Fatalf("%v", err)
+	}
+}

@@ -45,6 +45,7 @@ before 2021 also import legacy archives.`,
 		},
 	}
 	f.register(cmd, "archive generation to write: legacy or xapi (default: the input's)")
+	addModeFlag(cmd)
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -40,6 +40,7 @@ to compress the stream (zstd or gzip).`,
 		},
 	}
 	f.remote.register(cmd)
+	addModeFlag(cmd)
 	cmd.Flags().StringVar(&f.vm, "vm", "", "uuid of the VM to export (required)")
 	cmd.Flags().StringVar(&f.compression, "compress", "", "ask the host to compress the stream: zstd or gzip")
 	cmd.Flags().BoolVar(&f.force, "force", false, "replace OUTPUT if it exists")

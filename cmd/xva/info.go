@@ -67,20 +67,20 @@ the LVM2 metadata without the LVM tools.`,
 
 func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "archive:\t%s (%s, %s format)\n", r.Archive, r.Form, r.Generation)
+	fmt.Fprintf(w, "archive:\t%s (%s, %s format)\n", printable(r.Archive), r.Form, r.Generation)
 	if r.Generation == xva.XAPI {
 		fmt.Fprintf(w, "export_vsn:\t%d\n", r.ExportVsn)
 		fmt.Fprintf(w, "checksums:\t%s\n", r.Checksum)
 	}
-	fmt.Fprintf(w, "name:\t%s\n", r.VM.Name)
+	fmt.Fprintf(w, "name:\t%s\n", printable(r.VM.Name))
 	if r.VM.Description != "" {
-		fmt.Fprintf(w, "description:\t%s\n", r.VM.Description)
+		fmt.Fprintf(w, "description:\t%s\n", printable(r.VM.Description))
 	}
 	fmt.Fprintf(w, "memory:\t%s\n", humanize.IBytes(uint64(r.VM.Memory)))
 	fmt.Fprintf(w, "vcpus:\t%d\n", r.VM.VCPUs)
 	fmt.Fprintf(w, "boot:\t%s\n", r.VM.BootMode)
 	if r.VM.KernelCmdline != "" {
-		fmt.Fprintf(w, "kernel cmdline:\t%s\n", r.VM.KernelCmdline)
+		fmt.Fprintf(w, "kernel cmdline:\t%s\n", printable(r.VM.KernelCmdline))
 	}
 	w.Flush()
 	fmt.Fprintln(cmd.OutOrStdout())
@@ -97,9 +97,9 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 		}
 		members := fmt.Sprint(d.Members)
 		if r.Generation == xva.XAPI {
-			members = d.ID + "\t" + members
+			members = printable(d.ID) + "\t" + members
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.Device, humanize.IBytes(uint64(d.Size)), members,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", printable(d.Device), humanize.IBytes(uint64(d.Size)), members,
 			humanize.IBytes(uint64(d.Compressed)), boot)
 	}
 	w.Flush()
@@ -108,7 +108,7 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 		w = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "VIF\tMAC\tNETWORK\tBRIDGE")
 		for _, n := range r.Networks {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", n.Device, n.MAC, n.Network, n.Bridge)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", printable(n.Device), printable(n.MAC), printable(n.Network), printable(n.Bridge))
 		}
 		w.Flush()
 	}
@@ -127,16 +127,16 @@ func imageInfo(cmd *cobra.Command, g *globals, path string) error {
 		}{schemaVersion, "image", i})
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "image:\t%s (%s %s)\n", i.Path, i.Type, i.Format)
+	fmt.Fprintf(w, "image:\t%s (%s %s)\n", printable(i.Path), i.Type, i.Format)
 	fmt.Fprintf(w, "size:\t%s (%d bytes)\n", humanize.IBytes(uint64(i.Size)), i.Size)
 	if i.Blocks > 0 {
 		fmt.Fprintf(w, "blocks:\t%d of %s, %d allocated\n", i.Blocks, humanize.IBytes(uint64(i.BlockSize)), i.Allocated)
 	}
 	fmt.Fprintf(w, "allocated:\t%s\n", humanize.IBytes(uint64(i.AllocatedBytes)))
-	fmt.Fprintf(w, "creator:\t%s\n", i.Creator)
+	fmt.Fprintf(w, "creator:\t%s\n", printable(i.Creator))
 	fmt.Fprintf(w, "uuid:\t%s\n", i.UUID)
 	if i.Parent != "" {
-		fmt.Fprintf(w, "parent:\t%s (%s)\n", i.Parent, i.ParentUUID)
+		fmt.Fprintf(w, "parent:\t%s (%s)\n", printable(i.Parent), i.ParentUUID)
 	}
 	return w.Flush()
 }
@@ -154,8 +154,8 @@ func pvInfo(cmd *cobra.Command, g *globals, path string) error {
 		}{schemaVersion, "pv", i})
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "physical volume:\t%s (%s)\n", i.Path, i.UUID)
-	fmt.Fprintf(w, "volume group:\t%s (seqno %d, extents of %s, %d PVs)\n", i.VG, i.Seqno,
+	fmt.Fprintf(w, "physical volume:\t%s (%s)\n", printable(i.Path), printable(i.UUID))
+	fmt.Fprintf(w, "volume group:\t%s (seqno %d, extents of %s, %d PVs)\n", printable(i.VG), i.Seqno,
 		humanize.IBytes(uint64(i.ExtentSize)), len(i.PVs))
 	w.Flush()
 	fmt.Fprintln(cmd.OutOrStdout())
@@ -169,7 +169,7 @@ func pvInfo(cmd *cobra.Command, g *globals, path string) error {
 		if !lv.OnThisPV {
 			content = "?"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%v\n", lv.Name, humanize.IBytes(uint64(lv.Size)), lv.Segments, content, lv.OnThisPV)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%v\n", printable(lv.Name), humanize.IBytes(uint64(lv.Size)), lv.Segments, content, lv.OnThisPV)
 	}
 	return w.Flush()
 }

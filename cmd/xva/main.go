@@ -70,7 +70,7 @@ func report(err error, interrupted bool) int {
 		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 		return exitFailure
 	}
-	msg := xva.PlainError(err)
+	msg := printable(xva.PlainError(err))
 	if !strings.HasPrefix(msg, "xva: ") {
 		msg = "xva: " + msg
 	}

@@ -121,6 +121,7 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
 	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw or VHD image; repeat for more disks, the first boots")
 	f.out.register(cmd, "archive generation: legacy or xapi (default: the VM directory's, else legacy)")
+	addModeFlag(cmd)
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -180,11 +181,11 @@ func printPackResult(w io.Writer, g *globals, res *xva.PackResult) error {
 		unit = "block"
 	}
 	for _, d := range res.Disks {
-		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", d.Device,
+		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", printable(d.Device),
 			humanize.IBytes(uint64(d.Size)), plural(d.Members, unit), humanize.IBytes(uint64(d.Compressed)))
 	}
 	if res.Output != "-" {
-		fmt.Fprintf(w, "wrote %s (%s format)\n", res.Output, res.Generation)
+		fmt.Fprintf(w, "wrote %s (%s format)\n", printable(res.Output), res.Generation)
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func (b *bars) StartDisk(device string, size int64) {
 	b.stored = stored
 	b.add(b.container().AddBar(size, mpb.BarWidth(30),
 		mpb.PrependDecorators(
-			decor.Name(device, decor.WC{W: 6, C: decor.DindentRight}),
+			decor.Name(printable(device), decor.WC{W: 6, C: decor.DindentRight}),
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}),
 		),
 		mpb.AppendDecorators(
@@ -226,9 +226,9 @@ func plainInterval() time.Duration {
 }
 
 func (p *plainReporter) StartDisk(device string, size int64) {
-	p.device, p.size, p.done, p.stored = device, size, 0, 0
+	p.device, p.size, p.done, p.stored = printable(device), size, 0, 0
 	p.start, p.shown = time.Now(), time.Now()
-	fmt.Fprintf(p.w, "xva: %s: %s to do\n", device, humanize.IBytes(uint64(size)))
+	fmt.Fprintf(p.w, "xva: %s: %s to do\n", p.device, humanize.IBytes(uint64(size)))
 }
 
 func (p *plainReporter) Advance(n int64) {

@@ -60,7 +60,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 			}
 			if salvage {
 				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %s; written as found\n", printable(e.Member), e.Offset, printable(fmt.Sprint(e.Err)))
 				}))
 			}
 			res, err := xva.Unpack(cmd.Context(), args[0], args[1], opts...)
@@ -75,13 +75,14 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 				return err
 			}
 			for _, d := range res.Disks {
-				fmt.Fprintf(g.chatter(cmd.OutOrStdout()), "%s: %s (%s of data)\n", d.Path,
+				fmt.Fprintf(g.chatter(cmd.OutOrStdout()), "%s: %s (%s of data)\n", printable(d.Path),
 					humanize.IBytes(uint64(d.Size)), humanize.IBytes(uint64(d.Data)))
 			}
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	addModeFlag(cmd)
 	cmd.Flags().StringVar(&format, "disk-format", "raw", "image format: raw, vhd (dynamic) or vhd-fixed")
 	cmd.Flags().StringArrayVar(&targets, "disk", nil, "DEVICE=TARGET: write a disk to a file, block device or lvm:PV:VG/LV (repeatable)")
 	cmd.Flags().StringVar(&createLV, "create-lv", "", "create a volume per disk in this VG, by XenServer's SR conventions")

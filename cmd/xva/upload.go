@@ -103,8 +103,8 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 			Seconds       float64 `json:"seconds"`
 		}{schemaVersion, res.VMRef, res.VMUUID, res.Sent, res.Seconds})
 	}
-	fmt.Fprintln(cmd.OutOrStdout(), res.VMUUID)
-	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "imported %s (%s sent in %.1fs) into %s\n", res.VMRef,
+	fmt.Fprintln(cmd.OutOrStdout(), printable(res.VMUUID))
+	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "imported %s (%s sent in %.1fs) into %s\n", printable(res.VMRef),
 		humanize.IBytes(uint64(res.Sent)), res.Seconds, c.Host())
 	return nil
 }

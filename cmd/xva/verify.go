@@ -81,7 +81,7 @@ func verifyDoc(reports []*verify.Report) verifyDocument {
 func printVerdict(w io.Writer, r *verify.Report, quiet bool) {
 	switch {
 	case r.Corrupt():
-		fmt.Fprintf(w, "CORRUPT  %s: %s\n", r.Archive, plural(len(r.Problems), "problem"))
+		fmt.Fprintf(w, "CORRUPT  %s: %s\n", printable(r.Archive), plural(len(r.Problems), "problem"))
 		for _, p := range r.Problems {
 			where := p.Member
 			if p.Disk != "" && p.Offset >= 0 {
@@ -89,17 +89,17 @@ func printVerdict(w io.Writer, r *verify.Report, quiet bool) {
 			} else if p.Disk != "" {
 				where += " (disk " + p.Disk + ")"
 			}
-			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, where, p.Message)
+			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, printable(where), printable(p.Message))
 		}
 	case r.Error != "":
-		fmt.Fprintf(w, "ERROR    %s: %s\n", r.Archive, r.Error)
+		fmt.Fprintf(w, "ERROR    %s: %s\n", printable(r.Archive), printable(r.Error))
 	case !quiet:
 		var size, verified int64
 		for _, d := range r.Disks {
 			size += d.Size
 			verified += d.Verified
 		}
-		fmt.Fprintf(w, "OK       %s: %s, %s, %s checked (%s of data) in %.1fs\n", r.Archive, r.Format,
+		fmt.Fprintf(w, "OK       %s: %s, %s, %s checked (%s of data) in %.1fs\n", printable(r.Archive), r.Format,
 			plural(len(r.Disks), "disk"), humanize.IBytes(uint64(size)), humanize.IBytes(uint64(verified)), r.Seconds)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +35,37 @@ func TempName(path string) string {
 	return filepath.Join(dir, fmt.Sprintf(".%s.xva-tmp-%08x", base, rand.Uint32()))
 }
 
+// DefaultMode is the permission of the files xva creates unless SetMode
+// says otherwise: an archive or a disk image holds a VM's data (password
+// hashes, keys), so only its owner may read it, as restic and borg do.
+const DefaultMode os.FileMode = 0o600
+
+// mode is the permission outputs get when they are published.
+var mode atomic.Uint32
+
+func init() { mode.Store(uint32(DefaultMode)) }
+
+// SetMode sets the permission bits (at most 0o777) that files get when
+// they are published, process-wide; directories get the same plus x where
+// r is set. Temporary files and directories are 0600 and 0700 until then.
+func SetMode(m os.FileMode) error {
+	if m&^os.ModePerm != 0 {
+		return fmt.Errorf("file mode %#o has bits beyond 0777", uint32(m))
+	}
+	mode.Store(uint32(m))
+	return nil
+}
+
+// Mode is the permission of published files.
+func Mode() os.FileMode { return os.FileMode(mode.Load()) }
+
+// DirMode is the permission of published directories: Mode with x where
+// r is set, and always rwx for the owner, who must be able to remove it.
+func DirMode() os.FileMode {
+	m := Mode()
+	return m | (m&0o444)>>2 | 0o700
+}
+
 // temps holds the temporary files and directories not yet published or
 // discarded, for RemoveTemps.
 var temps sync.Map
@@ -42,7 +74,7 @@ var temps sync.Map
 // following symlinks. Publish or Discard ends it.
 func CreateTemp(path string) (*os.File, error) {
 	for range 100 {
-		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -59,7 +91,7 @@ func CreateTemp(path string) (*os.File, error) {
 func MkdirTemp(path string) (string, error) {
 	for range 100 {
 		name := TempName(path)
-		err := os.Mkdir(name, 0o755)
+		err := os.Mkdir(name, 0o700)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -72,10 +104,15 @@ func MkdirTemp(path string) (string, error) {
 }
 
 // WriteNew writes data to a new file at path, which must not exist (a
-// symlink there is not followed).
+// symlink there is not followed), with permission Mode: it is for files
+// inside a temporary directory, published with it.
 func WriteNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
+		return err
+	}
+	if err := f.Chmod(Mode()); err != nil {
+		f.Close()
 		return err
 	}
 	_, err = f.Write(data)
@@ -89,7 +126,10 @@ func WriteNew(path string, data []byte) error {
 // renames it to final: over an existing file if replace, otherwise only if
 // final does not exist. On any failure the temporary file is removed.
 func Publish(f *os.File, final string, replace bool) error {
-	err := f.Sync()
+	err := f.Chmod(Mode())
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -110,22 +150,57 @@ func Discard(f *os.File) {
 
 // PublishDir renames the temporary tmp (a directory, or a closed file) to
 // final. With replace, final may exist: a file is replaced, and so is an
-// empty directory, atomically, which os.Rename refuses to do.
+// empty directory, atomically, which os.Rename refuses to do. A directory
+// gets permission DirMode first.
 func PublishDir(tmp, final string, replace bool) error {
 	var err error
-	if replace {
+	if st, serr := os.Lstat(tmp); serr == nil && st.IsDir() {
+		err = os.Chmod(tmp, DirMode())
+	}
+	switch {
+	case err != nil:
+	case replace:
 		err = unix.Rename(tmp, final)
 		if err != nil {
 			err = &os.LinkError{Op: "rename", Old: tmp, New: final, Err: err}
 		}
-	} else {
+	default:
 		err = RenameNoReplace(tmp, final)
 	}
 	if err == nil {
 		temps.Delete(tmp)
+		return nil
+	}
+	// "rename .x.xva-tmp-1234 x.xva: file exists" says nothing a user
+	// knows: name the output, what happened and what to do.
+	var le *os.LinkError
+	switch {
+	case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
+		return &ExistsError{Path: final, Replace: replace}
+	case errors.As(err, &le):
+		return fmt.Errorf("moving the finished output into place as %s: %w", final, le.Err)
 	}
 	return err
 }
+
+// ExistsError: an output could not be put in place because something is
+// already there, which appeared while the output was being written (or,
+// replacing, is a directory that is not empty). It matches fs.ErrExist.
+type ExistsError struct {
+	Path    string
+	Replace bool
+}
+
+func (e *ExistsError) Error() string {
+	if e.Replace {
+		return fmt.Sprintf("%s cannot be replaced (a directory that is not empty, or a file where a directory goes); "+
+			"the finished output was removed: remove %s or choose another name", e.Path, e.Path)
+	}
+	return fmt.Sprintf("%s appeared while the output was being written; it was left as it is and the finished output "+
+		"removed: remove %s or choose another name, or add --force to replace a file", e.Path, e.Path)
+}
+
+func (e *ExistsError) Unwrap() error { return os.ErrExist }
 
 // DiscardDir removes the temporary tmp and all it holds.
 func DiscardDir(tmp string) {
@@ -159,6 +234,50 @@ func RenameNoReplace(from, to string) error {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return nil
+}
+
+// OpenInput opens path for reading if it is a regular file, or, with
+// devices, a block device; anything else (a FIFO, a socket, a character
+// device) is refused before a byte is read. The open itself does not block:
+// opening a FIFO without O_NONBLOCK waits for a writer, forever if none
+// comes. extra adds open flags (O_NOFOLLOW).
+func OpenInput(path string, devices bool, extra int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|extra, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m := st.Mode()
+	if m.IsRegular() || devices && m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0 {
+		return f, nil
+	}
+	f.Close()
+	what := "a regular file"
+	if devices {
+		what = "a regular file or a block device"
+	}
+	return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("is %s, not %s", kind(m), what)}
+}
+
+// kind names a file type for an error message.
+func kind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
 }
 
 // Exists reports whether path names anything, a dangling symlink included.
