@@ -74,7 +74,7 @@ func TestExportRedirects(t *testing.T) {
 		want  string
 	}{
 		"http":       {func(r *http.Request) string { return plain.URL + r.URL.RequestURI() }, "from https to http"},
-		"other host": {func(r *http.Request) string { return "https://localhost:" + ou.Port() + r.URL.RequestURI() }, "pool could not be checked"},
+		"other host": {func(r *http.Request) string { return "https://localhost:" + ou.Port() + r.URL.RequestURI() }, "not a host of the pool"},
 		"loop":       {func(r *http.Request) string { return r.URL.RequestURI() }, "more than 5 times"},
 	} {
 		f := front(t, "/export", http.StatusFound, c.where)

@@ -1,30 +1,26 @@
-// Package xapitest is an in-process fake pool master for tests. It behaves
-// as xapi does where clients go wrong: XML-RPC sessions and tasks, PUT
-// /import read exactly as xapi's Stream_vdi.recv_all_vdi reads it (first
-// member ova.xml, disks in lexicographic order of their ids, blocks placed
-// by running offset sized by the first block of the archive, a hash check
-// per block, data members in whole sectors, 403 on chunked encoding, 200
-// before the body), optional 302 redirects and HOST_IS_SLAVE, and GET
-// /export of a stored VM. It records what it received.
+// Package xapitest is an in-process pool for tests: a model of what a
+// XenServer / XCP-ng pool master does with the calls and transfers xva
+// makes, written from xen-api's source (see import.go for the import and
+// the commit it was read at). It serves XML-RPC sessions and tasks, hosts
+// with their software versions and addresses, networks and VIF.create;
+// PUT /import as xapi's importer does it (403 on chunked encoding, 200
+// before the body, records decoded with the datamodel table, the class
+// handlers and their checks, the disks streamed by recv_all_vdi); optional
+// 302 redirects to the member and HOST_IS_SLAVE with a bare address; and
+// GET /export of a stored VM. It records the VMs it made and their disks.
 //
-// It reads tar with archive/tar and ova.xml with its own checks, so that
-// it does not share xva's reader's mistakes.
+// It reads tar with archive/tar, not xva's reader, so that it does not
+// share that reader's mistakes.
 package xapitest
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
 	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,25 +35,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xva-tools/xva/ova"
 )
-
-// Disk is a disk an import wrote.
-type Disk struct {
-	VDI      string // id in the archive
-	Size     int64
-	SHA256   string // of the whole disk, zeros included
-	DataSent int64  // bytes of blocks received
-}
-
-// VM is a VM an import created.
-type VM struct {
-	Ref, UUID, Name string
-	Disks           []Disk
-}
 
 // Server is the fake pool: a master, and a member listening apart that
 // shares its sessions and tasks, as a pool does.
@@ -65,9 +46,6 @@ type Server struct {
 	*httptest.Server                  // the master
 	Member           *httptest.Server // a pool member: logins there answer HOST_IS_SLAVE
 	User, Password   string
-	// XapiMajor and XapiMinor are this host's version: newer archives are
-	// refused, as Importexport.assert_compatible does.
-	XapiMajor, XapiMinor int
 	// RedirectImport makes the master answer PUT /import with a 302 to the
 	// member, as xapi does when another host sees the SR.
 	RedirectImport bool
@@ -77,9 +55,11 @@ type Server struct {
 	// DropAfter, when positive, closes an import's connection after that
 	// many body bytes.
 	DropAfter int64
-	// Versions are the xapi versions (software_version's "xapi" key) of
-	// the master and the member. One older than 1.170 reads only .checksum
-	// members, as xapi did before xen-api commit c5c703aa.
+	// Versions are the xapi versions (software_version's "xapi" key,
+	// MAJOR.MINOR) of the master and the member. An import of an archive
+	// whose version block is newer than the host is refused; a host that
+	// says 1.x with x below 250 reads only .checksum members (see
+	// streamer.readsXXHash).
 	Versions [2]string
 	// SRs maps SR uuids to refs; DefaultSR is the pool's.
 	SRs       map[string]string
@@ -87,12 +67,13 @@ type Server struct {
 	// Exports maps VM uuids to the archive bytes GET /export serves.
 	Exports map[string][]byte
 
-	masterAddr string // the master's address, bare
+	masterAddr, memberAddr string // the hosts' addresses, bare
 
 	mu       sync.Mutex
 	sessions map[string]bool
 	tasks    map[string]*task
 	vms      []VM
+	networks []Network
 	logins   int
 	logouts  int
 	imports  int
@@ -126,12 +107,14 @@ func NewIPv6() (*Server, error) {
 }
 
 func newPool(master, member string) *Server {
-	s := &Server{User: "root", Password: "secret", XapiMajor: 1, XapiMinor: 20, Versions: [2]string{"25.6", "25.6"},
+	s := &Server{User: "root", Password: "secret", Versions: [2]string{"25.6", "25.6"},
 		SRs: map[string]string{}, Exports: map[string][]byte{},
 		sessions: map[string]bool{}, tasks: map[string]*task{}}
 	s.SRs["11111111-2222-3333-4444-555555555555"] = "OpaqueRef:sr-local"
 	s.DefaultSR = "OpaqueRef:sr-local"
-	s.masterAddr = master
+	s.networks = []Network{{Ref: "OpaqueRef:network-0", UUID: "22222222-3333-4444-5555-666666666666",
+		Name: "Pool-wide network associated with eth0", Bridge: "xenbr0", MTU: 1500}}
+	s.masterAddr, s.memberAddr = master, member
 	ml, bl := samePort(master, member)
 	s.Server = startTLS(ml, s.serve)
 	s.Member = startTLS(bl, s.serve)
@@ -348,6 +331,29 @@ func (s *Server) call(method string, p []*ova.Value) (*ova.Value, []string) {
 		return ova.NewStrings("OpaqueRef:pool"), nil
 	case "host.get_all":
 		return ova.NewStrings("OpaqueRef:host-master", "OpaqueRef:host-member"), nil
+	case "host.get_address":
+		switch str(p, 1) {
+		case "OpaqueRef:host-master":
+			return ova.NewString(s.masterAddr), nil
+		case "OpaqueRef:host-member":
+			return ova.NewString(s.memberAddr), nil
+		}
+		return nil, []string{"HANDLE_INVALID", "host", str(p, 1)}
+	case "network.get_by_uuid", "network.get_by_name_label", "network.get_MTU":
+		return s.networkCall(method, str(p, 1))
+	case "VM.get_VIFs":
+		for _, vm := range s.vms {
+			if vm.Ref == str(p, 1) {
+				refs := []string{}
+				for _, v := range vm.VIFs {
+					refs = append(refs, vm.Ref+"/vif"+v.Device)
+				}
+				return ova.NewStrings(refs...), nil
+			}
+		}
+		return nil, []string{"HANDLE_INVALID", "VM", str(p, 1)}
+	case "VIF.create":
+		return s.vifCreate(p)
 	case "host.get_software_version":
 		// Xapi_globs.software_version: "xapi" is MAJOR.MINOR.
 		i := map[string]int{"OpaqueRef:host-master": 0, "OpaqueRef:host-member": 1}
@@ -386,6 +392,63 @@ func (s *Server) call(method string, p []*ova.Value) (*ova.Value, []string) {
 	return nil, []string{"MESSAGE_METHOD_UNKNOWN", method}
 }
 
+func (s *Server) networkCall(method, arg string) (*ova.Value, []string) {
+	var refs []string
+	for _, n := range s.networks {
+		switch {
+		case method == "network.get_by_uuid" && n.UUID == arg:
+			return ova.NewString(n.Ref), nil
+		case method == "network.get_MTU" && n.Ref == arg:
+			return ova.NewInt(n.MTU), nil
+		case method == "network.get_by_name_label" && n.Name == arg:
+			refs = append(refs, n.Ref)
+		}
+	}
+	if method == "network.get_by_name_label" {
+		return ova.NewStrings(refs...), nil
+	}
+	return nil, []string{"UUID_INVALID", "network", arg}
+}
+
+// vifCreate is VIF.create: its record decoded as the datamodel's
+// constructor arguments are (a field without a default must be there),
+// then Xapi_vif_helpers.create's checks.
+func (s *Server) vifCreate(p []*ova.Value) (*ova.Value, []string) {
+	if len(p) < 2 || p[1].Kind != ova.Struct {
+		return nil, []string{"FIELD_TYPE_ERROR", "args"}
+	}
+	rec := p[1]
+	for _, f := range []string{"device", "network", "VM", "MAC", "MTU", "other_config", "qos_algorithm_type", "qos_algorithm_params"} {
+		if rec.Field(f) == nil {
+			return nil, []string{"FIELD_TYPE_ERROR", f}
+		}
+	}
+	net := rec.Field("network").Str()
+	if !slices.ContainsFunc(s.networks, func(n Network) bool { return n.Ref == net }) {
+		return nil, []string{"HANDLE_INVALID", "network", net}
+	}
+	for i := range s.vms {
+		vm := &s.vms[i]
+		if vm.Ref != rec.Field("VM").Str() {
+			continue
+		}
+		v, err := s.createVIF(vm, rec.Field("device").Str(), net, rec.Field("MAC").Str())
+		if err != nil {
+			return nil, err.(*ImportError).Info
+		}
+		vm.VIFs = append(vm.VIFs, v)
+		return ova.NewString(vm.Ref + "/vif" + v.Device), nil
+	}
+	return nil, []string{"HANDLE_INVALID", "VM", rec.Field("VM").Str()}
+}
+
+// Networks returns the pool's networks.
+func (s *Server) Networks() []Network {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.networks)
+}
+
 // checkHTTP authenticates an HTTP handler's request: session_id from the
 // cookie first, then the query, and the task it names.
 func (s *Server) checkHTTP(r *http.Request) (*task, int) {
@@ -414,9 +477,9 @@ func (s *Server) finish(t *task, result string, err error) {
 		return
 	}
 	if err != nil {
-		var ie *importError
+		var ie *ImportError
 		if errors.As(err, &ie) {
-			t.errorInfo = ie.info
+			t.errorInfo = ie.Info
 		} else {
 			t.errorInfo = []string{"IMPORT_ERROR_GENERIC", err.Error()}
 		}
@@ -426,12 +489,15 @@ func (s *Server) finish(t *task, result string, err error) {
 	t.status, t.result, t.progress = "success", result, 1
 }
 
-// importError is a failure with xapi's own error code.
-type importError struct{ info []string }
+// ImportError is a failure in xapi's words: its error code and parameters.
+type ImportError struct{ Info []string }
 
-func (e *importError) Error() string { return strings.Join(e.info, " ") }
+func (e *ImportError) Error() string { return strings.Join(e.Info, " ") }
 
-func failure(info ...string) error { return &importError{info} }
+// Code is the error code.
+func (e *ImportError) Code() string { return e.Info[0] }
+
+func failure(info ...string) error { return &ImportError{Info: info} }
 
 // PUT /import ------------------------------------------------------------
 
@@ -483,17 +549,32 @@ func (s *Server) putImport(w http.ResponseWriter, r *http.Request) {
 	if s.SlowRead > 0 {
 		body = &slow{r: body, d: s.SlowRead}
 	}
-	vm, err := s.receive(body, q.Get("restore") == "true", q.Get("force") == "true")
+	host := 0
+	if s.onMember(r) {
+		host = 1
+	}
+	vm, err := s.Import(body, host, q.Get("restore") == "true", q.Get("force") == "true")
 	if err == nil {
-		s.mu.Lock()
-		vm.Ref = s.ref("vm")
-		s.vms = append(s.vms, *vm)
-		s.mu.Unlock()
 		s.finish(t, fmt.Sprintf("<value><array><data><value>%s</value></data></array></value>", vm.Ref), nil)
 	} else {
 		s.finish(t, "", err)
 	}
 	// xapi never reads the end-of-archive blocks: close without them.
+}
+
+// Import imports the archive read from body as host (0 the master, 1 the
+// member) would, without HTTP, and keeps the VM it makes. A refusal is an
+// *ImportError in xapi's words.
+func (s *Server) Import(body io.Reader, host int, restore, force bool) (*VM, error) {
+	vm, err := s.receive(body, host, restore, force)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vm.Ref = s.ref("vm")
+	s.vms = append(s.vms, *vm)
+	return vm, nil
 }
 
 func mapValues(m map[string]string) []string {
@@ -531,229 +612,6 @@ func (d *dropper) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	d.left -= int64(n)
 	return n, err
-}
-
-// open recognises the stream as xapi's Import.with_open_archive does: a
-// tar header named ova.xml, else zstd by its magic, else gzip.
-func open(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
-	first, err := br.Peek(512)
-	if err != nil {
-		return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-	}
-	if string(bytes.TrimRight(first[:100], "\x00")) == "ova.xml" {
-		return br, nil
-	}
-	if bytes.HasPrefix(first, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
-		d, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return d.IOReadCloser(), nil
-	}
-	return gzip.NewReader(br)
-}
-
-// receive reads an archive as xapi does and returns the VM it would make.
-func (s *Server) receive(body io.Reader, restore, force bool) (*VM, error) {
-	stream, err := open(body)
-	if err != nil {
-		return nil, err
-	}
-	tr := tar.NewReader(stream)
-	h, err := tr.Next()
-	if err != nil {
-		return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-	}
-	if h.Name != "ova.xml" {
-		return nil, failure("IMPORT_ERROR_UNEXPECTED_FILE", "ova.xml", h.Name)
-	}
-	doc, err := io.ReadAll(tr)
-	if err != nil {
-		return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-	}
-	vm, vdis, err := s.metadata(doc, restore)
-	if err != nil {
-		return nil, err
-	}
-	firstlen := int64(-1)
-	for _, v := range vdis {
-		d, err := recvVDI(tr, v.id, v.size, &firstlen, force)
-		if err != nil {
-			return nil, err
-		}
-		vm.Disks = append(vm.Disks, *d)
-	}
-	return vm, nil
-}
-
-type vdiInfo struct {
-	id   string
-	size int64
-}
-
-// metadata checks ova.xml as xapi's import does and returns the VM and the
-// VDIs whose blocks follow, in the order they must come.
-func (s *Server) metadata(doc []byte, restore bool) (*VM, []vdiInfo, error) {
-	root, err := ova.ParseValue(doc)
-	if err != nil {
-		return nil, nil, failure("IMPORT_ERROR_GENERIC", "XML-RPC parse error: "+err.Error())
-	}
-	version := root.Field("version")
-	for _, f := range []string{"hostname", "date", "product_version", "product_brand", "build_number", "xapi_major", "xapi_minor"} {
-		if version.Field(f) == nil {
-			return nil, nil, failure("IMPORT_ERROR_GENERIC", "Failure(\"Field "+f+" not present in rpc\")")
-		}
-	}
-	vsn, _ := version.Field("export_vsn").Int64() // missing reads as 0
-	if vsn != 2 {
-		return nil, nil, failure("IMPORT_ERROR_GENERIC", fmt.Sprintf("export_vsn %d is not supported by this fake", vsn))
-	}
-	major, _ := version.Field("xapi_major").Int64()
-	minor, _ := version.Field("xapi_minor").Int64()
-	if major > int64(s.XapiMajor) || major == int64(s.XapiMajor) && minor > int64(s.XapiMinor) {
-		return nil, nil, failure("IMPORT_INCOMPATIBLE_VERSION")
-	}
-	objs := map[string]*ova.Value{}
-	classes := map[string]string{}
-	var vmID string
-	for _, o := range root.Field("objects").Items {
-		id, class := o.Field("id").Str(), o.Field("class").Str()
-		objs[id], classes[id] = o.Field("snapshot"), class
-		if class == "VM" && vmID == "" {
-			vmID = id
-		}
-	}
-	if vmID == "" {
-		return nil, nil, failure("IMPORT_ERROR_GENERIC", "no VM in the archive")
-	}
-	// bool_of_rpc refuses anything but <boolean>.
-	boolFields := map[string][]string{
-		"VM":  {"is_a_template", "is_control_domain", "is_a_snapshot", "ha_always_run"},
-		"VBD": {"bootable", "unpluggable", "storage_lock", "empty", "currently_attached"},
-		"VDI": {"sharable", "read_only", "storage_lock", "managed", "missing", "is_a_snapshot"},
-		"SR":  {"shared"},
-	}
-	for id, class := range classes {
-		for _, f := range boolFields[class] {
-			if v := objs[id].Field(f); v == nil || v.Kind != ova.Bool {
-				return nil, nil, failure("IMPORT_ERROR_GENERIC", fmt.Sprintf("%s %s: field %s is not a <boolean>", class, id, f))
-			}
-		}
-	}
-	vmRec := objs[vmID]
-	vm := &VM{UUID: vmRec.Field("uuid").Str(), Name: vmRec.Field("name_label").Str()}
-	if !restore {
-		vm.UUID = fmt.Sprintf("fa4e0000-0000-4000-8000-%012d", time.Now().UnixNano()%1e12)
-	}
-	var vdis []vdiInfo
-	for id, class := range classes {
-		if class != "VBD" {
-			continue
-		}
-		vbd := objs[id]
-		if vbd.Field("VM").Str() != vmID || strings.EqualFold(vbd.Field("type").Str(), "CD") {
-			continue
-		}
-		if b, _ := vbd.Field("empty").Bool(); b {
-			continue
-		}
-		vdiID := vbd.Field("VDI").Str()
-		vdi, ok := objs[vdiID]
-		if !ok || classes[vdiID] != "VDI" {
-			return nil, nil, failure("IMPORT_ERROR_FAILED_TO_FIND_OBJECT", vdiID)
-		}
-		srID := vdi.Field("SR").Str()
-		if classes[srID] != "SR" {
-			return nil, nil, failure("IMPORT_ERROR_FAILED_TO_FIND_OBJECT", srID)
-		}
-		if objs[srID].Field("content_type").Str() == "iso" {
-			continue
-		}
-		size, err := vdi.Field("virtual_size").Int64()
-		if err != nil {
-			return nil, nil, failure("IMPORT_ERROR_GENERIC", "virtual_size of "+vdiID)
-		}
-		vdis = append(vdis, vdiInfo{vdiID, size})
-	}
-	// Stream_vdi.for_each_vdi: compare on the id string.
-	slices.SortFunc(vdis, func(a, b vdiInfo) int { return strings.Compare(a.id, b.id) })
-	return vm, vdis, nil
-}
-
-// recvVDI is Stream_vdi.recv_all_vdi for one VDI: the gap before a block
-// is (number − last − 1) × firstlen, firstlen being the size of the very
-// first data member of the import.
-func recvVDI(tr *tar.Reader, prefix string, size int64, firstlen *int64, force bool) (*Disk, error) {
-	h := sha256.New()
-	var pos, data int64
-	last := "-1"
-	zeros := make([]byte, 1<<20)
-	fill := func(n int64) {
-		for n > 0 {
-			c := min(n, int64(len(zeros)))
-			h.Write(zeros[:c])
-			n -= c
-		}
-	}
-	for pos < size {
-		hd, err := tr.Next()
-		if err != nil {
-			return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-		}
-		if *firstlen < 0 {
-			*firstlen = hd.Size
-		}
-		if !strings.HasPrefix(hd.Name, prefix) || len(hd.Name) <= len(prefix) {
-			return nil, failure("IMPORT_ERROR_GENERIC", "Invalid XVA file: "+hd.Name+" is not a block of "+prefix)
-		}
-		suffix := hd.Name[len(prefix)+1:]
-		if !(suffix > last) {
-			return nil, failure("IMPORT_ERROR_GENERIC", "Invalid XVA file: "+hd.Name+" does not follow "+last)
-		}
-		if hd.Size%512 != 0 {
-			// xapi reads the next header before skipping the padding.
-			return nil, failure("IMPORT_ERROR_GENERIC", fmt.Sprintf("Invalid XVA file: %s is %d bytes, not whole sectors", hd.Name, hd.Size))
-		}
-		n, err1 := strconv.ParseInt(suffix, 10, 64)
-		l, err2 := strconv.ParseInt(last, 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, failure("IMPORT_ERROR_GENERIC", "Invalid XVA file: block name "+hd.Name)
-		}
-		gap := (n - l - 1) * *firstlen
-		fill(gap)
-		pos += gap
-		block, err := io.ReadAll(tr)
-		if err != nil || int64(len(block)) != hd.Size {
-			return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-		}
-		if pos+hd.Size > size {
-			return nil, failure("IMPORT_ERROR_GENERIC", fmt.Sprintf("%s writes past the end of the VDI", hd.Name))
-		}
-		ch, err := tr.Next()
-		if err != nil {
-			return nil, failure("IMPORT_ERROR_PREMATURE_EOF")
-		}
-		text, _ := io.ReadAll(tr)
-		var want string
-		switch ch.Name {
-		case hd.Name + ".xxhash":
-			want = fmt.Sprintf("%016X", xxhash.Sum64(block))
-		case hd.Name + ".checksum":
-			sum := sha1.Sum(block)
-			want = hex.EncodeToString(sum[:])
-		default:
-			return nil, failure("IMPORT_ERROR_GENERIC", "Invalid XVA file: "+ch.Name+" is not the checksum of "+hd.Name)
-		}
-		if string(text) != want && !force {
-			return nil, failure("IMPORT_ERROR_GENERIC", "Invalid_checksum: "+ch.Name)
-		}
-		h.Write(block)
-		pos += hd.Size
-		data += hd.Size
-		last = suffix
-	}
-	return &Disk{VDI: prefix, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), DataSent: data}, nil
 }
 
 // GET /export ------------------------------------------------------------
