@@ -288,6 +288,9 @@ func (c *checker) readMetadata(r *xva.Reader) bool {
 	c.rep.Format = meta.Generation.String()
 	if meta.Export != nil {
 		c.rep.ExportVsn = meta.Export.ExportVersion()
+		for _, p := range meta.Export.ImportProblems() {
+			c.problem(Import, "ova.xml", "", -1, "%s", p)
+		}
 	}
 	for i := range meta.Disks {
 		d := &meta.Disks[i]

@@ -207,7 +207,12 @@ func (j *job) handleAll() error {
 				continue
 			}
 			if err := ova.XapiDatamodel().DecodeRecord(class, o.rec); err != nil {
-				return ocamlFailure(strings.TrimPrefix(err.Error(), "field "))
+				// xapi's message names no field for a type error.
+				msg := err.Error()
+				if rest, ok := strings.CutPrefix(msg, "field "); ok {
+					_, msg, _ = strings.Cut(rest, ": ")
+				}
+				return ocamlFailure(msg)
 			}
 			if err := j.handle(o); err != nil {
 				return err
