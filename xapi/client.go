@@ -272,6 +272,15 @@ func (v XapiVersion) Less(w XapiVersion) bool {
 // member ("Expected to find an inline checksum").
 var XXHashSince = XapiVersion{1, 170}
 
+// VersionReportedSince is the first xapi that reports its own version:
+// before v1.250.0 (commit a7dacb92a5) every host said xapi 1.20, in
+// software_version and in its exports, whether it read .xxhash or not.
+var VersionReportedSince = XapiVersion{1, 250}
+
+// ReadsXXHash reports whether a host that says it is v is known to read
+// .xxhash members: one that says 1.20 may be older than XXHashSince.
+func (v XapiVersion) ReadsXXHash() bool { return !v.Less(VersionReportedSince) }
+
 // OldestXapi returns the oldest xapi version of the pool's hosts: an import
 // may be handled by any host that sees the SR, and while a pool is being
 // upgraded its members are older than its master.

@@ -83,6 +83,8 @@ func toValue(a any) (*ova.Value, error) {
 		return ova.NewMap(x), nil
 	case []string:
 		return ova.NewStrings(x...), nil
+	case *ova.Value:
+		return x, nil
 	}
 	return nil, fmt.Errorf("xapi: cannot encode %T", a)
 }

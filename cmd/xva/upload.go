@@ -1,23 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
-	"github.com/xva-tools/xva/xapi"
 )
 
 type uploadFlags struct {
-	remote               remoteFlags
-	sr                   string
-	restore, force, asIs bool
+	remote                          remoteFlags
+	sr, checksum, network, uuidSeed string
+	restore, force, asIs            bool
 }
 
 func newUploadCmd(g *globals) *cobra.Command {
@@ -53,6 +50,9 @@ at the end, also on failure and on Ctrl-C.`,
 	fl.BoolVar(&f.restore, "restore", false, "keep the VM's uuid and MAC addresses (restore a backup)")
 	fl.BoolVar(&f.force, "force", false, "import even if block checksums do not match (xapi then keeps what it made)")
 	fl.BoolVar(&f.asIs, "as-is", false, "send an archive file exactly as it is, a legacy one too (for hosts before 2021, which import legacy archives)")
+	fl.StringVar(&f.checksum, "checksum", "", "block hash to send: xxhash or sha1 (default: what every host of the pool reads; sha1 for hosts that say they are older than xapi 1.250)")
+	fl.StringVar(&f.network, "network", "", "give the VM a network interface on this network (its name or uuid) after the import")
+	fl.StringVar(&f.uuidSeed, "uuid-seed", "", "derive the uuids of a VM converted on the fly from this seed (default: random)")
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -62,33 +62,34 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	if _, err := os.Stat(input); err != nil {
 		return err
 	}
+	uo := xva.UploadOptions{SR: f.sr, Restore: f.restore, Force: f.force, AsIs: f.asIs, Network: f.network}
+	if f.checksum != "" {
+		sum, err := xva.ParseChecksum(f.checksum)
+		if err != nil {
+			return usageError{err}
+		}
+		uo.Checksum = sum
+	}
 	c, err := f.remote.login(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer logout(c)
-	sr := ""
-	if f.sr != "" {
-		if sr, err = c.SRByUUID(ctx, f.sr); err != nil {
-			return fmt.Errorf("SR %s: %w", f.sr, err)
+	// The display is made when the length is known: at the first report.
+	var show func(int64, float64)
+	started := false
+	uo.Progress = func(sent, total int64, task float64) {
+		if !started {
+			show, started = g.rep.transfer("upload", total), true
+		}
+		if show != nil {
+			show(sent, task)
 		}
 	}
-	body, length, legacy, produced, err := uploadBody(ctx, g, input, f.asIs)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	show := g.rep.transfer("upload", length)
-	res, err := c.Import(ctx, body, xapi.ImportOptions{SR: sr, Restore: f.restore, Force: f.force, Length: length,
-		Progress: show})
+	res, err := xva.Upload(ctx, c, input, uo, xva.WithJobs(g.jobs), xva.WithLogger(g.log), xva.WithUUIDSeed(f.uuidSeed))
 	g.settle()
-	// Whatever became of the upload, stop the conversion feeding it: its
-	// next write fails and it returns.
-	body.Close()
-	if perr := produced(); perr != nil && !errors.Is(perr, io.ErrClosedPipe) {
-		return perr // the archive could not be read: that is the cause
-	}
-	if err != nil && legacy {
+	var legacy *xva.LegacyAsIsError
+	if errors.As(err, &legacy) {
 		return withHint(err, hintLegacy+" (drop --as-is)")
 	}
 	if err != nil {
@@ -101,42 +102,20 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 			UUID          string  `json:"uuid"`
 			BytesSent     int64   `json:"bytes_sent"`
 			Seconds       float64 `json:"seconds"`
-		}{schemaVersion, res.VMRef, res.VMUUID, res.Sent, res.Seconds})
+			Converted     bool    `json:"converted"`
+			Checksum      string  `json:"checksum,omitempty"`
+			VIFs          int     `json:"vifs"`
+		}{schemaVersion, res.VMRef, res.VMUUID, res.Sent, res.Seconds, res.Converted, res.Checksum, res.VIFs})
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), printable(res.VMUUID))
-	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "imported %s (%s sent in %.1fs) into %s\n", printable(res.VMRef),
-		humanize.IBytes(uint64(res.Sent)), res.Seconds, c.Host())
+	how := "sent as it is"
+	if res.Converted {
+		how = "converted on the fly, " + res.Checksum + " block hashes"
+	}
+	fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "imported %s (%s %s in %.1fs) into %s\n", printable(res.VMRef),
+		humanize.IBytes(uint64(res.Sent)), how, res.Seconds, c.Host())
+	if res.VIFs == 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "xva: note: the VM has no network interface; give it one with --network NAME|UUID, or xe vif-create\n")
+	}
 	return nil
-}
-
-// uploadBody is what goes to /import: an xapi archive file (or, asIs, any
-// archive file) as it is, with its length; anything else converted on the
-// fly, length unknown. legacy reports a legacy archive sent as it is.
-// produced reports the conversion's error once the body has been read.
-func uploadBody(ctx context.Context, g *globals, input string, asIs bool) (body io.ReadCloser, length int64, legacy bool, produced func() error, err error) {
-	st, err := os.Stat(input)
-	if err != nil {
-		return nil, 0, false, nil, err
-	}
-	if st.Mode().IsRegular() {
-		info, err := xva.Info(ctx, input)
-		if err != nil {
-			return nil, 0, false, nil, err
-		}
-		if info.Generation == xva.XAPI || asIs {
-			f, err := os.Open(input)
-			if err != nil {
-				return nil, 0, false, nil, err
-			}
-			return f, st.Size(), info.Generation == xva.Legacy, func() error { return nil }, nil
-		}
-	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := xva.StreamXapi(ctx, input, pw, xva.WithJobs(g.jobs), xva.WithLogger(g.log))
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	return pr, -1, false, func() error { return <-done }, nil
 }

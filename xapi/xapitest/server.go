@@ -354,6 +354,12 @@ func (s *Server) call(method string, p []*ova.Value) (*ova.Value, []string) {
 		return nil, []string{"HANDLE_INVALID", "VM", str(p, 1)}
 	case "VIF.create":
 		return s.vifCreate(p)
+	case "VIF.get_device":
+		// The fake's VIF refs are VM/vifDEVICE.
+		if i := strings.LastIndex(str(p, 1), "/vif"); i >= 0 {
+			return ova.NewString(str(p, 1)[i+4:]), nil
+		}
+		return nil, []string{"HANDLE_INVALID", "VIF", str(p, 1)}
 	case "host.get_software_version":
 		// Xapi_globs.software_version: "xapi" is MAJOR.MINOR.
 		i := map[string]int{"OpaqueRef:host-master": 0, "OpaqueRef:host-member": 1}
