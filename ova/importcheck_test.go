@@ -250,3 +250,15 @@ func TestLegacyZeroVCPUsAndMemory(t *testing.T) {
 		t.Fatalf("mem_set=0: %v", err)
 	}
 }
+
+// A real export (XenServer 5.5, shared/samples) has nothing a host
+// refuses: fields the datamodel added since are defaulted.
+func TestRealExportHasNoImportProblems(t *testing.T) {
+	e, err := ParseExport(readSample(t, "xenserver-5.5-modern-ova.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := e.ImportProblems(); len(ps) != 0 {
+		t.Fatalf("%v", ps)
+	}
+}

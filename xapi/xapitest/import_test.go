@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -123,5 +125,41 @@ func TestModelRefusesEachRequiredFieldsAbsence(t *testing.T) {
 	}
 	if checked < 150 {
 		t.Fatalf("only %d fields checked", checked)
+	}
+}
+
+// The model imports a real host's export: the ova.xml of a XenServer 5.5
+// export (shared/samples), with its 5 GiB disk's first and last blocks.
+func TestModelImportsARealExport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: the model hashes the whole 5 GiB disk")
+	}
+	doc, err := os.ReadFile("../../../shared/samples/xenserver-5.5-modern-ova.xml")
+	if err != nil {
+		t.Skipf("shared samples not available: %v", err)
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	put := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o400, Size: int64(len(data)), Format: tar.FormatUSTAR})
+		tw.Write(data)
+	}
+	put("ova.xml", doc)
+	block := bytes.Repeat([]byte("xenserver"), 1<<20/9+1)[:1<<20]
+	sum := sha1.Sum(block)
+	// virtual_size 5368709120: blocks 0 to 5119, the middle ones all zero.
+	for _, n := range []string{"00000000", "00005119"} {
+		put("Ref:4/"+n, block)
+		put("Ref:4/"+n+".checksum", []byte(hex.EncodeToString(sum[:])))
+	}
+	tw.Close()
+	s := xapitest.New()
+	defer s.Close()
+	vm, err := s.Import(&b, 0, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Name != "~Unnamed" || len(vm.Disks) != 1 || vm.Disks[0].Size != 5<<30 || len(vm.VIFs) != 1 || len(vm.VBDs) != 2 {
+		t.Fatalf("VM %+v", vm)
 	}
 }
