@@ -78,7 +78,12 @@ func (e *Export) ImportProblems() []ImportProblem {
 		if dm.Fields(o.Class) == nil {
 			continue
 		}
-		if err := dm.DecodeRecord(o.Class, o.Snapshot); err != nil {
+		misread, err := dm.DecodeRecord(o.Class, o.Snapshot)
+		for _, m := range misread {
+			field, what, _ := strings.Cut(m, ": ")
+			add(o, field, "nothing, and reads it otherwise", "%s", what)
+		}
+		if err != nil {
 			add(o, fieldOf(err), importFailure(strings.TrimPrefix(err.Error(), "field "+fieldOf(err)+": ")), "%v", err)
 			continue
 		}

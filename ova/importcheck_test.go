@@ -34,7 +34,7 @@ func TestRecordsWeWriteSatisfyTheDatamodel(t *testing.T) {
 	classes := map[string]bool{}
 	for _, o := range e.Objects {
 		classes[o.Class] = true
-		if err := dm.DecodeRecord(o.Class, o.Snapshot); err != nil {
+		if _, err := dm.DecodeRecord(o.Class, o.Snapshot); err != nil {
 			t.Errorf("%s %s: %v", o.Class, o.ID, err)
 		}
 	}
@@ -65,7 +65,7 @@ func TestEachRequiredFieldIsRequired(t *testing.T) {
 					rec.Members = append(rec.Members, m)
 				}
 			}
-			err := dm.DecodeRecord(o.Class, rec)
+			_, err := dm.DecodeRecord(o.Class, rec)
 			switch {
 			case spec.Required && (err == nil || err.Error() != "Field "+name+" not present in rpc"):
 				t.Errorf("%s without %s: %v", o.Class, name, err)

@@ -3,6 +3,7 @@ package ova
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -68,10 +69,12 @@ func (d *Datamodel) Fields(class string) map[string]FieldSpec {
 // DecodeRecord reads rec as xapi's generated <class>_t_of_rpc does and
 // returns the first failure in xapi's words: a required field that is
 // absent, or a field whose value its type does not accept. Fields the
-// table does not know are ignored, as xapi ignores them.
-func (d *Datamodel) DecodeRecord(class string, rec *Value) error {
+// table does not know are ignored, as xapi ignores them. Values xapi takes
+// but reads otherwise than they say are returned as misread, one line
+// each; they do not stop the decoding.
+func (d *Datamodel) DecodeRecord(class string, rec *Value) (misread []string, err error) {
 	if rec == nil || rec.Kind != Struct {
-		return fmt.Errorf("Expected Dictionary")
+		return nil, fmt.Errorf("Expected Dictionary")
 	}
 	// Hashtbl.replace: a repeated member's last value wins.
 	last := map[string]*Value{}
@@ -83,15 +86,19 @@ func (d *Datamodel) DecodeRecord(class string, rec *Value) error {
 		v, ok := last[name]
 		if !ok {
 			if spec.Required {
-				return fmt.Errorf("Field %s not present in rpc", name)
+				return misread, fmt.Errorf("Field %s not present in rpc", name)
 			}
 			continue
 		}
-		if err := DecodeValue(spec.Type, v); err != nil {
-			return fmt.Errorf("field %s: %w", name, err)
+		var mr *MisreadError
+		switch err := DecodeValue(spec.Type, v); {
+		case errors.As(err, &mr):
+			misread = append(misread, name+": "+mr.What)
+		case err != nil:
+			return misread, fmt.Errorf("field %s: %w", name, err)
 		}
 	}
-	return nil
+	return misread, nil
 }
 
 // fieldOrder lists a class's fields in a fixed order, so that the first
@@ -117,6 +124,9 @@ func DecodeValue(typ string, v *Value) error {
 		// true and anything else false.
 		if v.Kind != Bool {
 			return fmt.Errorf("Expected bool, got '%s'", rpcShow(v))
+		}
+		if v.Text != "0" && v.Text != "1" {
+			return &MisreadError{fmt.Sprintf("<boolean>%s</boolean> is read as false", v.Text)}
 		}
 	case "int":
 		// Rpc.int64_of_rpc: Int, or String through Int64.of_string.
@@ -180,6 +190,12 @@ func DecodeValue(typ string, v *Value) error {
 	}
 	return nil
 }
+
+// MisreadError is a value xapi takes without complaint but reads otherwise
+// than it says.
+type MisreadError struct{ What string }
+
+func (e *MisreadError) Error() string { return e.What }
 
 // splitType splits "set(ref(vbd))" into "set", "ref(vbd)" and
 // "enum vbd_mode(RO|RW)" into "enum", "RO|RW".

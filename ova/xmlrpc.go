@@ -209,8 +209,10 @@ func parseValue(e *etree.Element) (*Value, error) {
 		}
 	default:
 		v.Text = t.Text()
-		if kind == Bool && v.Text != "0" && v.Text != "1" {
-			return nil, fmt.Errorf("ova: <boolean>%s</boolean> is not 0 or 1", v.Text)
+		// xapi's reader (ocaml-rpc xmlrpc.ml:233-239, 313) refuses an
+		// empty <boolean> and reads any other text but "1" as false.
+		if kind == Bool && v.Text == "" {
+			return nil, errors.New("ova: an empty <boolean>")
 		}
 	}
 	return v, nil

@@ -1,6 +1,7 @@
 package ova
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -111,17 +112,27 @@ func TestValueVariants(t *testing.T) {
 func TestHostileXML(t *testing.T) {
 	deep := strings.Repeat("<value><array><data>", 40) + strings.Repeat("</data></array></value>", 40)
 	cases := map[string]string{
-		"deep":     deep,
-		"doctype":  `<!DOCTYPE x [<!ENTITY a "aaaa">]><value>&a;</value>`,
-		"mixed":    `<value>text<struct/></value>`,
-		"two":      `<value><int>1</int><int>2</int></value>`,
-		"bad bool": `<value><boolean>yes</boolean></value>`,
-		"unknown":  `<value><nil/></value>`,
+		"deep":       deep,
+		"doctype":    `<!DOCTYPE x [<!ENTITY a "aaaa">]><value>&a;</value>`,
+		"mixed":      `<value>text<struct/></value>`,
+		"two":        `<value><int>1</int><int>2</int></value>`,
+		"empty bool": `<value><boolean></boolean></value>`,
+		"unknown":    `<value><nil/></value>`,
 	}
 	for name, doc := range cases {
 		if _, err := ParseValue([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// xapi reads any other text of a <boolean> than 1 as false, and so do
+	// we; the import check says so.
+	v, err := ParseValue([]byte(`<value><boolean>yes</boolean></value>`))
+	if b, _ := v.Bool(); err != nil || b {
+		t.Fatalf("<boolean>yes</boolean>: %v, %v", b, err)
+	}
+	var mr *MisreadError
+	if err := DecodeValue("bool", v); !errors.As(err, &mr) {
+		t.Fatalf("the import check does not say it is misread: %v", err)
 	}
 }
 

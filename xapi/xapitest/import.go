@@ -206,7 +206,7 @@ func (j *job) handleAll() error {
 			if o.class != class {
 				continue
 			}
-			if err := ova.XapiDatamodel().DecodeRecord(class, o.rec); err != nil {
+			if _, err := ova.XapiDatamodel().DecodeRecord(class, o.rec); err != nil {
 				// xapi's message names no field for a type error.
 				msg := err.Error()
 				if rest, ok := strings.CutPrefix(msg, "field "); ok {
