@@ -164,12 +164,18 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 		if err != nil {
 			return nil, 0, err
 		}
+		sendAsIs := asIs || meta.Generation == XAPI && (kind == sum || kind == 0)
 		if meta.Generation == XAPI && !asIs {
 			if err := preflight(meta.Export, oldest); err != nil {
 				return nil, 0, err
 			}
 		}
-		if asIs || meta.Generation == XAPI && (kind == sum || kind == 0) {
+		if sendAsIs && !asIs {
+			if err := blockLayout(input, meta); err != nil {
+				return nil, 0, err
+			}
+		}
+		if sendAsIs {
 			f, err := os.Open(input)
 			if err != nil {
 				return nil, 0, err
@@ -269,4 +275,54 @@ func preflight(e *ova.Export, oldest xapi.XapiVersion) error {
 		more = fmt.Sprintf(" (and %d more; 'xva verify' lists them all)", len(problems)-1)
 	}
 	return corrupt("ova.xml", "", -1, "a host would refuse this archive: %s%s; nothing was sent (--as-is sends it anyway)", problems[0], more)
+}
+
+// blockLayout refuses an xapi archive file whose blocks the host would
+// misread (chunk.XapiMisreads), before it is sent as it is. Only the tar
+// headers are read, so only an uncompressed tar file is checked; a
+// compressed one would have to be read whole ('xva verify' does that).
+func blockLayout(input string, meta *Metadata) error {
+	r, err := OpenReader(input)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !r.Random() || r.Compression() != "" {
+		return nil
+	}
+	first := int64(-1)
+	seqs := map[string]*chunk.BlockSeq{}
+	for {
+		m, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d := meta.DiskOf(m.Name)
+		if d == nil {
+			continue
+		}
+		seq := seqs[d.ID]
+		if seq == nil {
+			seq = chunk.NewBlockSeq(d.ID, d.Size)
+			seqs[d.ID] = seq
+		}
+		if chunk.IsChecksumName(m.Name) {
+			seq.Checksum(m.Name)
+			continue
+		}
+		before := seq.Pos()
+		off, err := seq.Data(m.Name, m.Size)
+		if err != nil {
+			continue // not for the host to misread: verify reports it
+		}
+		if first < 0 {
+			first = m.Size
+		}
+		if msgs := chunk.XapiMisreads(first, off-before, off, m.Size); len(msgs) > 0 {
+			return corrupt(m.Name, d.Device, off, "a host would refuse this archive or misplace its data: %s; nothing was sent (--as-is sends it anyway)", msgs[0])
+		}
+	}
 }

@@ -317,6 +317,27 @@ func (s *BlockSeq) End() error {
 	return nil
 }
 
+// XapiMisreads says what xapi's importer (ocaml/xapi/stream_vdi.ml,
+// recv_all_vdi, xen-api e2ee48d lines 549-630) gets wrong in a data member
+// of size bytes at disk offset off, which BlockSeq placed after a gap of
+// gap bytes, in an archive whose very first data member had firstLen
+// bytes; nil if nothing. It reads the next tar header before it skips the
+// member's padding, so a member that is not whole 512-byte sectors throws
+// it off; and it sizes a gap of skipped block numbers by the archive's
+// first data member, so after a first member of another size than
+// BlockSize a gap lands in the wrong place.
+func XapiMisreads(firstLen, gap, off, size int64) []string {
+	var s []string
+	if size%512 != 0 {
+		s = append(s, fmt.Sprintf("a %d-byte block is not whole 512-byte sectors: xapi reads the next tar header inside its padding and fails (\"Invalid XVA file\")", size))
+	}
+	if gap > 0 && firstLen != BlockSize {
+		s = append(s, fmt.Sprintf("xapi sizes the %d skipped blocks before this one by the archive's first block (%d bytes, not %d) and would write it at byte %d instead of %d",
+			gap/BlockSize, firstLen, BlockSize, off-gap+gap/BlockSize*firstLen, off))
+	}
+	return s
+}
+
 // IsChecksumName reports whether name is a checksum member's.
 func IsChecksumName(name string) bool {
 	return strings.HasSuffix(name, XXHash.Ext()) || strings.HasSuffix(name, SHA1.Ext())

@@ -604,23 +604,14 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 	return nil
 }
 
-// layout reports what xapi's importer (ocaml/xapi/stream_vdi.ml,
-// recv_all_vdi, xen-api e2ee48d lines 549-630) would get wrong in a data
-// member that xva reads correctly: it reads the next tar header before it
-// skips the member's padding, so a member that is not whole 512-byte
-// sectors throws it off; and it sizes a gap of skipped block numbers by the
-// size of the archive's very first data member, so a gap after a first
-// member of any other size than 1 MiB lands in the wrong place.
+// layout reports what xapi's importer would get wrong in a data member
+// that xva reads correctly (chunk.XapiMisreads).
 func (c *checker) layout(st *diskState, m *xva.Member, before, off int64) {
 	if c.firstLen < 0 {
 		c.firstLen = m.Size
 	}
-	if m.Size%512 != 0 {
-		c.problem(Import, m.Name, st.d.Device, off, "a %d-byte block is not whole 512-byte sectors: xapi reads the next tar header inside its padding and fails (\"Invalid XVA file\")", m.Size)
-	}
-	if gap := off - before; gap > 0 && c.firstLen != chunk.BlockSize {
-		c.problem(Import, m.Name, st.d.Device, off, "xapi sizes the %d skipped blocks before this one by the archive's first block (%d bytes, not %d) and would write it at byte %d instead of %d",
-			gap/chunk.BlockSize, c.firstLen, chunk.BlockSize, before+gap/chunk.BlockSize*c.firstLen, off)
+	for _, msg := range chunk.XapiMisreads(c.firstLen, off-before, off, m.Size) {
+		c.problem(Import, m.Name, st.d.Device, off, "%s", msg)
 	}
 }
 

@@ -91,12 +91,9 @@ func TestUploadChecksBeforeSending(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range cases {
-		if c.Member != "ova.xml" {
-			continue // block layout: found by verify, not by reading ova.xml
-		}
 		s, ca := pool(t)
 		r := remote(t, dir, "secret", "upload", c.Path, "--url", s.URL, "--ca-cert", ca)
-		if r.code != 3 || !strings.Contains(r.stderr, "a host would refuse") || s.Imports() != 0 {
+		if r.code != 3 || !strings.Contains(r.stderr, "a host would refuse") || !strings.Contains(r.stderr, c.Member) || s.Imports() != 0 {
 			t.Fatalf("%s: exit %d, %d imports\n%s", c.Fault, r.code, s.Imports(), r.stderr)
 		}
 		r = remote(t, dir, "secret", "upload", c.Path, "--url", s.URL, "--ca-cert", ca, "--as-is")
