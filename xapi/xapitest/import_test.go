@@ -14,8 +14,10 @@ import (
 	"testing"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/ova"
+	"github.com/xva-tools/xva/verify"
 	"github.com/xva-tools/xva/xapi/xapitest"
 )
 
@@ -161,5 +163,86 @@ func TestModelImportsARealExport(t *testing.T) {
 	}
 	if vm.Name != "~Unnamed" || len(vm.Disks) != 1 || vm.Disks[0].Size != 5<<30 || len(vm.VIFs) != 1 || len(vm.VBDs) != 2 {
 		t.Fatalf("VM %+v", vm)
+	}
+}
+
+// An export_vsn 1 archive (XenServer 4.1: inline SHA-1 checksums and a
+// trailing table of them) imports on the model, and xva reads and verifies
+// it.
+func TestExportVsn1(t *testing.T) {
+	vm := fixtures.VM{Name: "rio", Memory: 1 << 28, VCPUs: 1, Disks: []fixtures.Disk{{Size: 3<<20 + 512, Seed: 5, Data: 0.6, MaxRegion: 1 << 20}}}
+	dir := filepath.Join(t.TempDir(), "vm")
+	sums, err := vm.WriteXapiDir(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "a.xva")
+	if _, err := xva.PackDir(context.Background(), dir, archive, xva.WithChecksum(chunk.SHA1)); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := os.ReadFile(filepath.Join(dir, "ova.xml"))
+	e, err := ova.ParseExport(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Root.Field("version").Set("export_vsn", ova.NewInt(1))
+	b := withOVA(t, archive, e.Marshal())
+	// The table: every data member's SHA-1, after the last disk.
+	table := ova.NewStruct()
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if h.Name != "ova.xml" && filepath.Ext(h.Name) == "" {
+			data, _ := io.ReadAll(tr)
+			sum := sha1.Sum(data)
+			table.Members = append(table.Members, ova.Member{Name: h.Name, Value: ova.NewString(hex.EncodeToString(sum[:]))})
+		}
+	}
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr = tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		data, _ := io.ReadAll(tr)
+		tw.WriteHeader(&tar.Header{Name: h.Name, Mode: 0o400, Size: int64(len(data)), Format: tar.FormatUSTAR})
+		tw.Write(data)
+	}
+	doc = table.Marshal()
+	tw.WriteHeader(&tar.Header{Name: "checksums", Mode: 0o400, Size: int64(len(doc)), Format: tar.FormatUSTAR})
+	tw.Write(doc)
+	tw.Close()
+	s := xapitest.New()
+	defer s.Close()
+	got, err := s.Import(bytes.NewReader(out.Bytes()), 0, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Disks[0].SHA256 != sums["sda"] {
+		t.Fatal("the host's disk differs")
+	}
+	path := filepath.Join(t.TempDir(), "vsn1.xva")
+	os.WriteFile(path, out.Bytes(), 0o600)
+	un := filepath.Join(t.TempDir(), "un")
+	if _, err := xva.Unpack(context.Background(), path, un); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := fixtures.HashFile(filepath.Join(un, "sda.raw")); h != sums["sda"] {
+		t.Fatal("xva reads another disk")
+	}
+	if rep := verify.Archive(context.Background(), path, verify.Options{}); !rep.OK {
+		t.Fatalf("verify: %+v %s", rep.Problems, rep.Error)
+	}
+	// A wrong table entry: the host refuses, unless force.
+	bad := bytes.Clone(out.Bytes())
+	i := bytes.LastIndex(bad, []byte(table.Members[0].Value.Str())) // in the table, after the inline one
+	copy(bad[i:], bytes.Repeat([]byte("0"), 40))
+	if _, err := s.Import(bytes.NewReader(bad), 0, false, false); err == nil || !strings.Contains(err.Error(), "SOME_CHECKSUMS_FAILED") {
+		t.Fatalf("a wrong table: %v", err)
 	}
 }
