@@ -1,3 +1,4 @@
+//lint:file-ignore ST1005 the errors quote xapi's own messages exactly, capitals included
 package ova
 
 import (
