@@ -164,7 +164,8 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 		if err != nil {
 			return nil, 0, err
 		}
-		sendAsIs := asIs || meta.Generation == XAPI && (kind == sum || kind == 0)
+		// Every host reads SHA-1 .checksum members (stream_vdi.ml:613-614).
+		sendAsIs := asIs || meta.Generation == XAPI && (kind == sum || kind == 0 || kind == chunk.SHA1)
 		if meta.Generation == XAPI && !asIs {
 			if err := preflight(meta.Export, oldest); err != nil {
 				return nil, 0, err

@@ -329,7 +329,7 @@ func (s *BlockSeq) End() error {
 func XapiMisreads(firstLen, gap, off, size int64) []string {
 	var s []string
 	if size%512 != 0 {
-		s = append(s, fmt.Sprintf("a %d-byte block is not whole 512-byte sectors: xapi reads the next tar header inside its padding and fails (\"Invalid XVA file\")", size))
+		s = append(s, fmt.Sprintf("a %d-byte block is not whole 512-byte sectors: xapi (from 1.170) reads the next tar header inside its padding and fails (Tar.Header.Checksum_mismatch)", size))
 	}
 	if gap > 0 && firstLen != BlockSize {
 		s = append(s, fmt.Sprintf("xapi sizes the %d skipped blocks before this one by the archive's first block (%d bytes, not %d) and would write it at byte %d instead of %d",
@@ -469,7 +469,10 @@ func mismatch(want, got string) error {
 // 566-581) takes the name's rest after the prefix and "/", requires it to
 // be greater than the last one as a string, and sizes the gap by
 // int_of_string of both: any number of decimal digits works, cloud image
-// builders write 20. The number must fit OCaml's 63-bit int.
+// builders write 20. The number must fit OCaml's 63-bit int. We are
+// stricter in two ways no real writer meets: names must increase as
+// numbers too (where text and number disagree xapi's offset accounting
+// goes wrong), and OCaml's other forms (0x, _, +) are refused.
 func parseBlockName(prefix, name string) (int64, string, error) {
 	rest, ok := strings.CutPrefix(name, prefix+"/")
 	if !ok {

@@ -1,9 +1,9 @@
 package ova
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -26,24 +26,42 @@ func (p ImportProblem) String() string {
 	return s + ": " + p.Detail + "; the host answers " + p.Answer
 }
 
-// importFailure is how a Failure raised while decoding reaches the client:
-// IMPORT_ERROR with INTERNAL_ERROR: [ Failure("…") ] (import.ml:2436-2439).
-func importFailure(msg string) string {
-	return fmt.Sprintf(`IMPORT_ERROR ["INTERNAL_ERROR: [ Failure(%q) ]"]`, msg)
+// importFailure is how an exception raised while decoding reaches the
+// client: IMPORT_ERROR with INTERNAL_ERROR: [ printed exception ]
+// (import.ml:2436-2439, exnHelper.ml:69-86).
+func importFailure(err error) string {
+	printed := err.Error()
+	var p interface{ Printed() string }
+	if errors.As(err, &p) {
+		printed = p.Printed()
+	}
+	return fmt.Sprintf(`IMPORT_ERROR ["INTERNAL_ERROR: [ %s ]"]`, printed)
 }
 
 // The version block's keys (importexport.ml:73-92): strings, and the two
 // version numbers read with int_of_rpc.
 var versionKeys = []struct{ name, typ string }{
 	{"hostname", "string"}, {"date", "string"}, {"product_version", "string"}, {"product_brand", "string"},
-	{"build_number", "string"}, {"xapi_major", "int"}, {"xapi_minor", "int"},
+	{"build_number", "string"}, {"xapi_major", "int63"}, {"xapi_minor", "int63"},
+}
+
+// VersionNumber reads xapi_major or xapi_minor as Rpc.int_of_rpc does
+// (rpc.ml:199-202): Int, or String through int_of_string, 63 bits.
+func VersionNumber(v *Value) (int64, error) {
+	if v == nil || v.Kind != Int && v.Kind != String {
+		return 0, failure("int_of_string")
+	}
+	n, ok := OCamlInt64(v.Text)
+	if !ok || n > 1<<62-1 || n < -(1<<62) {
+		return 0, failure("int_of_string")
+	}
+	return n, nil
 }
 
 // VDI types a VBD may not point at (xapi_vbd.ml:157-180), and the one
 // VDI.create refuses (xapi_vdi.ml:578-589).
 var (
 	incompatibleVBDTypes = map[string]bool{"ha_statefile": true, "redo_log": true, "cbt_metadata": true}
-	xenDeviceName        = regexp.MustCompile(`^(xvd|hd|sd)[a-z]+$`)
 	unsignedDecimal      = regexp.MustCompile(`^[0-9]+$`)
 )
 
@@ -65,8 +83,12 @@ func (e *Export) ImportProblems() []ImportProblem {
 		v := version.Field(k.name)
 		if v == nil {
 			add(nil, k.name, "IMPORT_ERROR", "the version block has no %s (\"Failed to find key '%s' in version data\")", k.name, k.name)
+		} else if k.typ == "int63" {
+			if _, err := VersionNumber(v); err != nil {
+				add(nil, k.name, importFailure(err), "%q is not an integer", v.Text)
+			}
 		} else if err := DecodeValue(k.typ, v); err != nil {
-			add(nil, k.name, importFailure(err.Error()), "%v", err)
+			add(nil, k.name, importFailure(err), "%v", err)
 		}
 	}
 	dm := XapiDatamodel()
@@ -84,7 +106,12 @@ func (e *Export) ImportProblems() []ImportProblem {
 			add(o, field, "nothing, and reads it otherwise", "%s", what)
 		}
 		if err != nil {
-			add(o, fieldOf(err), importFailure(strings.TrimPrefix(err.Error(), "field "+fieldOf(err)+": ")), "%v", err)
+			var fe *FieldError
+			field := ""
+			if errors.As(err, &fe) {
+				field = fe.Field
+			}
+			add(o, field, importFailure(err), "%v", err)
 			continue
 		}
 		switch o.Class {
@@ -95,11 +122,14 @@ func (e *Export) ImportProblems() []ImportProblem {
 				add(o, "SR", "IMPORT_ERROR_FAILED_TO_FIND_OBJECT ["+o.Str("SR")+"]", "the VDI's SR %s is not in the archive", o.Str("SR"))
 			}
 			if strings.EqualFold(o.Str("type"), "cbt_metadata") {
-				add(o, "type", "VDI_INCOMPATIBLE_TYPE", "VDI.create refuses a VDI of type cbt_metadata")
+				add(o, "type", `VDI_INCOMPATIBLE_TYPE ["", "cbt_metadata"]`, "VDI.create refuses a VDI of type cbt_metadata")
 			}
 		case "VBD":
 			ps = append(ps, vbdProblems(o, byID)...)
 		case "VIF":
+			if vm := byID[o.Str("VM")]; vm == nil || vm.Class != "VM" {
+				add(o, "VM", "IMPORT_ERROR_FAILED_TO_FIND_OBJECT ["+o.Str("VM")+"]", "the VIF's VM %s is not in the archive", o.Str("VM"))
+			}
 			if n := byID[o.Str("network")]; (n == nil || n.Class != "network") && o.Field("other_config").Field("maps_to") == nil {
 				add(o, "network", "IMPORT_ERROR_FAILED_TO_FIND_OBJECT ["+o.Str("network")+"]", "the VIF's network %s is not in the archive", o.Str("network"))
 			}
@@ -110,20 +140,6 @@ func (e *Export) ImportProblems() []ImportProblem {
 	}
 	ps = append(ps, duplicateDevices(e)...)
 	return ps
-}
-
-// fieldOf takes the field name out of a DecodeRecord error.
-func fieldOf(err error) string {
-	msg := err.Error()
-	if rest, ok := strings.CutPrefix(msg, "Field "); ok {
-		name, _, _ := strings.Cut(rest, " ")
-		return name
-	}
-	if rest, ok := strings.CutPrefix(msg, "field "); ok {
-		name, _, _ := strings.Cut(rest, ":")
-		return name
-	}
-	return ""
 }
 
 // vbdProblems are the checks of the VBD handler (import.ml:1376-1514),
@@ -146,15 +162,22 @@ func vbdProblems(o *Object, byID map[string]*Object) []ImportProblem {
 		add("empty", `VBD_NOT_REMOVABLE_MEDIA ["in constructor"]`, "only a CD drive can be empty")
 	}
 	ud := r.Userdevice
-	if ud != "autodetect" && !xenDeviceName.MatchString(ud) {
-		if _, err := strconv.Atoi(ud); err != nil {
-			add("userdevice", "INVALID_DEVICE ["+ud+"]", "userdevice %q is neither a number nor a device name", ud)
+	if _, ok := DeviceNumber(ud); !ok && ud != "autodetect" {
+		add("userdevice", "INVALID_DEVICE ["+ud+"]", "userdevice %q is neither a number nor a device name", ud)
+	}
+	vdi := byID[r.VDI]
+	// A VBD attached at export whose VDI does not come with it
+	// (import.ml:1431-1442): only a CD of an HVM VM may lack it.
+	if attached, _ := o.Bool("currently_attached"); attached && !r.Empty && !imported(vdi, byID) {
+		vm := byID[r.VM]
+		hvm := vm != nil && (strings.EqualFold(vm.Str("domain_type"), "hvm") || vm.Str("HVM_boot_policy") != "")
+		if !(cd && hvm) {
+			add("currently_attached", "IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND", "the VBD was attached, and its VDI %s does not come with the archive", r.VDI)
 		}
 	}
 	if cd || r.Empty {
 		return ps
 	}
-	vdi := byID[r.VDI]
 	if vdi == nil || vdi.Class != "VDI" {
 		add("VDI", "IMPORT_ERROR_FAILED_TO_FIND_OBJECT ["+r.VDI+"]", "the disk's VDI %s is not in the archive", r.VDI)
 		return ps
@@ -162,12 +185,42 @@ func vbdProblems(o *Object, byID map[string]*Object) []ImportProblem {
 	if t := strings.ToLower(vdi.Str("type")); incompatibleVBDTypes[t] {
 		add("VDI", "VDI_INCOMPATIBLE_TYPE", "a VBD cannot point at a VDI of type %s", t)
 	}
-	if ro, _ := vdi.Bool("read_only"); ro {
+	if ro, _ := vdi.Bool("read_only"); ro && imported(vdi, byID) {
 		ps = append(ps, ImportProblem{Object: "VDI " + vdi.ID, Field: "read_only", Answer: "VDI_READONLY [" + vdi.ID + "]",
 			Detail: "the import writes a disk's data through a read-write VBD in dom0, which VBD.create refuses on a read-only VDI (make the VBD mode RO instead)"})
 	}
 	return ps
 }
+
+// imported reports whether the VDI object vdi is created by an import: it
+// is there, and its SR is not an ISO library (import.ml:945-985).
+func imported(vdi *Object, byID map[string]*Object) bool {
+	if vdi == nil || vdi.Class != "VDI" {
+		return false
+	}
+	sr := byID[vdi.Str("SR")]
+	return sr != nil && sr.Class == "SR" && !strings.EqualFold(sr.Str("content_type"), "iso")
+}
+
+// DeviceNumber reads a VBD's userdevice as the disk number xapi compares
+// for clashes (xapi_vbd_helpers.ml:403-415, device_number.ml:190-238): a
+// number, or a device name (xvda, hda, sda, xvdb2) as its disk index.
+func DeviceNumber(d string) (int64, bool) {
+	if n, ok := OCamlInt64(d); ok {
+		return n, n >= 0
+	}
+	m := xenDeviceName.FindStringSubmatch(d)
+	if m == nil {
+		return 0, false
+	}
+	var n int64
+	for _, c := range m[2] {
+		n = n*26 + int64(c-'a') + 1
+	}
+	return n - 1, true
+}
+
+var xenDeviceName = regexp.MustCompile(`^(xvd|hd|sd)([a-z]+)[0-9]*$`)
 
 // duplicateDevices finds two VBDs or two VIFs of one VM with the same
 // device number (DEVICE_ALREADY_EXISTS).
@@ -179,7 +232,11 @@ func duplicateDevices(e *Export) []ImportProblem {
 		if field == "" || o.Str(field) == "autodetect" {
 			continue
 		}
-		key := o.Class + "\x00" + o.Str("VM") + "\x00" + o.Str(field)
+		n, ok := DeviceNumber(o.Str(field))
+		if !ok {
+			continue
+		}
+		key := fmt.Sprintf("%s\x00%s\x00%d", o.Class, o.Str("VM"), n)
 		if first, dup := seen[key]; dup {
 			ps = append(ps, ImportProblem{Object: o.Class + " " + o.ID, Field: field, Answer: "DEVICE_ALREADY_EXISTS [" + o.Str(field) + "]",
 				Detail: fmt.Sprintf("%s %s of the same VM has %s %s too", o.Class, first, field, o.Str(field))})
@@ -205,6 +262,10 @@ func vmStartProblems(o *Object) []ImportProblem {
 			Detail: "the VM imports but cannot start: " + fmt.Sprintf(format, args...)})
 	}
 	num := func(f string) int64 { n, _ := OCamlInt64(o.Str(f)); return n }
+	// A record without parent is taken for one exported before dynamic
+	// memory control, and its memory is reset to valid values
+	// (import.ml:597-615, vm_memory_constraints.ml:142-156).
+	checkMemory := o.Field("parent") != nil
 	vmax, vstart := num("VCPUs_max"), num("VCPUs_at_startup")
 	switch {
 	case vmax < 1:
@@ -214,10 +275,10 @@ func vmStartProblems(o *Object) []ImportProblem {
 	case vstart > vmax:
 		add("VCPUs_at_startup", "VALUE_NOT_SUPPORTED", "VCPUs_at_startup %d is more than VCPUs_max %d", vstart, vmax)
 	}
-	if smin, smax := num("memory_static_min"), num("memory_static_max"); smax < smin {
+	if smin, smax := num("memory_static_min"), num("memory_static_max"); checkMemory && smax < smin {
 		add("memory_static_max", "MEMORY_CONSTRAINT_VIOLATION", "memory_static_max %d is below memory_static_min %d", smax, smin)
 	}
-	if dmin, dmax := num("memory_dynamic_min"), num("memory_dynamic_max"); dmax < dmin {
+	if dmin, dmax := num("memory_dynamic_min"), num("memory_dynamic_max"); checkMemory && dmax < dmin {
 		add("memory_dynamic_max", "MEMORY_CONSTRAINT_VIOLATION", "memory_dynamic_max %d is below memory_dynamic_min %d", dmax, dmin)
 	}
 	return ps

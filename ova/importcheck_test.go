@@ -66,8 +66,9 @@ func TestEachRequiredFieldIsRequired(t *testing.T) {
 				}
 			}
 			_, err := dm.DecodeRecord(o.Class, rec)
+			var fe *FieldError
 			switch {
-			case spec.Required && (err == nil || err.Error() != "Field "+name+" not present in rpc"):
+			case spec.Required && (!errors.As(err, &fe) || fe.Printed() != `Failure("Field `+name+` not present in rpc")`):
 				t.Errorf("%s without %s: %v", o.Class, name, err)
 			case !spec.Required && err != nil:
 				t.Errorf("%s without defaulted %s: %v", o.Class, name, err)
@@ -260,5 +261,63 @@ func TestRealExportHasNoImportProblems(t *testing.T) {
 	}
 	if ps := e.ImportProblems(); len(ps) != 0 {
 		t.Fatalf("%v", ps)
+	}
+}
+
+// More of xapi's rules, each on a broken copy of what we write.
+func TestImportProblemsMoreRules(t *testing.T) {
+	cases := []struct {
+		name, answer string
+		edit         func(e *Export)
+	}{
+		{"VIF of no VM", "IMPORT_ERROR_FAILED_TO_FIND_OBJECT [Ref:404]", func(e *Export) {
+			e.Root.Field("objects").Items = append(e.Root.Field("objects").Items, NewStruct(
+				Member{"class", NewString("VIF")}, Member{"id", NewString("Ref:900")},
+				Member{"snapshot", NewStruct(Member{"uuid", NewString("u")}, Member{"device", NewString("0")},
+					Member{"network", NewString("Ref:404")}, Member{"VM", NewString("Ref:404")}, Member{"MAC", NewString("")},
+					Member{"MTU", NewInt(1500)}, Member{"other_config", NewStruct()}, Member{"status_code", NewInt(0)},
+					Member{"status_detail", NewString("")}, Member{"runtime_properties", NewStruct()},
+					Member{"qos_algorithm_type", NewString("")}, Member{"qos_algorithm_params", NewStruct()},
+					Member{"qos_supported_algorithms", NewArray()})}))
+			e2, _ := ParseExport(e.Marshal())
+			*e = *e2
+		}},
+		{"attached VBD without its VDI", "IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND", func(e *Export) {
+			o := first(e, "VBD")
+			o.Snapshot.Set("currently_attached", NewBool(true))
+			o.Snapshot.Set("VDI", NewString(NullRef))
+		}},
+		{"userdevice 0 and xvda", "DEVICE_ALREADY_EXISTS", func(e *Export) {
+			n := 0
+			for _, o := range e.Objects {
+				if o.Class == "VBD" {
+					o.Snapshot.Set("userdevice", NewString([]string{"0", "xvda"}[n]))
+					n++
+				}
+			}
+		}},
+		{"xapi_major not a number", `Failure("int_of_string")`, func(e *Export) {
+			e.Root.Field("version").Set("xapi_major", NewString("one"))
+		}},
+	}
+	for _, c := range cases {
+		e := fromSample(t)
+		c.edit(e)
+		ps := e.ImportProblems()
+		found := false
+		for _, p := range ps {
+			found = found || strings.Contains(p.String(), c.answer)
+		}
+		if !found {
+			t.Errorf("%s: no problem says %s: %v", c.name, c.answer, ps)
+		}
+	}
+	// A record without parent is reset to valid memory: no start problem.
+	e := fromSample(t)
+	vm := first(e, "VM")
+	vm.Snapshot.Set("memory_static_min", NewInt(1<<40))
+	drop(vm, "parent")
+	if ps := e.ImportProblems(); len(ps) != 0 {
+		t.Fatalf("a pre-DMC record's memory is reset on import: %v", ps)
 	}
 }

@@ -2,13 +2,12 @@
 package ova
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,8 +29,38 @@ var datamodelJSON []byte
 type Datamodel struct {
 	Commit  string `json:"xen_api_commit"`
 	Classes map[string]struct {
-		Fields map[string]FieldSpec `json:"fields"`
+		Fields fieldTable `json:"fields"`
 	} `json:"classes"`
+}
+
+// fieldTable keeps the fields in the datamodel's order, the order xapi's
+// generated decoder reads them in (gen_api.ml:244-245), so that the first
+// failure reported is xapi's.
+type fieldTable struct {
+	names []string
+	specs map[string]FieldSpec
+}
+
+func (t *fieldTable) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return err
+	}
+	t.specs = map[string]FieldSpec{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		var spec FieldSpec
+		if err := dec.Decode(&spec); err != nil {
+			return err
+		}
+		t.names = append(t.names, name)
+		t.specs[name] = spec
+	}
+	return nil
 }
 
 // FieldSpec is one field of a record.
@@ -64,7 +93,7 @@ func (d *Datamodel) Fields(class string) map[string]FieldSpec {
 	if !ok {
 		return nil
 	}
-	return c.Fields
+	return c.Fields.specs
 }
 
 // DecodeRecord reads rec as xapi's generated <class>_t_of_rpc does and
@@ -75,19 +104,19 @@ func (d *Datamodel) Fields(class string) map[string]FieldSpec {
 // each; they do not stop the decoding.
 func (d *Datamodel) DecodeRecord(class string, rec *Value) (misread []string, err error) {
 	if rec == nil || rec.Kind != Struct {
-		return nil, fmt.Errorf("Expected Dictionary")
+		return nil, failure("Expected Dictionary")
 	}
 	// Hashtbl.replace: a repeated member's last value wins.
 	last := map[string]*Value{}
 	for _, m := range rec.Members {
 		last[m.Name] = m.Value
 	}
-	for _, name := range d.fieldOrder(class) {
+	for _, name := range d.Classes[class].Fields.names {
 		spec := d.Fields(class)[name]
 		v, ok := last[name]
 		if !ok {
 			if spec.Required {
-				return misread, fmt.Errorf("Field %s not present in rpc", name)
+				return misread, &FieldError{Field: name, Err: failure("Field %s not present in rpc", name)}
 			}
 			continue
 		}
@@ -96,27 +125,38 @@ func (d *Datamodel) DecodeRecord(class string, rec *Value) (misread []string, er
 		case errors.As(err, &mr):
 			misread = append(misread, name+": "+mr.What)
 		case err != nil:
-			return misread, fmt.Errorf("field %s: %w", name, err)
+			return misread, &FieldError{Field: name, Err: err}
 		}
 	}
 	return misread, nil
 }
 
-// fieldOrder lists a class's fields in a fixed order, so that the first
-// failure reported is the same every time.
-func (d *Datamodel) fieldOrder(class string) []string {
-	fields := d.Fields(class)
-	names := make([]string, 0, len(fields))
-	for n := range fields {
-		names = append(names, n)
+// OCamlError is an exception xapi's decoder raises, as the client sees it
+// inside INTERNAL_ERROR: Failure("msg") or "Invalid argument: msg"
+// (exnHelper.ml:69-86).
+type OCamlError struct {
+	Invalid bool // Invalid_argument rather than Failure
+	Msg     string
+}
+
+func (e *OCamlError) Error() string { return e.Msg }
+
+// Printed is the exception as xapi prints it to the client.
+func (e *OCamlError) Printed() string {
+	if e.Invalid {
+		return "Invalid argument: " + e.Msg
 	}
-	slices.Sort(names)
-	return names
+	return fmt.Sprintf("Failure(%q)", e.Msg)
+}
+
+func failure(format string, args ...any) error {
+	return &OCamlError{Msg: fmt.Sprintf(format, args...)}
 }
 
 // DecodeValue checks v against a field type as ocaml-rpc's decoders do
 // (rpc 10.2.0 src/lib/rpc.ml and ppx_deriving_rpc, with xapi's XML-RPC
-// reader src/lib/xmlrpc.ml): what they refuse is an error in their words.
+// reader src/lib/xmlrpc.ml): what they refuse is an *OCamlError in their
+// words; what they take but read otherwise, a *MisreadError.
 func DecodeValue(typ string, v *Value) error {
 	base, arg := splitType(typ)
 	switch base {
@@ -124,7 +164,7 @@ func DecodeValue(typ string, v *Value) error {
 		// Rpc.bool_of_rpc takes only Bool: <boolean>; its text "1" is
 		// true and anything else false.
 		if v.Kind != Bool {
-			return fmt.Errorf("Expected bool, got '%s'", rpcShow(v))
+			return failure("Expected bool, got '%s'", rpcShow(v))
 		}
 		if v.Text != "0" && v.Text != "1" {
 			return &MisreadError{fmt.Sprintf("<boolean>%s</boolean> is read as false", v.Text)}
@@ -132,39 +172,36 @@ func DecodeValue(typ string, v *Value) error {
 	case "int":
 		// Rpc.int64_of_rpc: Int, or String through Int64.of_string.
 		if v.Kind != Int && v.Kind != String {
-			return fmt.Errorf("Expected int64, got '%s'", rpcShow(v))
+			return failure("Expected int64, got '%s'", rpcShow(v))
 		}
 		if _, ok := OCamlInt64(v.Text); !ok {
-			return fmt.Errorf("Int64.of_string %q", v.Text)
+			return failure("Int64.of_string")
 		}
 	case "float":
 		if v.Kind != Double && v.Kind != Int && v.Kind != String {
-			return fmt.Errorf("Expected float, got '%s'", rpcShow(v))
+			return failure("Expected float, got '%s'", rpcShow(v))
 		}
 		if _, err := strconv.ParseFloat(strings.ReplaceAll(v.Text, "_", ""), 64); err != nil {
-			return fmt.Errorf("float_of_string %q", v.Text)
+			return failure("float_of_string")
 		}
 	case "string", "ref":
 		if v.Kind != String {
-			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
+			return failure("Expected string, got '%s'", rpcShow(v))
 		}
 	case "datetime":
 		if v.Kind != String && v.Kind != DateTime {
-			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
+			return failure("Date.t_of_rpc")
 		}
 		if !iso8601(v.Text) {
-			return fmt.Errorf("Clock.Date.of_iso8601: %s", v.Text)
+			return &OCamlError{Invalid: true, Msg: "Clock.Date.of_iso8601: " + v.Text}
 		}
 	case "enum":
-		if v.Kind != String {
-			return fmt.Errorf("Expected string, got '%s'", rpcShow(v))
-		}
-		if !enumMatches(arg, v.Text) {
-			return fmt.Errorf("Unknown tag/contents %q", v.Text)
+		if v.Kind != String || !enumMatches(arg, v.Text) {
+			return failure("Unknown tag/contents")
 		}
 	case "set":
 		if v.Kind != Array {
-			return fmt.Errorf("Expecting Rpc.Enum, but found '%s'", rpcShow(v))
+			return failure("Expecting Rpc.Enum, but found '%s'", rpcShow(v))
 		}
 		for _, it := range v.Items {
 			if err := DecodeValue(arg, it); err != nil {
@@ -175,7 +212,7 @@ func DecodeValue(typ string, v *Value) error {
 		// Every map of these classes is a Dict: string and ref keys, and
 		// VM.blocked_operations by a hand-written override (gen_api.ml:26-73).
 		if v.Kind != Struct {
-			return fmt.Errorf("Expected Dictionary, got '%s'", rpcShow(v))
+			return failure("Expecting Rpc.Dict, but found '%s'", rpcShow(v))
 		}
 		kt, vt, _ := strings.Cut(arg, "->")
 		for _, m := range v.Members {
@@ -190,6 +227,24 @@ func DecodeValue(typ string, v *Value) error {
 		return fmt.Errorf("ova: the datamodel table has a type %q xva cannot check", typ)
 	}
 	return nil
+}
+
+// FieldError is a field of a record xapi cannot decode.
+type FieldError struct {
+	Field string
+	Err   error // an *OCamlError
+}
+
+func (e *FieldError) Error() string { return "field " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Printed is the exception as xapi prints it to the client.
+func (e *FieldError) Printed() string {
+	var oe *OCamlError
+	if errors.As(e.Err, &oe) {
+		return oe.Printed()
+	}
+	return e.Err.Error()
 }
 
 // MisreadError is a value xapi takes without complaint but reads otherwise
@@ -281,14 +336,15 @@ func OCamlInt64(s string) (int64, bool) {
 	return n, true
 }
 
-var xapiDate = regexp.MustCompile(`^\d{8}T\d{2}:\d{2}:\d{2}Z$`)
-
-// iso8601 reports whether Clock.Date.of_iso8601 takes s (date.ml:44-84):
-// xapi's own 19700101T00:00:00Z, or RFC 3339 once a compact date is
-// written with dashes and a missing zone taken as Z.
+// iso8601 reports whether Clock.Date.of_iso8601 takes s (date.ml:44-84).
+// Its fast path, for text whose fifth character is not '-' and that ends
+// in Z, is a Scanf of xapi's own 19700101T00:00:00Z with the date checked;
+// anything else has a compact date written with dashes and a missing zone
+// taken as Z, and goes to RFC 3339.
 func iso8601(s string) bool {
-	if xapiDate.MatchString(s) {
-		return true
+	if len(s) > 5 && s[4] != '-' && strings.HasSuffix(s, "Z") {
+		_, err := time.Parse("20060102T15:04:05Z", s)
+		return err == nil
 	}
 	if len(s) >= 9 && s[4] != '-' && s[8] == 'T' {
 		s = s[:4] + "-" + s[4:6] + "-" + s[6:]
@@ -300,8 +356,7 @@ func iso8601(s string) bool {
 	return err == nil
 }
 
-// rpcShow renders v as ocaml-rpc's to_string does in its error messages,
-// enough to say what was found: S(text), I(n), B(bool), ...
+// rpcShow renders v as ocaml-rpc's Rpc.to_string does (rpc.ml:158-171).
 func rpcShow(v *Value) string {
 	switch v.Kind {
 	case String:
@@ -311,13 +366,24 @@ func rpcShow(v *Value) string {
 	case Bool:
 		return "B(" + strconv.FormatBool(v.Text == "1") + ")"
 	case Double:
-		return "F(" + v.Text + ")"
+		f, _ := strconv.ParseFloat(v.Text, 64)
+		return "F(" + strconv.FormatFloat(f, 'g', 6, 64) + ")"
 	case DateTime:
 		return "D(" + v.Text + ")"
+	case Base64:
+		return "B64(" + v.Text + ")"
 	case Array:
-		return "[...]"
+		parts := make([]string, len(v.Items))
+		for i, it := range v.Items {
+			parts[i] = rpcShow(it)
+		}
+		return "[" + strings.Join(parts, ";") + "]"
 	case Struct:
-		return "{...}"
+		parts := make([]string, len(v.Members))
+		for i, m := range v.Members {
+			parts[i] = m.Name + ":" + rpcShow(m.Value)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
 	}
 	return v.Text
 }

@@ -256,7 +256,8 @@ func (c *Client) DefaultSR(ctx context.Context) (string, error) {
 }
 
 // XapiVersion is a host's xapi version, software_version's "xapi" key
-// ("MAJOR.MINOR": 1.160 for XenServer 7.6, 24.19 for XCP-ng 8.3).
+// ("MAJOR.MINOR"; 1.20 for every host before xapi 1.250, then the real
+// one, e.g. 24.19).
 type XapiVersion struct{ Major, Minor int }
 
 func (v XapiVersion) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }

@@ -426,7 +426,9 @@ func (s *Server) vifCreate(p []*ova.Value) (*ova.Value, []string) {
 	rec := p[1]
 	for _, f := range []string{"device", "network", "VM", "MAC", "MTU", "other_config", "qos_algorithm_type", "qos_algorithm_params"} {
 		if rec.Field(f) == nil {
-			return nil, []string{"FIELD_TYPE_ERROR", f}
+			// The dispatcher's Dispatcher_FieldNotFound, as the client
+			// sees it (server_helpers.ml:23-25).
+			return nil, []string{"INTERNAL_ERROR", "Dispatcher_FieldNotFound(\"" + f + "\")"}
 		}
 	}
 	net := rec.Field("network").Str()
@@ -487,7 +489,7 @@ func (s *Server) finish(t *task, result string, err error) {
 		if errors.As(err, &ie) {
 			t.errorInfo = ie.Info
 		} else {
-			t.errorInfo = []string{"IMPORT_ERROR_GENERIC", err.Error()}
+			t.errorInfo = []string{"IMPORT_ERROR", err.Error()}
 		}
 		t.status = "failure"
 		return
@@ -524,7 +526,9 @@ func (s *Server) putImport(w http.ResponseWriter, r *http.Request) {
 		sr = id
 	}
 	if !slices.Contains(mapValues(s.SRs), sr) {
-		s.finish(t, "", failure("SR_NOT_FOUND", sr))
+		// An SR no host can see: Xapi_vm_helpers.find_host_for_sr
+		// (import.ml:2656-2658, xapi_vm_helpers.ml:831).
+		s.finish(t, "", failure("NO_HOSTS_AVAILABLE"))
 		http.Error(w, "unknown SR", http.StatusInternalServerError)
 		return
 	}
@@ -561,7 +565,11 @@ func (s *Server) putImport(w http.ResponseWriter, r *http.Request) {
 	}
 	vm, err := s.Import(body, host, q.Get("restore") == "true", q.Get("force") == "true")
 	if err == nil {
-		s.finish(t, fmt.Sprintf("<value><array><data><value>%s</value></data></array></value>", vm.Ref), nil)
+		refs := ""
+		if vm != nil {
+			refs = "<value>" + vm.Ref + "</value>"
+		}
+		s.finish(t, "<value><array><data>"+refs+"</data></array></value>", nil)
 	} else {
 		s.finish(t, "", err)
 	}
@@ -573,7 +581,7 @@ func (s *Server) putImport(w http.ResponseWriter, r *http.Request) {
 // *ImportError in xapi's words.
 func (s *Server) Import(body io.Reader, host int, restore, force bool) (*VM, error) {
 	vm, err := s.receive(body, host, restore, force)
-	if err != nil {
+	if err != nil || vm == nil {
 		return nil, err
 	}
 	s.mu.Lock()
