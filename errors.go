@@ -14,6 +14,10 @@ var (
 	// ErrNotArchive: the input is not an XVA archive at all (not a tar,
 	// nor a gzip or zstd stream of one, nor a directory with ova.xml).
 	ErrNotArchive = errors.New("not an XVA archive")
+	// ErrBadOptions: the options contradict each other or the output
+	// (whole-archive compression of a legacy archive, say); nothing was
+	// written.
+	ErrBadOptions = errors.New("xva: incompatible options")
 	// ErrTooSmall: a device or volume given as a disk's target cannot hold
 	// it; nothing was written.
 	ErrTooSmall = errors.New("xva: the target is smaller than the disk")

@@ -14,6 +14,7 @@ type Option func(*options) error
 type options struct {
 	jobs       int
 	level      int
+	levelSet   bool // WithLevel was given: it also sets a whole-archive gzip's level
 	progress   Progress
 	dirForm    bool
 	force      bool
@@ -63,13 +64,16 @@ func WithJobs(n int) Option {
 	}
 }
 
-// WithLevel sets the gzip compression level, 0–9 (default 6).
+// WithLevel sets the gzip compression level, 0–9 (default 6): of legacy
+// chunks, or of an xapi archive compressed as a whole with gzip. An xapi
+// archive written without gzip has nothing it applies to, so Pack and
+// Convert refuse it there (ErrBadOptions).
 func WithLevel(level int) Option {
 	return func(o *options) error {
 		if level < 0 || level > 9 {
-			return fmt.Errorf("xva: compression level must be 0–9, got %d", level)
+			return fmt.Errorf("%w: compression level must be 0–9, got %d", ErrBadOptions, level)
 		}
-		o.level = level
+		o.level, o.levelSet = level, true
 		return nil
 	}
 }
@@ -95,7 +99,8 @@ func WithOverwrite(force bool) Option {
 }
 
 // WithFormat sets the generation Pack and Convert write. By default Pack
-// writes a VM directory's own generation (legacy for a VM given by parts).
+// writes a VM directory's own generation (legacy for a VM given by parts;
+// the xva command passes XAPI for those).
 func WithFormat(g Generation) Option {
 	return func(o *options) error {
 		if g != Legacy && g != XAPI {

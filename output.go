@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/klauspost/pgzip"
+
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
@@ -32,23 +34,28 @@ type archiveOut interface {
 // a whole if asked, written to a temporary file and renamed.
 func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 	if g == Legacy && o.compress != "" {
-		return nil, fmt.Errorf("xva: legacy archives are not compressed as a whole (their chunks are gzip already); --compress needs --format xapi")
+		return nil, fmt.Errorf("%w: legacy archives are not compressed as a whole (their chunks are gzip already); "+
+			"whole-archive compression (--compress, or an output name ending in .gz or .zst) needs --format xapi", ErrBadOptions)
+	}
+	if g == XAPI && o.levelSet && o.compress != "gzip" {
+		return nil, fmt.Errorf("%w: --level sets a gzip level, and this xapi archive has no gzip: "+
+			"give --compress gzip, or leave --level out", ErrBadOptions)
 	}
 	if o.writer != nil {
 		if g == Legacy {
 			return nil, fmt.Errorf("xva: a legacy archive cannot be streamed here")
 		}
-		return newStreamOut(o.writer, nil, o.compress, o.jobs)
+		return newStreamOut(o.writer, nil, o)
 	}
 	if output == "-" {
-		return newStreamOut(os.Stdout, nil, o.compress, o.jobs)
+		return newStreamOut(os.Stdout, nil, o)
 	}
 	st, err := os.Stat(output)
 	isDir := err == nil && st.IsDir()
 	wantDir := o.dirForm || isDir || output[len(output)-1] == os.PathSeparator
 	switch {
 	case wantDir && g == XAPI:
-		return nil, fmt.Errorf("xva: xapi archives have no directory form; give a file name")
+		return nil, fmt.Errorf("%w: xapi archives have no directory form; give a file name, or --format legacy for a directory", ErrBadOptions)
 	case wantDir:
 		return newDirOut(filepath.Clean(output))
 	case err == nil && !st.Mode().IsRegular():
@@ -57,7 +64,7 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newStreamOut(f, f, o.compress, o.jobs)
+		return newStreamOut(f, f, o)
 	case err == nil && !o.force:
 		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, output)
 	case g == XAPI:
@@ -65,7 +72,7 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := newStreamOut(f, f, o.compress, o.jobs)
+		s, err := newStreamOut(f, f, o)
 		if err != nil {
 			fsutil.Discard(f)
 			return nil, err
@@ -241,11 +248,15 @@ type streamOut struct {
 	replace bool
 }
 
-func newStreamOut(w io.Writer, closer io.Closer, compress string, jobs int) (*streamOut, error) {
+func newStreamOut(w io.Writer, closer io.Closer, o *options) (*streamOut, error) {
 	s := &streamOut{bw: bufio.NewWriterSize(w, 1<<20), closer: closer}
 	var tw io.Writer = s.bw
-	if compress != "" {
-		zw, err := compressor(s.bw, compress, jobs)
+	if o.compress != "" {
+		level := pgzip.DefaultCompression
+		if o.levelSet {
+			level = o.level
+		}
+		zw, err := compressor(s.bw, o.compress, level, o.jobs)
 		if err != nil {
 			return nil, err
 		}

@@ -87,7 +87,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &s):
 		return s.code
-	case errors.As(err, &u):
+	case errors.As(err, &u), errors.Is(err, xva.ErrBadOptions):
 		return exitUsage
 	case xva.IsCorrupt(err):
 		return exitCorrupt
