@@ -54,24 +54,33 @@ unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 # Every parser's fuzz target (the seed corpora under testdata/fuzz run with
-# the unit tests too). Each target runs a fixed number of executions, about
-# 8 s here: a -fuzztime duration races Go 1.26's fuzz coordinator, which can
-# fail a target with a bare "context deadline exceeded" at the deadline
-# (go.dev/issue/75804, fixed in Go 1.27). FUZZTIME=10m overrides every count
-# with a duration for long runs. Minimisation is capped: left at its default
-# it stalls the run for a minute per new input.
-FUZZTIME ?=
-FUZZ_TARGETS := .:FuzzParseMetadata:60000 ./ova:FuzzParseLegacy:100000 \
-	./ova:FuzzParseExport:70000 ./internal/tarx:FuzzReader:50000 \
-	./chunk:FuzzReadGzipChunk:16000 ./chunk:FuzzReadBlocks:300000 \
-	./vhd:FuzzOpen:80000 ./lvm:FuzzParseMetadata:80000 ./lvm:FuzzReadPV:100000
+# the unit tests too), each for FUZZTIME: 5 s of fuzzing plus its start,
+# about 7 s a target and a minute in all on 2 cores. A duration, not a count:
+# execution rates differ tenfold between machines and fall as a target finds
+# new inputs, so no count is a time budget. Go 1.26's fuzz coordinator can
+# fail a clean target at a -fuzztime deadline with a bare "context deadline
+# exceeded" (a race between its context and its workers' one,
+# go.dev/issue/75804, fixed in Go 1.27): that exact failure, with no failing
+# input written, is reported and passed; any other failure, or a failing
+# input, fails the run. FUZZTIME=10m (or a count, 500000x) for long runs.
+# Minimisation is capped: left at its default it stalls the run for a
+# minute per new input.
+FUZZTIME ?= 5s
+FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
+	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
+	./vhd:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; ft="$(FUZZTIME)"; \
-		[ -n "$$ft" ] || ft="$${rest##*:}x"; \
-		echo "fuzz $$pkg $$name ($$ft)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $$ft -fuzzminimizetime 1s $$pkg > .fuzz.log 2>&1 || { cat .fuzz.log; rm -f .fuzz.log; exit 1; }; \
-		tail -n 1 .fuzz.log; \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		if $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg > .fuzz.log 2>&1; then \
+			tail -n 1 .fuzz.log; \
+		elif ! grep -q 'Failing input written' .fuzz.log && \
+			grep -A1 -e "^--- FAIL: $$name " .fuzz.log | tail -n 1 | grep -qx '[[:space:]]*context deadline exceeded'; then \
+			echo "ok (go.dev/issue/75804: the coordinator's deadline race, nothing found)"; \
+		else \
+			cat .fuzz.log; rm -f .fuzz.log; exit 1; \
+		fi; \
 	done; rm -f .fuzz.log
 
 # Regenerate the checked-in seed corpora (needs ../shared/samples, and uses
