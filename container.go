@@ -455,19 +455,32 @@ func (d *dirContainer) close() error {
 }
 
 // readOVA reads the first member of the archive at path, which must be
-// ova.xml.
+// ova.xml. An input that is not an archive at all (no tar, an empty file,
+// a disk image, an OVA) gives a *NotArchiveError saying what it is.
 func readOVA(p *peeker, path string) ([]byte, error) {
 	m, err := p.next()
 	if err == io.EOF {
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
 		return nil, corrupt("ova.xml", "", -1, "archive is empty")
 	}
-	if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
-		return nil, corrupt("", "", -1, "%s is %w: it does not start with a tar header", path, ErrNotArchive)
+	if err != nil && !IsIOError(err) {
+		// No first header: something else, or a damaged archive.
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
+		if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
+			return nil, corrupt("", "", -1, "%s does not start with a valid tar header", path)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if m.name != "ova.xml" {
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
 		return nil, corrupt(m.name, "", -1, "the first member must be ova.xml")
 	}
 	if m.size > maxOVASize {
@@ -479,6 +492,21 @@ func readOVA(p *peeker, path string) ([]byte, error) {
 	}
 	return b, err
 }
+
+// notArchive says what the file at path is when it is recognisably not an
+// archive: a *NotArchiveError, or nil. Standard input cannot be looked at
+// again, so it is only ever "not an archive" when it holds no tar header.
+func notArchive(path string) error {
+	if path == "-" {
+		return nil
+	}
+	return identifyFile(path)
+}
+
+// NotArchive reports, for a file xva cannot read as an archive, what it
+// is instead (a *NotArchiveError: a disk image, an OVA, an empty file), or
+// nil when it may be a damaged archive.
+func NotArchive(path string) error { return notArchive(path) }
 
 func isEOF(err error) bool { return err == io.EOF }
 

@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/verify"
 )
 
@@ -43,8 +46,18 @@ docs/json/verify.schema.json.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var reports []*verify.Report
+			var hints []string
 			for _, a := range args {
-				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				var rep *verify.Report
+				if err := xva.NotArchive(a); err != nil {
+					// Not a damaged archive: something else altogether.
+					rep = notArchiveReport(a, err)
+					if h := hint(err); h != "" && !slices.Contains(hints, h) {
+						hints = append(hints, h)
+					}
+				} else {
+					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				}
 				g.settle()
 				reports = append(reports, rep)
 				if !g.json {
@@ -56,11 +69,21 @@ docs/json/verify.schema.json.`,
 					return err
 				}
 			}
+			for _, h := range hints {
+				fmt.Fprintln(cmd.ErrOrStderr(), "xva: hint: "+h)
+			}
 			return verdictError(reports)
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the full report as JSON")
 	return cmd
+}
+
+// notArchiveReport is the report of an input that is not an archive: an
+// error, not corruption.
+func notArchiveReport(path string, err error) *verify.Report {
+	return &verify.Report{SchemaVersion: verify.SchemaVersion, Archive: path, Disks: []verify.DiskReport{},
+		Problems: []verify.Problem{}, Notes: []string{}, Error: strings.TrimPrefix(err.Error(), path+" is ")}
 }
 
 // verifyDocument is what verify --json prints.
@@ -117,6 +140,9 @@ func verdictError(reports []*verify.Report) error {
 		}
 	}
 	switch {
+	case corrupt > 0 && failed > 0:
+		return silentError{code: exitCorrupt, msg: fmt.Sprintf("%d of %s corrupt, %d could not be read",
+			corrupt, plural(len(reports), "archive"), failed)}
 	case corrupt > 0:
 		return silentError{code: exitCorrupt, msg: fmt.Sprintf("%d of %s corrupt", corrupt, plural(len(reports), "archive"))}
 	case failed > 0:
