@@ -85,6 +85,10 @@ type LVInfo struct {
 // IsPV reports whether path (a block device or an image file) carries an
 // LVM2 physical volume label.
 func IsPV(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil || st.IsDir() {
+		return false
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return false
