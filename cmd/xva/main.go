@@ -33,7 +33,9 @@ func main() {
 	done := make(chan int, 1)
 	go func() {
 		g := &globals{}
-		err := newRootCmd(g).ExecuteContext(ctx)
+		root := newRootCmd(g)
+		root.SetArgs(progressArgs(os.Args[1:]))
+		err := root.ExecuteContext(ctx)
 		if g.rep != nil {
 			g.rep.close() // before any message, so bars do not overdraw it
 		}
@@ -58,6 +60,30 @@ func main() {
 	xva.RemovePending()
 	fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 	os.Exit(exitFailure)
+}
+
+// progressArgs joins "--progress MODE" into "--progress=MODE". --progress
+// alone means bar, so the flag parser cannot take the next word as its
+// value: it would be an argument. A word that names a mode is taken as
+// one; to pass a file named "plain" right after --progress, write
+// --progress=bar plain.
+func progressArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if a == "--progress" && i+1 < len(args) {
+			if _, err := parseProgress(args[i+1]); err == nil {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // report prints err and returns the exit code it maps to.

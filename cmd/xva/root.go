@@ -41,7 +41,8 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	}
 	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
 	root.PersistentFlags().StringVar(&g.progress, "progress", progressAuto,
-		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; --progress alone means bar")
+		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; "+
+			"--progress alone means bar; --progress plain and --progress=plain both work")
 	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
