@@ -104,6 +104,8 @@ func identify(path string, size int64, head, tail []byte) error {
 		return len(head) >= off+len(magic) && bytes.Equal(head[off:off+len(magic)], magic)
 	}
 	switch {
+	case compressionOf(head) != "":
+		return nil // a compressed archive, whose tar the readers judge
 	case size == 0:
 		e.What, e.Hint = "an empty file", "nothing was ever written to it: a copy or download that did not finish, or the wrong file?"
 	case at(0, qcowMagic):
