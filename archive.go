@@ -45,8 +45,15 @@ func openArchive(path string, o *options) (*archive, error) {
 		}
 		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
 	}
-	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
+	if tf, ok := c.(*tarFileContainer); ok && (meta.Generation == Legacy || tf.madeByTar()) {
+		// tar(1) stores a directory's files in readdir order: a tar file
+		// made from an extracted archive has its members out of order,
+		// which a file, unlike a stream, can be read past. An xapi archive
+		// without tar(1)'s marks keeps its order, whose faults are its own.
 		tf.sortByName()
+		if tf.reordered {
+			o.log.Debug("members out of order; reading them in name order", "path", path)
+		}
 	}
 	o.log.Debug("archive opened", "path", path, "form", c.form(), "format", meta.Generation.String(),
 		"disks", len(meta.Disks), "ova_xml_bytes", len(doc))

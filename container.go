@@ -287,13 +287,21 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 }
 
 // sortByName puts the members not yet read (all after ova.xml) in
-// directory-form order.
+// directory-form order, which for an xapi archive is its own order: disks
+// in the lexicographic order of their ids, each block before its checksum
+// member and the next block.
 func (t *tarFileContainer) sortByName() {
 	cmp := func(a, b indexed) int { return compareMemberPaths(a.name, b.name) }
 	if !slices.IsSortedFunc(t.members, cmp) {
 		t.reordered = true
 		slices.SortStableFunc(t.members, cmp)
 	}
+}
+
+// madeByTar reports whether the members not yet read carry tar(1)'s marks:
+// directory entries or names under "./", which neither xapi nor xva writes.
+func (t *tarFileContainer) madeByTar() bool {
+	return slices.ContainsFunc(t.members, func(m indexed) bool { return m.dir || m.raw != m.name })
 }
 
 func (t *tarFileContainer) form() string { return "tar" }
@@ -501,6 +509,43 @@ func notArchive(path string) error {
 		return nil
 	}
 	return identifyFile(path)
+}
+
+// Retarred reports whether the archive at path is a tar file made by tar -cf
+// of an extracted archive: directory entries or names under "./", and the
+// members out of the order the format requires. Unpack, Convert and Info
+// read such a file in name order, but hosts refuse it; Convert writes it
+// in order.
+func Retarred(path string) (bool, error) {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return false, err
+	}
+	c, err := openContainer(path, 1)
+	if err != nil {
+		return false, err
+	}
+	defer c.close()
+	tf, ok := c.(*tarFileContainer)
+	if !ok {
+		return false, nil
+	}
+	// tar(1)'s mark: directory entries, or names under "./". Neither xapi
+	// nor xva writes them, and without them a disorder is a fault of its
+	// own, which the readers name member by member.
+	if !tf.madeByTar() {
+		return false, nil
+	}
+	p := &peeker{c: skipDirs{c}}
+	doc, err := readOVA(p, path)
+	if err != nil {
+		return false, nil // not for this question: the readers say what is wrong
+	}
+	if _, err := ParseMetadata(doc); err != nil {
+		return false, nil
+	}
+	rest := slices.DeleteFunc(slices.Clone(tf.members), func(m indexed) bool { return m.dir })
+	return !slices.IsSortedFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) }), nil
 }
 
 // NotArchive reports, for a file xva cannot read as an archive, what it

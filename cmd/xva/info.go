@@ -57,6 +57,9 @@ the LVM2 metadata without the LVM tools.`,
 				}{schemaVersion, "archive", res.Generation.String(), res})
 			}
 			printInfo(cmd, res)
+			if re, _ := xva.Retarred(args[0]); re {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nnote: %s\n", retarredNote(args[0]))
+			}
 			switch {
 			case res.Generation == xva.Legacy && res.Form == "vm directory":
 				fmt.Fprintf(cmd.OutOrStdout(), "\nhint: current XenServer/XCP-ng hosts cannot import version 0.1 (legacy) archives; "+

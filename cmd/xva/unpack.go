@@ -63,6 +63,9 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
 				}))
 			}
+			if re, _ := xva.Retarred(args[0]); re {
+				fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "xva: note: %s: read in name order; %s\n", args[0], retarredNote(args[0]))
+			}
 			res, err := xva.Unpack(cmd.Context(), args[0], args[1], opts...)
 			g.settle()
 			if res == nil {

@@ -55,6 +55,10 @@ docs/json/verify.schema.json.`,
 					if h := hint(err); h != "" && !slices.Contains(hints, h) {
 						hints = append(hints, h)
 					}
+				} else if re, _ := xva.Retarred(a); re {
+					// One cause, one problem, and the way out; not one
+					// problem per member out of place.
+					rep = retarredReport(a)
 				} else {
 					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
 				}
@@ -84,6 +88,19 @@ docs/json/verify.schema.json.`,
 func notArchiveReport(path string, err error) *verify.Report {
 	return &verify.Report{SchemaVersion: verify.SchemaVersion, Archive: path, Disks: []verify.DiskReport{},
 		Problems: []verify.Problem{}, Notes: []string{}, Error: strings.TrimPrefix(err.Error(), path+" is ")}
+}
+
+// retarredNote says what a re-tarred archive is and how to repair it.
+func retarredNote(path string) string {
+	return fmt.Sprintf("the members are out of order, or with directory entries, as tar -cf of an extracted archive stores them; "+
+		"hosts refuse it. 'xva convert %s fixed.xva' writes it in order (every block checked), "+
+		"as does 'xva convert DIR fixed.xva' from the extracted directory", path)
+}
+
+// retarredReport is the verdict on a re-tarred archive: one problem.
+func retarredReport(path string) *verify.Report {
+	return &verify.Report{SchemaVersion: verify.SchemaVersion, Archive: path, Disks: []verify.DiskReport{},
+		Problems: []verify.Problem{{Kind: verify.Order, Offset: -1, Message: retarredNote(path)}}, Notes: []string{}}
 }
 
 // verifyDocument is what verify --json prints.
