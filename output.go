@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/klauspost/pgzip"
 
@@ -391,7 +392,18 @@ func RemovePending() { fsutil.RemoveTemps() }
 
 // PlainError returns err's message with temporary file names replaced by
 // the output names they were to become.
-func PlainError(err error) string { return fsutil.FinalNames(err.Error()) }
+func PlainError(err error) string { return PlainMessage(err.Error()) }
+
+// internalPrefix matches the package prefixes that errors carry inside the
+// program ("chunk: ", "tarx: ", "xva: " after the first), which say
+// nothing to a user.
+var internalPrefix = regexp.MustCompile(`(^|: |\()(?:chunk|tarx|raw|vhd|lvm|ova|disk|fsutil|pipeline|blockdev|xva): `)
+
+// PlainMessage is a message as a user should read it: the temporary names
+// in it replaced by the final ones, and the packages' prefixes removed.
+func PlainMessage(s string) string {
+	return internalPrefix.ReplaceAllString(fsutil.FinalNames(s), "$1")
+}
 
 // AtomicFile is a file written under a temporary name and renamed into
 // place by Commit, or removed by Abort.

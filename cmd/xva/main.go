@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -96,10 +95,7 @@ func report(err error, interrupted bool) int {
 		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 		return exitFailure
 	}
-	msg := xva.PlainError(err)
-	if !strings.HasPrefix(msg, "xva: ") {
-		msg = "xva: " + msg
-	}
+	msg := "xva: " + xva.PlainError(err)
 	fmt.Fprintln(os.Stderr, msg)
 	if h := hint(err); h != "" {
 		fmt.Fprintln(os.Stderr, "xva: hint: "+h)

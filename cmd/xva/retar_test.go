@@ -25,7 +25,7 @@ func TestRetarredArchive(t *testing.T) {
 		strings.Count(r.stdout, "\n") != 2 {
 		t.Fatalf("verify of a re-tarred archive: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if false && strings.Contains(r.stdout, " : ") {
+	if strings.Contains(r.stdout, " : ") {
 		t.Errorf("an empty field: %s", r.stdout)
 	}
 	checkDoc(t, "verify", run(t, dir, nil, "verify", "--json", "re.xva").stdout)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/internal/pipeline"
 )
 
 // schemaVersion is the version of every --json document.
@@ -58,7 +59,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 		if g.verbose {
 			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			b := readBuildInfo()
-			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", g.jobs)
+			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", pipeline.Jobs(g.jobs))
 		}
 		g.rep = newReporter(mode, os.Stderr)
 		return nil

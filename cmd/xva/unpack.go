@@ -60,7 +60,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 			}
 			if salvage {
 				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %v; written as found\n", e.Member, e.Offset, e.Err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s: %s; written as found\n", xva.Where(e.Member, "", e.Offset), xva.PlainError(e.Err))
 				}))
 			}
 			if re, _ := xva.Retarred(args[0]); re {

@@ -123,16 +123,15 @@ func printVerdict(w io.Writer, r *verify.Report, quiet bool) {
 	case r.Corrupt():
 		fmt.Fprintf(w, "CORRUPT  %s: %s\n", r.Archive, plural(len(r.Problems), "problem"))
 		for _, p := range r.Problems {
-			where := p.Member
-			if p.Disk != "" && p.Offset >= 0 {
-				where += fmt.Sprintf(" (disk %s, offset %d)", p.Disk, p.Offset)
-			} else if p.Disk != "" {
-				where += " (disk " + p.Disk + ")"
+			where := xva.Where(p.Member, p.Disk, p.Offset)
+			if where == "" {
+				fmt.Fprintf(w, "  %-11s %s\n", p.Kind, xva.PlainMessage(p.Message))
+			} else {
+				fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, where, xva.PlainMessage(p.Message))
 			}
-			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, where, p.Message)
 		}
 	case r.Error != "":
-		fmt.Fprintf(w, "ERROR    %s: %s\n", r.Archive, r.Error)
+		fmt.Fprintf(w, "ERROR    %s: %s\n", r.Archive, xva.PlainMessage(r.Error))
 	case !quiet:
 		var size, verified int64
 		for _, d := range r.Disks {
