@@ -23,18 +23,33 @@ build:
 docs:
 	$(GO) run ./cmd/xva gen-docs docs
 
-# Pack a generated sample VM, show it, unpack it and prove the disks match.
+# A tour in a few seconds: pack a generated sample VM for current hosts,
+# show and verify it, catch a corrupted copy (exit 3), unpack it and prove
+# the disks match, and convert it (zstd, and legacy for old hosts).
+# Each command is printed before it runs; the demo stops at the first
+# that does not do what it says.
+DEMO_RUN = @run() { printf '\n$$ %s\n' "$$*"; "$$@"; }; run
+DEMO ?= demo
 demo: build
-	rm -rf demo && mkdir -p demo
-	$(GO) run ./internal/cmd/fixture -o demo/vm > demo/original.sha256
-	@echo '$$ xva pack demo/vm demo/web.xva'
-	@./$(BIN) pack demo/vm demo/web.xva
-	@echo '$$ xva info demo/web.xva'
-	@./$(BIN) info demo/web.xva
-	@echo '$$ xva unpack demo/web.xva demo/unpacked'
-	@./$(BIN) unpack demo/web.xva demo/unpacked
-	@sed 's#demo/vm/#demo/unpacked/#' demo/original.sha256 | sha256sum -c -
-	@echo "demo: every unpacked disk matches its original"
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "Generating a sample VM: two sparse raw disks (256 MiB and 64 MiB, 15% data) in $(DEMO)/vm"
+	@$(GO) run ./internal/cmd/fixture -o $(DEMO)/vm > $(DEMO)/original.sha256
+	$(DEMO_RUN) ./$(BIN) pack --name web --memory 1GiB --vcpus 2 --disk sda=$(DEMO)/vm/sda.raw --disk sdb=$(DEMO)/vm/sdb.raw $(DEMO)/web.xva
+	$(DEMO_RUN) ./$(BIN) info $(DEMO)/web.xva
+	$(DEMO_RUN) ./$(BIN) verify $(DEMO)/web.xva
+	@echo; echo "# Damage a copy: two bytes inside sda's first block"
+	@cp $(DEMO)/web.xva $(DEMO)/damaged.xva
+	@off=$$(grep -abo -m1 '/00000000.xxhash' $(DEMO)/web.xva | cut -d: -f1); \
+		printf 'XY' | dd of=$(DEMO)/damaged.xva bs=1 seek=$$((off - 4096)) conv=notrunc status=none
+	@printf '\n$$ %s\n' "./$(BIN) verify $(DEMO)/damaged.xva"; \
+		./$(BIN) verify $(DEMO)/damaged.xva; code=$$?; echo "(exit code $$code: corruption)"; test $$code -eq 3
+	$(DEMO_RUN) ./$(BIN) unpack $(DEMO)/web.xva $(DEMO)/unpacked
+	@printf '\n$$ %s\n' "sha256sum -c (each unpacked disk against the original)"
+	@sed 's#$(DEMO)/vm/#$(DEMO)/unpacked/#' $(DEMO)/original.sha256 | sha256sum -c -
+	$(DEMO_RUN) ./$(BIN) convert $(DEMO)/web.xva $(DEMO)/web.xva.zst
+	$(DEMO_RUN) ./$(BIN) convert --format legacy $(DEMO)/web.xva $(DEMO)/web-legacy.xva
+	@echo; ls -lh $(DEMO)/*.xva $(DEMO)/*.zst
+	@echo; echo "demo: packed, checked, corruption caught, unpacked identical, converted"
 
 # Everything CI checks: formatting, vet, staticcheck, all tests, and a
 # short run of every fuzz target.
