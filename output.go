@@ -405,6 +405,15 @@ func PlainMessage(s string) string {
 	return internalPrefix.ReplaceAllString(fsutil.FinalNames(s), "$1")
 }
 
+// Leftover is a temporary output that an earlier run left beside an output
+// about to be written: removed when the run that made it is gone (killed,
+// or its machine crashed: its lock went with it), else left alone.
+type Leftover = fsutil.Leftover
+
+// SetLeftoverHandler makes fn be told of each Leftover found, before any
+// work starts. Call it once, before the work.
+func SetLeftoverHandler(fn func(Leftover)) { fsutil.OnLeftover = fn }
+
 // AtomicFile is a file written under a temporary name and renamed into
 // place by Commit, or removed by Abort.
 type AtomicFile struct {

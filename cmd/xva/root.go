@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -62,6 +63,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", pipeline.Jobs(g.jobs))
 		}
 		g.rep = newReporter(mode, os.Stderr)
+		xva.SetLeftoverHandler(func(l xva.Leftover) { reportLeftover(g.chatter(os.Stderr), l) })
 		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -69,6 +71,19 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
+}
+
+// reportLeftover says what was found beside an output: a temporary output
+// of a killed run, removed, or one a running xva still writes.
+func reportLeftover(w io.Writer, l xva.Leftover) {
+	switch {
+	case l.Removed:
+		fmt.Fprintf(w, "xva: removed %s, left by an earlier xva run that was killed\n", l.Path)
+	case l.Err != nil:
+		fmt.Fprintf(w, "xva: %s was left by an earlier xva run and cannot be removed (%v); remove it with: rm -r '%s'\n", l.Path, l.Err, l.Path)
+	default:
+		fmt.Fprintf(w, "xva: note: %s is the temporary output of an xva still running; left alone\n", l.Path)
+	}
 }
 
 // options turns the shared flags into library options.
