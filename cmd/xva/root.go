@@ -70,6 +70,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
 		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
+	registerCompletions(root)
 	return root
 }
 
