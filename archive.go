@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,8 +22,9 @@ type archive struct {
 	p    *peeker   // its members, directory entries left out
 	seen map[string]bool
 	opts *options
-	// stored, if set, is told the member bytes read.
-	stored func(int64)
+	// stored, if set, is told the archive bytes read.
+	stored  func(int64)
+	rawSeen atomic.Int64 // compressed bytes already reported
 }
 
 // openArchive opens path and reads its ova.xml.
@@ -186,9 +188,19 @@ func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
 }
 
 // counted reports what is read from r to a.stored.
+//
+// For an archive compressed as a whole, the archive's bytes are the
+// compressed ones: what was read of those since the last report is
+// reported instead of the member's bytes.
 func (a *archive) counted(r io.Reader) io.Reader {
 	if a.stored == nil {
 		return r
+	}
+	if tc, ok := a.c.(*tarContainer); ok && tc.raw != nil {
+		return countingReader{r, func(int64) {
+			n := tc.raw.Load()
+			a.stored(n - a.rawSeen.Swap(n))
+		}}
 	}
 	return countingReader{r, a.stored}
 }

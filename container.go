@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -101,7 +102,8 @@ func openContainer(path string, jobs int) (container, error) {
 // openStream reads a tar stream, decompressing it if it starts with a gzip
 // or zstd magic number.
 func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
-	br := bufio.NewReaderSize(ioReader{r}, 1<<20)
+	raw := &countedReader{r: r}
+	br := bufio.NewReaderSize(ioReader{raw}, 1<<20)
 	magic, _ := br.Peek(4)
 	kind := compressionOf(magic)
 	if kind == "" {
@@ -117,7 +119,20 @@ func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
 	c := newTarContainer(zr, closer, "tar."+map[string]string{"gzip": "gz", "zstd": "zst"}[kind]+" stream")
 	c.compression = kind
 	c.decomp = zr
+	c.raw = &raw.n
 	return c, nil
+}
+
+// countedReader counts the bytes read from the medium.
+type countedReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Magic numbers of whole-archive compression, as xapi's importer tests them.
@@ -145,6 +160,7 @@ type tarContainer struct {
 	kind        string
 	compression string
 	decomp      io.ReadCloser
+	raw         *atomic.Int64 // compressed bytes read, when compressed
 }
 
 // newTarContainer reads a tar stream from r. Callers wrap the medium, not a

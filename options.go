@@ -28,7 +28,19 @@ type options struct {
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
 	writer     io.Writer // Pack and Convert write the tar stream here
-	log        *slog.Logger
+	// storedBelow: the output is compressed as a whole, and Stored is told
+	// the compressed bytes written, not the members' bytes.
+	storedBelow bool
+	log         *slog.Logger
+}
+
+// memberStored is what members written are reported to: Stored, unless
+// the compressed bytes under them are counted instead.
+func (o *options) memberStored() func(int64) {
+	if o.storedBelow {
+		return func(int64) {}
+	}
+	return o.progress.Stored
 }
 
 func makeOptions(opts []Option) (*options, error) {

@@ -253,6 +253,9 @@ func newStreamOut(w io.Writer, closer io.Closer, o *options) (*streamOut, error)
 	s := &streamOut{bw: bufio.NewWriterSize(w, 1<<20), closer: closer}
 	var tw io.Writer = s.bw
 	if o.compress != "" {
+		// The archive's bytes are the compressed ones: count those.
+		s.bw = bufio.NewWriterSize(countingWriter{w, o.progress.Stored}, 1<<20)
+		o.storedBelow = true
 		level := pgzip.DefaultCompression
 		if o.levelSet {
 			level = o.level
@@ -403,6 +406,20 @@ var internalPrefix = regexp.MustCompile(`(^|: |\()(?:chunk|tarx|raw|vhd|lvm|ova|
 // in it replaced by the final ones, and the packages' prefixes removed.
 func PlainMessage(s string) string {
 	return internalPrefix.ReplaceAllString(fsutil.FinalNames(s), "$1")
+}
+
+// countingWriter reports the bytes written through it.
+type countingWriter struct {
+	w     io.Writer
+	count func(int64)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.count(int64(n))
+	}
+	return n, err
 }
 
 // Leftover is a temporary output that an earlier run left beside an output
