@@ -91,6 +91,12 @@ func TestNotAnArchive(t *testing.T) {
 	if r := run(t, dir, nil, "unpack", "bad.xva", "out"); r.code != exitCorrupt {
 		t.Errorf("an archive with a damaged first header: exit %d\n%s", r.code, r.stderr)
 	}
+	// Its report is an error, in the documented form.
+	r = run(t, dir, nil, "verify", "--json", "empty.xva", "mbr.img")
+	if r.code != exitFailure {
+		t.Errorf("verify --json of non-archives: exit %d\n%s", r.code, r.stderr)
+	}
+	checkDoc(t, "verify", r.stdout)
 	// verify counts every archive it could not read in its summary.
 	r = run(t, dir, nil, "verify", "good.xva", "bad.xva", "disk.qcow2", "empty.xva")
 	if r.code != exitCorrupt || !strings.Contains(r.stderr, "1 of 4 archives corrupt, 2 could not be read") {
