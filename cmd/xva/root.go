@@ -81,7 +81,8 @@ func reportLeftover(w io.Writer, l xva.Leftover) {
 	case l.Removed:
 		fmt.Fprintf(w, "xva: removed %s, left by an earlier xva run that was killed\n", l.Path)
 	case l.Err != nil:
-		fmt.Fprintf(w, "xva: %s was left by an earlier xva run and cannot be removed (%v); remove it with: rm -r '%s'\n", l.Path, l.Err, l.Path)
+		fmt.Fprintf(w, "xva: %s is the temporary output of an earlier xva run and was not removed (%v); "+
+			"unless an xva is still writing it, remove it with: rm -r '%s'\n", l.Path, l.Err, l.Path)
 	default:
 		fmt.Fprintf(w, "xva: note: %s is the temporary output of an xva still running; left alone\n", l.Path)
 	}

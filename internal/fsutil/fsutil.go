@@ -60,10 +60,21 @@ func lockTemp(name string) (*os.File, error) {
 	return l, nil
 }
 
+// ownLock locks the temporary name this process has just created. A
+// filesystem without locks (some NFS setups) leaves it unlocked, which
+// costs only the finding of leftovers there: a nil is stored.
+func ownLock(name string) *os.File {
+	l, err := lockTemp(name)
+	if err != nil {
+		return nil
+	}
+	return l
+}
+
 // release drops the lock of tmp and forgets it.
 func release(tmp string) {
 	if l, ok := temps.LoadAndDelete(tmp); ok {
-		if f, ok := l.(*os.File); ok {
+		if f, ok := l.(*os.File); ok && f != nil {
 			f.Close()
 		}
 	}
@@ -129,13 +140,7 @@ func CreateTemp(path string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, err := lockTemp(f.Name())
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			return nil, err
-		}
-		temps.Store(f.Name(), l)
+		temps.Store(f.Name(), ownLock(f.Name()))
 		return f, nil
 	}
 	return nil, fmt.Errorf("no free temporary name next to %s", path)
@@ -154,12 +159,7 @@ func MkdirTemp(path string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		l, err := lockTemp(name)
-		if err != nil {
-			os.Remove(name)
-			return "", err
-		}
-		temps.Store(name, l)
+		temps.Store(name, ownLock(name))
 		return name, nil
 	}
 	return "", fmt.Errorf("no free temporary name next to %s", path)
