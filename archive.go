@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,8 +22,9 @@ type archive struct {
 	p    *peeker   // its members, directory entries left out
 	seen map[string]bool
 	opts *options
-	// stored, if set, is told the member bytes read.
-	stored func(int64)
+	// stored, if set, is told the archive bytes read.
+	stored  func(int64)
+	rawSeen atomic.Int64 // compressed bytes already reported
 }
 
 // openArchive opens path and reads its ova.xml.
@@ -45,8 +47,15 @@ func openArchive(path string, o *options) (*archive, error) {
 		}
 		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
 	}
-	if tf, ok := c.(*tarFileContainer); ok && meta.Generation == Legacy {
+	if tf, ok := c.(*tarFileContainer); ok && (meta.Generation == Legacy || tf.madeByTar()) {
+		// tar(1) stores a directory's files in readdir order: a tar file
+		// made from an extracted archive has its members out of order,
+		// which a file, unlike a stream, can be read past. An xapi archive
+		// without tar(1)'s marks keeps its order, whose faults are its own.
 		tf.sortByName()
+		if tf.reordered {
+			o.log.Debug("members out of order; reading them in name order", "path", path)
+		}
 	}
 	o.log.Debug("archive opened", "path", path, "form", c.form(), "format", meta.Generation.String(),
 		"disks", len(meta.Disks), "ova_xml_bytes", len(doc))
@@ -179,9 +188,19 @@ func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
 }
 
 // counted reports what is read from r to a.stored.
+//
+// For an archive compressed as a whole, the archive's bytes are the
+// compressed ones: what was read of those since the last report is
+// reported instead of the member's bytes.
 func (a *archive) counted(r io.Reader) io.Reader {
 	if a.stored == nil {
 		return r
+	}
+	if tc, ok := a.c.(*tarContainer); ok && tc.raw != nil {
+		return countingReader{r, func(int64) {
+			n := tc.raw.Load()
+			a.stored(n - a.rawSeen.Swap(n))
+		}}
 	}
 	return countingReader{r, a.stored}
 }

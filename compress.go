@@ -35,14 +35,14 @@ func decompress(r io.Reader, kind string, jobs int) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("xva: unknown compression %q", kind)
 }
 
-// compressor wraps w in a parallel gzip or zstd writer. Both give the same
+// compressor wraps w in a parallel gzip (at level) or zstd writer. Both give the same
 // bytes whatever the number of workers: pgzip's output depends on its block
 // size and level only, zstd's encoder splits the stream by size alone.
-func compressor(w io.Writer, kind string, jobs int) (io.WriteCloser, error) {
+func compressor(w io.Writer, kind string, level, jobs int) (io.WriteCloser, error) {
 	jobs = pipeline.Jobs(jobs)
 	switch kind {
 	case "gzip":
-		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+		zw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
 			return nil, err
 		}

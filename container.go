@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -102,7 +103,8 @@ func openContainer(path string, jobs int) (container, error) {
 // openStream reads a tar stream, decompressing it if it starts with a gzip
 // or zstd magic number.
 func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
-	br := bufio.NewReaderSize(ioReader{r}, 1<<20)
+	raw := &countedReader{r: r}
+	br := bufio.NewReaderSize(ioReader{raw}, 1<<20)
 	magic, _ := br.Peek(4)
 	kind := compressionOf(magic)
 	if kind == "" {
@@ -118,7 +120,20 @@ func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
 	c := newTarContainer(zr, closer, "tar."+map[string]string{"gzip": "gz", "zstd": "zst"}[kind]+" stream")
 	c.compression = kind
 	c.decomp = zr
+	c.raw = &raw.n
 	return c, nil
+}
+
+// countedReader counts the bytes read from the medium.
+type countedReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Magic numbers of whole-archive compression, as xapi's importer tests them.
@@ -153,6 +168,7 @@ type tarContainer struct {
 	kind        string
 	compression string
 	decomp      io.ReadCloser
+	raw         *atomic.Int64 // compressed bytes read, when compressed
 }
 
 // newTarContainer reads a tar stream from r. Callers wrap the medium, not a
@@ -295,13 +311,21 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 }
 
 // sortByName puts the members not yet read (all after ova.xml) in
-// directory-form order.
+// directory-form order, which for an xapi archive is its own order: disks
+// in the lexicographic order of their ids, each block before its checksum
+// member and the next block.
 func (t *tarFileContainer) sortByName() {
 	cmp := func(a, b indexed) int { return compareMemberPaths(a.name, b.name) }
 	if !slices.IsSortedFunc(t.members, cmp) {
 		t.reordered = true
 		slices.SortStableFunc(t.members, cmp)
 	}
+}
+
+// madeByTar reports whether the members not yet read carry tar(1)'s marks:
+// directory entries or names under "./", which neither xapi nor xva writes.
+func (t *tarFileContainer) madeByTar() bool {
+	return slices.ContainsFunc(t.members, func(m indexed) bool { return m.dir || m.raw != m.name })
 }
 
 func (t *tarFileContainer) form() string { return "tar" }
@@ -466,19 +490,32 @@ func (d *dirContainer) close() error {
 }
 
 // readOVA reads the first member of the archive at path, which must be
-// ova.xml.
+// ova.xml. An input that is not an archive at all (no tar, an empty file,
+// a disk image, an OVA) gives a *NotArchiveError saying what it is.
 func readOVA(p *peeker, path string) ([]byte, error) {
 	m, err := p.next()
 	if err == io.EOF {
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
 		return nil, corrupt("ova.xml", "", -1, "archive is empty")
 	}
-	if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
-		return nil, corrupt("", "", -1, "%s is %w: it does not start with a tar header", path, ErrNotArchive)
+	if err != nil && !IsIOError(err) {
+		// No first header: something else, or a damaged archive.
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
+		if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
+			return nil, corrupt("", "", -1, "%s does not start with a valid tar header", path)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if m.name != "ova.xml" {
+		if e := notArchive(path); e != nil {
+			return nil, e
+		}
 		return nil, corrupt(m.name, "", -1, "the first member must be ova.xml")
 	}
 	if m.size > maxOVASize {
@@ -490,6 +527,58 @@ func readOVA(p *peeker, path string) ([]byte, error) {
 	}
 	return b, err
 }
+
+// notArchive says what the file at path is when it is recognisably not an
+// archive: a *NotArchiveError, or nil. Standard input cannot be looked at
+// again, so it is only ever "not an archive" when it holds no tar header.
+func notArchive(path string) error {
+	if path == "-" {
+		return nil
+	}
+	return identifyFile(path)
+}
+
+// Retarred reports whether the archive at path is a tar file made by tar -cf
+// of an extracted archive: directory entries or names under "./", and the
+// members out of the order the format requires. Unpack, Convert and Info
+// read such a file in name order, but hosts refuse it; Convert writes it
+// in order.
+func Retarred(path string) (bool, error) {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return false, err
+	}
+	c, err := openContainer(path, 1)
+	if err != nil {
+		return false, err
+	}
+	defer c.close()
+	tf, ok := c.(*tarFileContainer)
+	if !ok {
+		return false, nil
+	}
+	// tar(1)'s mark: directory entries, or names under "./". Neither xapi
+	// nor xva writes them, and without them a disorder is a fault of its
+	// own, which the readers name member by member.
+	if !tf.madeByTar() {
+		return false, nil
+	}
+	p := &peeker{c: skipDirs{c}}
+	doc, err := readOVA(p, path)
+	if err != nil {
+		return false, nil // not for this question: the readers say what is wrong
+	}
+	if _, err := ParseMetadata(doc); err != nil {
+		return false, nil
+	}
+	rest := slices.DeleteFunc(slices.Clone(tf.members), func(m indexed) bool { return m.dir })
+	return !slices.IsSortedFunc(rest, func(a, b indexed) int { return compareMemberPaths(a.name, b.name) }), nil
+}
+
+// NotArchive reports, for a file xva cannot read as an archive, what it
+// is instead (a *NotArchiveError: a disk image, an OVA, an empty file), or
+// nil when it may be a damaged archive.
+func NotArchive(path string) error { return notArchive(path) }
 
 func isEOF(err error) bool { return err == io.EOF }
 

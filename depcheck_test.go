@@ -2,6 +2,7 @@ package xva_test
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -65,4 +66,31 @@ func isFormat(pkg string) bool {
 		}
 	}
 	return false
+}
+
+// docs/design.md describes every package there is, and the README points
+// to it rather than to a design document that is not in the repository.
+func TestDesignDocumentIsCurrent(t *testing.T) {
+	out, err := exec.Command("go", "list", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	design, err := os.ReadFile("docs/design.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		if rel == "" {
+			continue
+		}
+		short := rel[strings.LastIndex(rel, "/")+1:]
+		if !strings.Contains(string(design), rel) && !strings.Contains(string(design), short+",") && !strings.Contains(string(design), short+"}") {
+			t.Errorf("docs/design.md does not mention package %s", rel)
+		}
+	}
+	readme, _ := os.ReadFile("README.md")
+	if !strings.Contains(string(readme), "(docs/design.md)") || strings.Contains(string(readme), "DESIGN.md") {
+		t.Error("the README must link docs/design.md and not DESIGN.md")
+	}
 }

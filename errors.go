@@ -3,6 +3,7 @@ package xva
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors callers branch on.
@@ -14,6 +15,10 @@ var (
 	// ErrNotArchive: the input is not an XVA archive at all (not a tar,
 	// nor a gzip or zstd stream of one, nor a directory with ova.xml).
 	ErrNotArchive = errors.New("not an XVA archive")
+	// ErrBadOptions: the options contradict each other or the output
+	// (whole-archive compression of a legacy archive, say); nothing was
+	// written.
+	ErrBadOptions = errors.New("xva: incompatible options")
 	// ErrTooSmall: a device or volume given as a disk's target cannot hold
 	// it; nothing was written.
 	ErrTooSmall = errors.New("xva: the target is smaller than the disk")
@@ -29,20 +34,32 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	var where string
-	switch {
-	case e.Member != "" && e.Offset >= 0:
-		where = fmt.Sprintf("%s (disk %s, offset %d)", e.Member, e.Disk, e.Offset)
-	case e.Member != "":
-		where = e.Member
-	case e.Disk != "" && e.Offset >= 0:
-		where = fmt.Sprintf("disk %s, offset %d", e.Disk, e.Offset)
-	case e.Disk != "":
-		where = "disk " + e.Disk
-	default:
+	where := Where(e.Member, e.Disk, e.Offset)
+	if where == "" {
 		return "corrupt archive: " + e.Err.Error()
 	}
 	return "corrupt archive: " + where + ": " + e.Err.Error()
+}
+
+// Where names a place in an archive: a member, and in parentheses the disk
+// and the disk offset, each left out when unknown ("" and -1): "Ref:7/00000003
+// (disk xvda, offset 3145728)", "sda/chunk-000000001.gz (disk sda)",
+// "disk xvda, offset 0", or "" when nothing is known.
+func Where(member, disk string, offset int64) string {
+	var in []string
+	if disk != "" {
+		in = append(in, "disk "+disk)
+	}
+	if offset >= 0 {
+		in = append(in, fmt.Sprintf("offset %d", offset))
+	}
+	switch {
+	case member == "":
+		return strings.Join(in, ", ")
+	case len(in) == 0:
+		return member
+	}
+	return member + " (" + strings.Join(in, ", ") + ")"
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }

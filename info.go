@@ -3,6 +3,8 @@ package xva
 import (
 	"context"
 	"io"
+	"os"
+	"syscall"
 
 	"github.com/xva-tools/xva/chunk"
 )
@@ -10,7 +12,7 @@ import (
 // InfoResult describes an archive without decoding its disks.
 type InfoResult struct {
 	Archive     string     `json:"archive"`
-	Form        string     `json:"form"` // directory, tar, tar stream, tar.gz stream, tar.zst stream
+	Form        string     `json:"form"` // directory, tar, tar stream, tar.gz stream, tar.zst stream, vm directory
 	Generation  Generation `json:"-"`
 	Compression string     `json:"compression"`          // none, gzip, zstd
 	ExportVsn   int64      `json:"export_vsn,omitempty"` // xapi only
@@ -45,47 +47,32 @@ type DiskInfo struct {
 	ID         string `json:"id"`
 	Size       int64  `json:"size_bytes"`
 	Bootable   bool   `json:"bootable"`
-	Members    int    `json:"members"` // chunks (legacy) or data blocks (xapi)
+	Members    int    `json:"members"` // chunks (legacy) or data blocks (xapi); 0 in a VM directory
 	Compressed int64  `json:"stored_bytes"`
+	Image      string `json:"image,omitempty"` // in a VM directory: the disk's image file
 }
 
 // Info reads an archive's ova.xml and walks its members, without decoding
-// them, to report the VM and how each disk is stored.
+// them, to report the VM and how each disk is stored. Given a VM directory
+// (what Unpack writes), it reports the VM and each disk's image instead.
 func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if m, paths, err := readVMDir(path); err == nil {
+			return vmDirInfo(path, m, paths)
+		}
 	}
 	a, err := openArchive(path, o)
 	if err != nil {
 		return nil, err
 	}
 	defer a.close()
-	vm := a.meta.VM
-	res := &InfoResult{
-		Archive:     path,
-		Form:        a.c.form(),
-		Generation:  a.meta.Generation,
-		Compression: "none",
-		VM: VMInfo{
-			Name:          vm.Label,
-			Description:   vm.Description,
-			Memory:        vm.Memory,
-			VCPUs:         vm.VCPUs,
-			BootMode:      map[bool]string{true: "HVM", false: "PV"}[vm.HVM],
-			KernelCmdline: vm.KernelCmdline,
-		},
-	}
+	res := newInfoResult(path, a.c.form(), a.meta)
 	if tc, ok := a.c.(*tarContainer); ok && tc.compression != "" {
 		res.Compression = tc.compression
-	}
-	res.Networks = []NetInfo{}
-	if e := a.meta.Export; e != nil {
-		res.ExportVsn = e.ExportVersion()
-		vmo, _ := e.VMObject()
-		for _, i := range e.Interfaces(vmo) {
-			res.Networks = append(res.Networks, NetInfo{i.Device, i.MAC, i.Network.NameLabel, i.Network.Bridge})
-		}
 	}
 	sums := map[chunk.Checksum]bool{}
 	for {
@@ -119,4 +106,58 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 			Members: s.Members, Compressed: s.Compressed,
 		})
 	}
+}
+
+// newInfoResult describes the VM of m, found at path in the given form,
+// with no disks yet.
+func newInfoResult(path, form string, m *Metadata) *InfoResult {
+	vm := m.VM
+	res := &InfoResult{
+		Archive:     path,
+		Form:        form,
+		Generation:  m.Generation,
+		Compression: "none",
+		VM: VMInfo{
+			Name:          vm.Label,
+			Description:   vm.Description,
+			Memory:        vm.Memory,
+			VCPUs:         vm.VCPUs,
+			BootMode:      map[bool]string{true: "HVM", false: "PV"}[vm.HVM],
+			KernelCmdline: vm.KernelCmdline,
+		},
+		Disks:    []DiskInfo{},
+		Networks: []NetInfo{},
+	}
+	if e := m.Export; e != nil {
+		res.ExportVsn = e.ExportVersion()
+		vmo, _ := e.VMObject()
+		for _, i := range e.Interfaces(vmo) {
+			res.Networks = append(res.Networks, NetInfo{i.Device, i.MAC, i.Network.NameLabel, i.Network.Bridge})
+		}
+	}
+	return res
+}
+
+// vmDirInfo describes a VM directory: its ova.xml and, per disk, its
+// image's size and the bytes it occupies.
+func vmDirInfo(path string, m *Metadata, paths map[string]string) (*InfoResult, error) {
+	res := newInfoResult(path, "vm directory", m)
+	for _, d := range m.Disks {
+		img := paths[d.Device]
+		src, err := openImage(img)
+		if err != nil {
+			return nil, err
+		}
+		size := src.Size()
+		src.Close()
+		var used int64
+		if st, err := os.Stat(img); err == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				used = sys.Blocks * 512
+			}
+		}
+		res.Disks = append(res.Disks, DiskInfo{Device: d.Device, ID: d.ID, Size: size, Bootable: d.Bootable,
+			Compressed: used, Image: img})
+	}
+	return res, nil
 }

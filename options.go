@@ -14,6 +14,7 @@ type Option func(*options) error
 type options struct {
 	jobs       int
 	level      int
+	levelSet   bool // WithLevel was given: it also sets a whole-archive gzip's level
 	progress   Progress
 	dirForm    bool
 	force      bool
@@ -28,7 +29,19 @@ type options struct {
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
 	writer     io.Writer // Pack and Convert write the tar stream here
-	log        *slog.Logger
+	// storedBelow: the output is compressed as a whole, and Stored is told
+	// the compressed bytes written, not the members' bytes.
+	storedBelow bool
+	log         *slog.Logger
+}
+
+// memberStored is what members written are reported to: Stored, unless
+// the compressed bytes under them are counted instead.
+func (o *options) memberStored() func(int64) {
+	if o.storedBelow {
+		return func(int64) {}
+	}
+	return o.progress.Stored
 }
 
 func makeOptions(opts []Option) (*options, error) {
@@ -64,13 +77,16 @@ func WithJobs(n int) Option {
 	}
 }
 
-// WithLevel sets the gzip compression level, 0–9 (default 6).
+// WithLevel sets the gzip compression level, 0–9 (default 6): of legacy
+// chunks, or of an xapi archive compressed as a whole with gzip. An xapi
+// archive written without gzip has nothing it applies to, so Pack and
+// Convert refuse it there (ErrBadOptions).
 func WithLevel(level int) Option {
 	return func(o *options) error {
 		if level < 0 || level > 9 {
-			return fmt.Errorf("xva: compression level must be 0–9, got %d", level)
+			return fmt.Errorf("%w: compression level must be 0–9, got %d", ErrBadOptions, level)
 		}
-		o.level = level
+		o.level, o.levelSet = level, true
 		return nil
 	}
 }
@@ -96,7 +112,8 @@ func WithOverwrite(force bool) Option {
 }
 
 // WithFormat sets the generation Pack and Convert write. By default Pack
-// writes a VM directory's own generation (legacy for a VM given by parts).
+// writes a VM directory's own generation (legacy for a VM given by parts;
+// the xva command passes XAPI for those).
 func WithFormat(g Generation) Option {
 	return func(o *options) error {
 		if g != Legacy && g != XAPI {

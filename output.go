@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+
+	"github.com/klauspost/pgzip"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/internal/fsutil"
@@ -32,23 +35,28 @@ type archiveOut interface {
 // a whole if asked, written to a temporary file and renamed.
 func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 	if g == Legacy && o.compress != "" {
-		return nil, fmt.Errorf("xva: legacy archives are not compressed as a whole (their chunks are gzip already); --compress needs --format xapi")
+		return nil, fmt.Errorf("%w: legacy archives are not compressed as a whole (their chunks are gzip already); "+
+			"whole-archive compression (--compress, or an output name ending in .gz or .zst) needs --format xapi", ErrBadOptions)
+	}
+	if g == XAPI && o.levelSet && o.compress != "gzip" {
+		return nil, fmt.Errorf("%w: --level sets a gzip level, and this xapi archive has no gzip: "+
+			"give --compress gzip, or leave --level out", ErrBadOptions)
 	}
 	if o.writer != nil {
 		if g == Legacy {
 			return nil, fmt.Errorf("xva: a legacy archive cannot be streamed here")
 		}
-		return newStreamOut(o.writer, nil, o.compress, o.jobs)
+		return newStreamOut(o.writer, nil, o)
 	}
 	if output == "-" {
-		return newStreamOut(os.Stdout, nil, o.compress, o.jobs)
+		return newStreamOut(os.Stdout, nil, o)
 	}
 	st, err := os.Stat(output)
 	isDir := err == nil && st.IsDir()
 	wantDir := o.dirForm || isDir || output[len(output)-1] == os.PathSeparator
 	switch {
 	case wantDir && g == XAPI:
-		return nil, fmt.Errorf("xva: xapi archives have no directory form; give a file name")
+		return nil, fmt.Errorf("%w: xapi archives have no directory form; give a file name, or --format legacy for a directory", ErrBadOptions)
 	case wantDir:
 		return newDirOut(filepath.Clean(output))
 	case err == nil && !st.Mode().IsRegular():
@@ -57,7 +65,7 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newStreamOut(f, f, o.compress, o.jobs)
+		return newStreamOut(f, f, o)
 	case err == nil && !o.force:
 		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, output)
 	case g == XAPI:
@@ -65,7 +73,7 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := newStreamOut(f, f, o.compress, o.jobs)
+		s, err := newStreamOut(f, f, o)
 		if err != nil {
 			fsutil.Discard(f)
 			return nil, err
@@ -256,11 +264,18 @@ type streamOut struct {
 	replace bool
 }
 
-func newStreamOut(w io.Writer, closer io.Closer, compress string, jobs int) (*streamOut, error) {
+func newStreamOut(w io.Writer, closer io.Closer, o *options) (*streamOut, error) {
 	s := &streamOut{bw: bufio.NewWriterSize(w, 1<<20), closer: closer}
 	var tw io.Writer = s.bw
-	if compress != "" {
-		zw, err := compressor(s.bw, compress, jobs)
+	if o.compress != "" {
+		// The archive's bytes are the compressed ones: count those.
+		s.bw = bufio.NewWriterSize(countingWriter{w, o.progress.Stored}, 1<<20)
+		o.storedBelow = true
+		level := pgzip.DefaultCompression
+		if o.levelSet {
+			level = o.level
+		}
+		zw, err := compressor(s.bw, o.compress, level, o.jobs)
 		if err != nil {
 			return nil, err
 		}
@@ -395,7 +410,41 @@ func RemovePending() { fsutil.RemoveTemps() }
 
 // PlainError returns err's message with temporary file names replaced by
 // the output names they were to become.
-func PlainError(err error) string { return fsutil.FinalNames(err.Error()) }
+func PlainError(err error) string { return PlainMessage(err.Error()) }
+
+// internalPrefix matches the package prefixes that errors carry inside the
+// program ("chunk: ", "tarx: ", "xva: " after the first), which say
+// nothing to a user.
+var internalPrefix = regexp.MustCompile(`(^|: |\()(?:chunk|tarx|raw|vhd|lvm|ova|disk|fsutil|pipeline|blockdev|xva): `)
+
+// PlainMessage is a message as a user should read it: the temporary names
+// in it replaced by the final ones, and the packages' prefixes removed.
+func PlainMessage(s string) string {
+	return internalPrefix.ReplaceAllString(fsutil.FinalNames(s), "$1")
+}
+
+// countingWriter reports the bytes written through it.
+type countingWriter struct {
+	w     io.Writer
+	count func(int64)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.count(int64(n))
+	}
+	return n, err
+}
+
+// Leftover is a temporary output that an earlier run left beside an output
+// about to be written: removed when the run that made it is gone (killed,
+// or its machine crashed: its lock went with it), else left alone.
+type Leftover = fsutil.Leftover
+
+// SetLeftoverHandler makes fn be told of each Leftover found, before any
+// work starts. Call it once, before the work.
+func SetLeftoverHandler(fn func(Leftover)) { fsutil.OnLeftover = fn }
 
 // AtomicFile is a file written under a temporary name and renamed into
 // place by Commit, or removed by Abort.

@@ -313,7 +313,7 @@ func keepZeroBlocks(m *Metadata) bool {
 func writeDisk(ctx context.Context, out archiveOut, g Generation, d *Disk, r disk.Reader, o *options, progress func(int64), keepZeros bool) (PackedDisk, error) {
 	g8 := disk.NewGather(r)
 	if g == XAPI {
-		st, err := chunk.WriteBlocks(ctx, memberWriter{out, o.progress.Stored}, g8, d.ID, d.Size,
+		st, err := chunk.WriteBlocks(ctx, memberWriter{out, o.memberStored()}, g8, d.ID, d.Size,
 			chunk.BlockOptions{Checksum: o.checksum, Jobs: o.jobs, Progress: progress, KeepZeros: keepZeros})
 		return PackedDisk{Device: d.Device, Size: d.Size, Members: st.Blocks, Compressed: st.Data}, err
 	}
@@ -352,7 +352,7 @@ func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gathe
 		name := fmt.Sprintf("%s/chunk-%09d.gz", d.ID, start/chunk.ChunkSize)
 		length := min(chunk.ChunkSize, d.Size-start)
 		n, err := out.chunk(name, func(cf chunk.ChunkFile) (int64, error) {
-			return chunk.WriteGzipChunk(ctx, countingChunk{cf, o.progress.Stored}, g, start, length, gz)
+			return chunk.WriteGzipChunk(ctx, countingChunk{cf, o.memberStored()}, g, start, length, gz)
 		})
 		if err != nil {
 			return pd, fmt.Errorf("writing %s: %w", name, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // newCompletionCmd replaces cobra's default completion command, to give it
@@ -44,4 +45,39 @@ fish's completions directory).`,
 		},
 	}
 	return cmd
+}
+
+// flagChoices are the values of the flags that take one of a few words, as
+// completion offers them and the man pages show them.
+var flagChoices = map[string][]string{
+	"format":      {"xapi", "legacy"},
+	"compress":    {"none", "gzip", "zstd"},
+	"checksum":    {"xxhash", "sha1"},
+	"disk-format": {"raw", "vhd", "vhd-fixed"},
+	"progress":    {progressAuto, progressBar, progressPlain, progressNone},
+}
+
+// choices returns the words a flag of cmd takes, or nil.
+func choices(cmd *cobra.Command, name string) []string {
+	if cmd.Name() == "export" && name == "compress" {
+		return []string{"zstd", "gzip"} // what a host can compress with
+	}
+	return flagChoices[name]
+}
+
+// registerCompletions makes the shell complete the values of every flag
+// that takes one of a few words, in every command.
+func registerCompletions(root *cobra.Command) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if words := choices(c, f.Name); words != nil {
+				c.RegisterFlagCompletionFunc(f.Name, cobra.FixedCompletions(words, cobra.ShellCompDirectiveNoFileComp))
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }

@@ -28,7 +28,10 @@ before 2021 also import legacy archives.`,
   xva convert current.xva legacy-dir/ --format legacy`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := f.options()
+			if err := refuseTerminal(args[1]); err != nil {
+				return err
+			}
+			opts, err := f.options(cmd, args[1])
 			if err != nil {
 				return err
 			}

@@ -35,7 +35,7 @@ func exampleFixtures(t *testing.T, dir string) {
 		}
 	}
 	disks := []string{"--name", "web", "--memory", "512MiB", "--disk", "sda=root.img", "--disk", "sdb=data.img"}
-	mustRun(t, dir, nil, append([]string{"pack"}, append(disks, "web.xva")...)...)
+	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy"}, append(disks, "web.xva")...)...)
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "xapi"}, append(disks, "current.xva")...)...)
 	mustRun(t, dir, nil, "unpack", "web.xva", "unpacked")
 	mustRun(t, dir, nil, "unpack", "--disk-format", "vhd", "current.xva", "vhd")

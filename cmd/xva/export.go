@@ -56,6 +56,12 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 	if f.compression != "" && f.compression != "zstd" && f.compression != "gzip" {
 		return usagef("--compress %q: want zstd or gzip", f.compression)
 	}
+	if _, err := f.remote.checkURL(); err != nil {
+		return err
+	}
+	if err := refuseTerminal(output); err != nil {
+		return err
+	}
 	var out io.Writer = os.Stdout
 	var file *xva.AtomicFile
 	if output != "-" {

@@ -38,9 +38,12 @@ const (
 func hint(err error) string {
 	var h hintedError
 	var xe *xapi.Error
+	var na *xva.NotArchiveError
 	switch {
 	case errors.As(err, &h):
 		return h.hint
+	case errors.As(err, &na) && na.Hint != "":
+		return na.Hint
 	case errors.Is(err, xva.ErrNotArchive):
 		return hintNotArchive
 	case errors.Is(err, syscall.ENOSPC):

@@ -12,13 +12,15 @@ import (
 
 func newInfoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "info ARCHIVE",
+		Use:   "info ARCHIVE|VMDIR|IMAGE.vhd|PV",
 		Short: "Show the VM an archive holds and how its disks are stored",
 		Long: `Show an archive's format (generation, form, compression; for the xapi
 generation its export_vsn and checksum kind), its VM (name, memory, vCPUs,
 boot mode) and, per disk, its device, size, number of chunks or blocks and
 stored size. The disks are not decoded, so this is quick even for large
-archives; 'xva unpack' checks the data.
+archives; 'xva unpack' checks the data. ARCHIVE is a file, an archive
+directory or '-'; given a VM directory (what 'xva unpack' writes), it shows
+the VM and each disk's image.
 
 Given a VHD image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and
@@ -55,7 +57,14 @@ the LVM2 metadata without the LVM tools.`,
 				}{schemaVersion, "archive", res.Generation.String(), res})
 			}
 			printInfo(cmd, res)
-			if res.Generation == xva.Legacy {
+			if re, _ := xva.Retarred(args[0]); re {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nnote: %s\n", retarredNote(args[0]))
+			}
+			switch {
+			case res.Generation == xva.Legacy && res.Form == "vm directory":
+				fmt.Fprintf(cmd.OutOrStdout(), "\nhint: current XenServer/XCP-ng hosts cannot import version 0.1 (legacy) archives; "+
+					"'xva upload' converts automatically, or run 'xva pack --format xapi %s OUT.xva'\n", args[0])
+			case res.Generation == xva.Legacy:
 				fmt.Fprintf(cmd.OutOrStdout(), "\nhint: %s\n", hintLegacy)
 			}
 			return nil
@@ -85,18 +94,24 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	w.Flush()
 	fmt.Fprintln(cmd.OutOrStdout())
 	w = tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	unit := "CHUNKS"
-	if r.Generation == xva.XAPI {
+	unit, stored := "CHUNKS", "STORED"
+	switch {
+	case r.Form == "vm directory":
+		unit, stored = "IMAGE", "ON DISK"
+	case r.Generation == xva.XAPI:
 		unit = "ID\tBLOCKS"
 	}
-	fmt.Fprintf(w, "DEVICE\tSIZE\t%s\tSTORED\tBOOT\n", unit)
+	fmt.Fprintf(w, "DEVICE\tSIZE\t%s\t%s\tBOOT\n", unit, stored)
 	for _, d := range r.Disks {
 		boot := ""
 		if d.Bootable {
 			boot = "yes"
 		}
 		members := fmt.Sprint(d.Members)
-		if r.Generation == xva.XAPI {
+		switch {
+		case r.Form == "vm directory":
+			members = printable(d.Image)
+		case r.Generation == xva.XAPI:
 			members = printable(d.ID) + "\t" + members
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", printable(d.Device), humanize.IBytes(uint64(d.Size)), members,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -33,7 +32,9 @@ func main() {
 	done := make(chan int, 1)
 	go func() {
 		g := &globals{}
-		err := newRootCmd(g).ExecuteContext(ctx)
+		root := newRootCmd(g)
+		root.SetArgs(progressArgs(os.Args[1:]))
+		err := root.ExecuteContext(ctx)
 		if g.rep != nil {
 			g.rep.close() // before any message, so bars do not overdraw it
 		}
@@ -60,6 +61,30 @@ func main() {
 	os.Exit(exitFailure)
 }
 
+// progressArgs joins "--progress MODE" into "--progress=MODE". --progress
+// alone means bar, so the flag parser cannot take the next word as its
+// value: it would be an argument. A word that names a mode is taken as
+// one; to pass a file named "plain" right after --progress, write
+// --progress=bar plain.
+func progressArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if a == "--progress" && i+1 < len(args) {
+			if _, err := parseProgress(args[i+1]); err == nil {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // report prints err and returns the exit code it maps to.
 func report(err error, interrupted bool) int {
 	if err == nil {
@@ -70,10 +95,7 @@ func report(err error, interrupted bool) int {
 		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 		return exitFailure
 	}
-	msg := printable(xva.PlainError(err))
-	if !strings.HasPrefix(msg, "xva: ") {
-		msg = "xva: " + msg
-	}
+	msg := "xva: " + printable(xva.PlainError(err))
 	fmt.Fprintln(os.Stderr, msg)
 	if h := hint(err); h != "" {
 		fmt.Fprintln(os.Stderr, "xva: hint: "+h)
@@ -87,7 +109,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &s):
 		return s.code
-	case errors.As(err, &u):
+	case errors.As(err, &u), errors.Is(err, xva.ErrBadOptions):
 		return exitUsage
 	case xva.IsCorrupt(err):
 		return exitCorrupt

@@ -106,7 +106,7 @@ func checkDisks(t *testing.T, dir string, sums map[string]string) {
 }
 
 func TestPackUnpackThroughPipes(t *testing.T) {
-	dir, sums := setup(t)
+	dir, sums := setupSectors(t)
 	// pack to stdout, unpack from stdin.
 	archive := mustRun(t, dir, nil, "pack", "--name", "web", "--memory", "1GiB", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "-")
 	mustRun(t, dir, []byte(archive), "unpack", "-", "vm")
@@ -125,7 +125,7 @@ func TestPackUnpackThroughPipes(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	dir, _ := setup(t)
-	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "--dir", "arch")
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "--dir", "arch")
 	// Usage errors: 2.
 	for _, args := range [][]string{{"pack"}, {"unpack", "x"}, {"pack", "--bogus", "x"}, {"pack", "--disk", "nodevice", "x.xva"}} {
 		if r := run(t, dir, nil, args...); r.code != 2 {
@@ -223,7 +223,7 @@ func TestConvertFromStdinHasBoundedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, dir, nil, "pack", "--disk", "xvda=big.img", "legacy.xva")
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "xvda=big.img", "legacy.xva")
 	os.Remove(filepath.Join(dir, "big.img"))
 	rss := maxRSS(t, dir, filepath.Join(dir, "legacy.xva"), "convert", "-", "x.xva", "--format", "xapi")
 	t.Logf("converting a 4 GiB disk from stdin peaked at %d MiB", rss>>20)
@@ -376,7 +376,7 @@ func TestSalvage(t *testing.T) {
 
 func TestVHDInfoAndCorruption(t *testing.T) {
 	dir, _ := setup(t)
-	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva")
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "a.xva")
 	mustRun(t, dir, nil, "unpack", "--disk-format", "vhd", "a.xva", "vm")
 	out := mustRun(t, dir, nil, "info", "--json", "vm/sda.vhd")
 	var info struct {

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/xva-tools/xva"
 )
@@ -39,30 +41,76 @@ func (f *outputFlags) register(cmd *cobra.Command, formatHelp string) {
 	fl.StringVar(&f.uuidSeed, "uuid-seed", "", "derive the uuids of a VM converted to the xapi generation from this seed, for reproducible archives (default: random; give each VM its own seed)")
 }
 
-// options checks the flags and turns them into library options.
-func (f *outputFlags) options() ([]xva.Option, error) {
-	if f.level < 0 || f.level > 9 {
-		return nil, usagef("--level must be 0-9, got %d", f.level)
+// options checks the flags and turns them into library options. An
+// OUTPUT ending in .gz or .zst asks for that whole-archive compression
+// unless --compress says otherwise, and a --compress that contradicts the
+// name is refused: a plain tar named x.xva.zst fools every reader.
+func (f *outputFlags) options(cmd *cobra.Command, output string) ([]xva.Option, error) {
+	fl := cmd.Flags()
+	opts := []xva.Option{xva.WithDirectory(f.dir), xva.WithOverwrite(f.force), xva.WithUUIDSeed(f.uuidSeed)}
+	if fl.Changed("level") {
+		if f.level < 0 || f.level > 9 {
+			return nil, usagef("--level must be 0-9, got %d", f.level)
+		}
+		opts = append(opts, xva.WithLevel(f.level))
 	}
-	opts := []xva.Option{xva.WithLevel(f.level), xva.WithDirectory(f.dir), xva.WithOverwrite(f.force), xva.WithUUIDSeed(f.uuidSeed)}
 	if f.format != "" {
 		g, err := xva.ParseGeneration(f.format)
 		if err != nil {
-			return nil, usageError{err}
+			return nil, usagef("--format %q: want legacy or xapi", f.format)
 		}
 		opts = append(opts, xva.WithFormat(g))
 	}
 	switch f.compress {
 	case "none", "gzip", "zstd":
-		opts = append(opts, xva.WithCompression(f.compress))
 	default:
 		return nil, usagef("--compress %q: want none, gzip or zstd", f.compress)
 	}
+	compress := f.compress
+	if named := compressionOfName(output); named != "" || fl.Changed("compress") {
+		switch {
+		case !fl.Changed("compress"):
+			compress = named
+		case named != "" && named != compress:
+			return nil, usagef("--compress %s contradicts OUTPUT %s, whose name says %s: rename it or change --compress", compress, output, named)
+		}
+	}
+	opts = append(opts, xva.WithCompression(compress))
 	c, err := xva.ParseChecksum(f.checksum)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usagef("--checksum %q: want xxhash or sha1", f.checksum)
 	}
 	return append(opts, xva.WithChecksum(c)), nil
+}
+
+// compressionOfName is the whole-archive compression an output's name
+// announces: gzip for .gz, zstd for .zst, else "".
+func compressionOfName(output string) string {
+	switch {
+	case strings.HasSuffix(output, ".gz"):
+		return "gzip"
+	case strings.HasSuffix(output, ".zst"):
+		return "zstd"
+	}
+	return ""
+}
+
+// dirOutput reports whether OUTPUT asks for an archive directory.
+func (f *outputFlags) dirOutput(output string) bool {
+	if f.dir || strings.HasSuffix(output, "/") {
+		return true
+	}
+	st, err := os.Stat(output)
+	return err == nil && st.IsDir()
+}
+
+// refuseTerminal refuses to write an archive to standard output when it is
+// a terminal: binary on a terminal is never what was meant.
+func refuseTerminal(output string) error {
+	if output == "-" && term.IsTerminal(int(os.Stdout.Fd())) {
+		return usagef("OUTPUT '-' is standard output, which is a terminal here: redirect it (> web.xva, | ssh host ...) or give a file name")
+	}
+	return nil
 }
 
 func newPackCmd(g *globals) *cobra.Command {
@@ -72,14 +120,16 @@ func newPackCmd(g *globals) *cobra.Command {
 		Short: "Build an XVA archive from a VM directory or from disk images",
 		Long: `Build an XVA archive, in either generation:
 
-  legacy (--format legacy, the default for --disk flags): ova.xml version
-  0.1 plus each disk cut into 1e9-byte gzip chunks, compressed on all cores;
-  what XenServer hosts before 2021 import.
-
-  xapi (--format xapi): the XML-RPC ova.xml and 1 MiB blocks each followed
-  by its XXH64 (or --checksum sha1) hash, optionally compressed as a whole
-  with --compress gzip|zstd; what every current XenServer / XCP-ng host
+  xapi (--format xapi, the default for --disk flags): the XML-RPC ova.xml
+  and 1 MiB blocks each followed by its XXH64 (or --checksum sha1) hash,
+  optionally compressed as a whole with --compress gzip|zstd (implied by an
+  OUTPUT ending in .gz or .zst); what every current XenServer / XCP-ng host
   exports and imports.
+
+  legacy (--format legacy): ova.xml version 0.1 plus each disk cut into
+  1e9-byte gzip chunks (--level sets their gzip level), compressed on all
+  cores; what XenServer hosts before 2021 import. Only this generation has
+  a directory form.
 
 All-zero stretches cost no compression and holes in the images are never
 read.
@@ -91,22 +141,22 @@ flags and the VM settings given as flags; the first --disk is the boot disk.
 Images are raw files or VHDs (fixed, dynamic or differencing, recognised by
 content).
 
-OUTPUT is a single tar file, '-' for standard output, or, for a legacy
-archive, the directory form when it ends in '/', names an existing empty
-directory, or --dir is given.
+OUTPUT is a single tar file, '-' for standard output (not a terminal), or,
+for a legacy archive, the directory form when it ends in '/', names an
+existing empty directory, or --dir is given.
 Nothing appears under OUTPUT until the archive is complete. The same inputs
 and flags always give the same bytes, whatever --jobs is.`,
-		Example: `  # Pack two raw images into db.xva
+		Example: `  # Pack two raw images into db.xva, for a current XenServer / XCP-ng host
   xva pack --name db --memory 512MiB --vcpus 2 --disk sda=root.img --disk sdb=data.img db.xva
 
-  # Rebuild an archive from an unpacked VM directory
+  # Rebuild an archive from an unpacked VM directory, in its own generation
   xva pack unpacked/ rebuilt.xva
 
-  # An archive for a current XenServer / XCP-ng host, zstd-compressed
-  xva pack --format xapi --compress zstd --disk xvda=root.img --name db db.xva.zst
+  # zstd-compressed as a whole (the .zst name implies --compress zstd)
+  xva pack --disk xvda=root.img --name db db.xva.zst
 
-  # Write the directory form (ova.xml, sda/chunk-000000000.gz, ...)
-  xva pack --disk sda=root.img --name db db-dir/`,
+  # For a host before 2021: the legacy generation, in its directory form
+  xva pack --format legacy --disk sda=root.img --name db db-dir/`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPack(cmd, g, f, args)
@@ -120,7 +170,7 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.BoolVar(&f.hvm, "hvm", true, "boot in HVM mode (--hvm=false for PV)")
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
 	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw or VHD image; repeat for more disks, the first boots")
-	f.out.register(cmd, "archive generation: legacy or xapi (default: the VM directory's, else legacy)")
+	f.out.register(cmd, "archive generation: xapi or legacy (default: the VM directory's, else xapi)")
 	addModeFlag(cmd)
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
@@ -128,11 +178,22 @@ and flags always give the same bytes, whatever --jobs is.`,
 
 func runPack(cmd *cobra.Command, g *globals, f *packFlags, args []string) error {
 	output := args[len(args)-1]
-	outOpts, err := f.out.options()
+	if err := refuseTerminal(output); err != nil {
+		return err
+	}
+	outOpts, err := f.out.options(cmd, output)
 	if err != nil {
 		return err
 	}
 	opts := append(g.options(), outOpts...)
+	if len(args) == 1 && f.out.format == "" {
+		// A VM given by parts is packed for current hosts. The directory
+		// form exists only for legacy archives, which must be asked for.
+		if f.out.dirOutput(output) {
+			return usagef("OUTPUT %s is a directory, and only legacy archives have a directory form: add --format legacy, or give a file name", output)
+		}
+		opts = append(opts, xva.WithFormat(xva.XAPI))
+	}
 	summary, err := summaryWriter(cmd, g, output)
 	if err != nil {
 		return err
@@ -197,7 +258,10 @@ func (f *packFlags) spec(output string) (*xva.VMSpec, error) {
 	}
 	mem, err := humanize.ParseBytes(f.memory)
 	if err != nil {
-		return nil, usagef("--memory %q: %v", f.memory, err)
+		return nil, usagef("--memory %q: want bytes or a size with a unit, such as 512MiB or 2GiB", f.memory)
+	}
+	if mem == 0 {
+		return nil, usagef("--memory must be more than 0, e.g. 512MiB")
 	}
 	if f.vcpus < 1 {
 		return nil, usagef("--vcpus must be at least 1")
@@ -212,6 +276,9 @@ func (f *packFlags) spec(output string) (*xva.VMSpec, error) {
 		dev, path, ok := strings.Cut(d, "=")
 		if !ok || dev == "" || path == "" {
 			return nil, usagef("--disk %q: want DEVICE=PATH, e.g. sda=root.img", d)
+		}
+		if path == "-" {
+			return nil, usagef("--disk %s: a disk is read from a file or device, not standard input (its size must be known before it is packed); save it to a file first", d)
 		}
 		spec.Disks = append(spec.Disks, xva.DiskSpec{Device: dev, Path: path})
 	}

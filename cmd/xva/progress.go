@@ -80,57 +80,123 @@ func (nopReporter) close()                                      {}
 // chosen over progressbar because it keeps finished bars on screen, one
 // line each, and redraws several at once safely from other goroutines.
 type bars struct {
-	w      *os.File
+	w      io.Writer     // stderr, hidden from mpb as a terminal when it reports no size
+	width  int           // columns the bars may use
 	p      *mpb.Progress // made when the first bar is, ended by close
 	all    []*mpb.Bar    // every bar: mpb waits for each to complete
 	cur    []*mpb.Bar
 	stored *atomic.Int64 // the current disk's archive bytes
 }
 
-func newBars(w *os.File) *bars { return &bars{w: w} }
+// Widths that decide a bar's fields: below fullWidth the archive figure
+// goes, below midWidth the counters, the rate and the ETA too, so that
+// the fields that stay never run together or wrap.
+const (
+	defaultWidth = 80 // a terminal that reports no size, or no terminal
+	fullWidth    = 80
+	midWidth     = 52
+)
+
+func newBars(w *os.File) *bars {
+	b := &bars{w: w, width: defaultWidth}
+	cols, rows, err := term.GetSize(int(w.Fd()))
+	switch {
+	case err == nil && cols > 0 && rows > 0:
+		b.width = cols
+	case err == nil:
+		// A terminal that reports 0×0: mpb would ask it and draw no row.
+		// Hidden behind a plain writer, it gets the default width.
+		b.w = struct{ io.Writer }{w}
+	}
+	return b
+}
 
 // container returns the running mpb container, starting one if needed.
+// Its width is always set, for a forced bar on a pipe and a terminal that
+// reports no size (a serial console, some containers), which mpb is not
+// shown as a terminal.
 func (b *bars) container() *mpb.Progress {
 	if b.p == nil {
-		opts := []mpb.ContainerOption{mpb.WithOutput(b.w), mpb.WithRefreshRate(150 * time.Millisecond), mpb.WithAutoRefresh()}
-		if !term.IsTerminal(int(b.w.Fd())) {
-			opts = append(opts, mpb.WithWidth(120)) // forced: a line's width, with no terminal to ask
-		}
-		b.p = mpb.New(opts...)
+		b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithRefreshRate(150*time.Millisecond), mpb.WithAutoRefresh(),
+			mpb.WithWidth(b.width))
 	}
 	return b.p
+}
+
+// filler is the bar itself where there is room for it, else nothing.
+func (b *bars) filler(fields int) mpb.BarFillerBuilder {
+	if room := b.width - fields - 3; room >= 10 {
+		return mpb.BarStyle()
+	}
+	return mpb.NopStyle()
 }
 
 func (b *bars) StartDisk(device string, size int64) {
 	b.finish()
 	stored := new(atomic.Int64)
 	b.stored = stored
-	b.add(b.container().AddBar(size, mpb.BarWidth(30),
-		mpb.PrependDecorators(
-			decor.Name(printable(device), decor.WC{W: 6, C: decor.DindentRight}),
-			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}),
-		),
-		mpb.AppendDecorators(
-			decor.Percentage(decor.WC{W: 5}),
-			rate(decor.WC{W: 14}),
-			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WC{W: 8}), "  done"),
-			decor.Any(func(decor.Statistics) string {
-				return "  archive " + humanize.IBytes(uint64(stored.Load()))
-			}),
-		)))
+	name := decor.Name(printable(device)+" ", decor.WC{W: 7, C: decor.DindentRight})
+	var prepend, appendd []decor.Decorator
+	fields := 0
+	switch {
+	case b.width >= fullWidth:
+		prepend = []decor.Decorator{name, decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 21})}
+		appendd = []decor.Decorator{decor.Percentage(decor.WC{W: 6}), rate(decor.WC{W: 13}), eta(decor.WC{W: 8}),
+			decor.Any(func(decor.Statistics) string { return "  archive " + humanize.IBytes(uint64(stored.Load())) })}
+		fields = 7 + 21 + 6 + 13 + 8 + 18
+	case b.width >= midWidth:
+		prepend = []decor.Decorator{name, decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 21})}
+		appendd = []decor.Decorator{decor.Percentage(decor.WC{W: 6}), rate(decor.WC{W: 13})}
+		fields = 7 + 21 + 6 + 13
+	default:
+		prepend = []decor.Decorator{name}
+		appendd = []decor.Decorator{decor.Percentage(decor.WC{W: 6}), rate(decor.WC{W: 13})}
+		fields = 7 + 6 + 13
+	}
+	b.add(b.container().New(size, b.filler(fields), mpb.BarWidth(min(30, max(b.width-fields-3, 1))),
+		mpb.PrependDecorators(prepend...), mpb.AppendDecorators(appendd...)))
 }
 
+// minElapsed is how long a bar runs before it shows a rate or an ETA: over
+// the first milliseconds, a burst into a buffer says nothing of the rate.
+const minElapsed = time.Second
+
 // rate shows a bar's average rate since it was made, frozen when it
-// completes. mpb's AverageSpeed stays blank for a bar that completes
-// before its first redraw, which a fast disk does.
+// completes: nothing during its first second (unless it completes), then
+// bytes per second. mpb's AverageSpeed stays blank for a bar that
+// completes before its first redraw, which a fast disk does.
 func rate(wc decor.WC) decor.Decorator {
 	start := time.Now()
 	var elapsed time.Duration
 	return decor.Any(func(s decor.Statistics) string {
-		if !s.Completed && !s.Aborted || elapsed == 0 {
+		done := s.Completed || s.Aborted
+		if !done || elapsed == 0 {
 			elapsed = max(time.Since(start), time.Millisecond)
 		}
+		if !done && elapsed < minElapsed {
+			return ""
+		}
 		return " " + humanize.IBytes(uint64(float64(s.Current)/elapsed.Seconds())) + "/s"
+	}, wc)
+}
+
+// eta shows the time left at the average rate so far: nothing during the
+// first second or before any progress, "done" at the end.
+func eta(wc decor.WC) decor.Decorator {
+	start := time.Now()
+	return decor.Any(func(s decor.Statistics) string {
+		switch {
+		case s.Completed:
+			return " done"
+		case s.Aborted:
+			return ""
+		}
+		elapsed := time.Since(start)
+		if elapsed < minElapsed || s.Current <= 0 || s.Total <= 0 {
+			return ""
+		}
+		left := time.Duration(float64(s.Total-s.Current) / float64(s.Current) * float64(elapsed))
+		return " " + left.Round(time.Second).String()
 	}, wc)
 }
 
@@ -167,14 +233,14 @@ func (b *bars) finish() {
 
 func (b *bars) transfer(what string, total int64) func(int64, float64) {
 	moved := b.container().AddBar(max(total, 0), mpb.BarWidth(30),
-		mpb.PrependDecorators(decor.Name(what, decor.WC{W: 8, C: decor.DindentRight}),
+		mpb.PrependDecorators(decor.Name(what+" ", decor.WC{W: 8, C: decor.DindentRight}),
 			decor.OnCondition(decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}), total > 0),
 			decor.OnCondition(decor.CurrentKibiByte("% .1f", decor.WC{W: 22}), total <= 0)),
 		mpb.AppendDecorators(rate(decor.WC{W: 14})))
 	task := b.container().AddBar(100, mpb.BarWidth(30),
-		mpb.PrependDecorators(decor.Name("task", decor.WC{W: 8, C: decor.DindentRight}),
+		mpb.PrependDecorators(decor.Name("task ", decor.WC{W: 8, C: decor.DindentRight}),
 			decor.Name("", decor.WC{W: 22})),
-		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})))
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 6})))
 	b.finish()
 	b.add(moved)
 	b.add(task)
@@ -234,26 +300,36 @@ func (p *plainReporter) StartDisk(device string, size int64) {
 func (p *plainReporter) Advance(n int64) {
 	p.done += n
 	if time.Since(p.shown) >= p.every {
-		p.line("")
+		p.line(false)
 	}
 }
 
 func (p *plainReporter) Stored(n int64) { p.stored += n }
 
 func (p *plainReporter) EndDisk() {
-	p.line(fmt.Sprintf(", done in %.1fs", time.Since(p.start).Seconds()))
+	p.line(true)
 }
 
-func (p *plainReporter) line(suffix string) {
+// line prints where the disk stands. The rate and the ETA are left out
+// during the first second, when a burst into a buffer says nothing of
+// them; at the end the rate is the whole disk's.
+func (p *plainReporter) line(end bool) {
 	p.shown = time.Now()
-	secs := max(time.Since(p.start).Seconds(), 1e-3)
-	eta := ""
-	if rate := float64(p.done) / secs; rate > 0 && p.done < p.size {
-		eta = fmt.Sprintf(", ETA %s", time.Duration(float64(p.size-p.done)/rate*float64(time.Second)).Round(time.Second))
+	elapsed := time.Since(p.start)
+	secs := max(elapsed.Seconds(), 1e-3)
+	rate, eta, suffix := "", "", ""
+	if end || elapsed >= minElapsed {
+		rate = fmt.Sprintf(", %s/s", humanize.IBytes(uint64(float64(p.done)/secs)))
 	}
-	fmt.Fprintf(p.w, "xva: %s: %s of %s (%.0f%%), %s/s, archive %s%s%s\n", p.device,
+	if r := float64(p.done) / secs; !end && elapsed >= minElapsed && r > 0 && p.done < p.size {
+		eta = fmt.Sprintf(", ETA %s", time.Duration(float64(p.size-p.done)/r*float64(time.Second)).Round(time.Second))
+	}
+	if end {
+		suffix = fmt.Sprintf(", done in %.1fs", elapsed.Seconds())
+	}
+	fmt.Fprintf(p.w, "xva: %s: %s of %s (%.0f%%)%s, archive %s%s%s\n", p.device,
 		humanize.IBytes(uint64(p.done)), humanize.IBytes(uint64(p.size)), percent(p.done, p.size),
-		humanize.IBytes(uint64(float64(p.done)/secs)), humanize.IBytes(uint64(p.stored)), eta, suffix)
+		rate, humanize.IBytes(uint64(p.stored)), eta, suffix)
 }
 
 func percent(n, of int64) float64 {

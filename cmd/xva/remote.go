@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 // remoteFlags are the flags of the commands that talk to a pool master.
 type remoteFlags struct {
 	url, user, passwordFile, caCert string
-	insecure                        bool
+	insecure, allowHTTP             bool
 }
 
 func (f *remoteFlags) register(cmd *cobra.Command) {
@@ -26,6 +27,28 @@ func (f *remoteFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.passwordFile, "password-file", "", "read the password from this file (else XVA_PASSWORD, else a prompt)")
 	fl.StringVar(&f.caCert, "ca-cert", "", "trust the CA certificate(s) in this PEM file")
 	fl.BoolVar(&f.insecure, "insecure", false, "do not verify the host's TLS certificate")
+	fl.BoolVar(&f.allowHTTP, "allow-http", false, "allow an http:// URL, which sends the password and the VM unencrypted")
+}
+
+// checkURL checks --url and returns it as xapi.Login wants it: a scheme
+// and a host, no path. Plain HTTP would send the password (and the VM) in
+// clear text, so it takes --allow-http.
+func (f *remoteFlags) checkURL() (string, error) {
+	if f.url == "" {
+		return "", usagef("--url is required, e.g. --url https://xenserver.example.com")
+	}
+	u, err := url.Parse(f.url)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "", usagef("--url %q: want https://HOST (or https://HOST:PORT)", f.url)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return "", usagef("--url %q: give the host only, https://%s; xva adds the paths itself", f.url, u.Host)
+	}
+	if u.Scheme == "http" && !f.allowHTTP {
+		return "", usagef("--url %s is plain HTTP: the password and the whole VM would cross the network unencrypted. "+
+			"Use https://%s, or add --allow-http on a network you trust", f.url, u.Host)
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // password comes from --password-file, XVA_PASSWORD or a terminal prompt:
@@ -53,9 +76,11 @@ func (f *remoteFlags) password() (string, error) {
 // login opens a session; the caller must log out (logout does, also after
 // Ctrl-C).
 func (f *remoteFlags) login(ctx context.Context, g *globals) (*xapi.Client, error) {
-	if f.url == "" {
-		return nil, usagef("--url is required, e.g. --url https://xenserver.example.com")
+	base, err := f.checkURL()
+	if err != nil {
+		return nil, err
 	}
+	f.url = base
 	pw, err := f.password()
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/internal/pipeline"
 )
 
 // schemaVersion is the version of every --json document.
@@ -41,7 +43,8 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	}
 	root.PersistentFlags().IntVarP(&g.jobs, "jobs", "j", 0, "parallel workers (default: one per core)")
 	root.PersistentFlags().StringVar(&g.progress, "progress", progressAuto,
-		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; --progress alone means bar")
+		"progress on stderr: auto (bars on a terminal, else none), bar, plain (a line every 10s, for logs) or none; "+
+			"--progress alone means bar; --progress plain and --progress=plain both work")
 	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
@@ -60,16 +63,32 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 		if g.verbose {
 			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			b := readBuildInfo()
-			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", g.jobs)
+			g.log.Debug("xva", "command", cmd.CommandPath(), "version", b.Version, "commit", b.Commit, "jobs", pipeline.Jobs(g.jobs))
 		}
 		g.rep = newReporter(mode, os.Stderr)
+		xva.SetLeftoverHandler(func(l xva.Leftover) { reportLeftover(g.chatter(os.Stderr), l) })
 		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
 		newUploadCmd(g), newExportCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
+	registerCompletions(root)
 	return root
+}
+
+// reportLeftover says what was found beside an output: a temporary output
+// of a killed run, removed, or one a running xva still writes.
+func reportLeftover(w io.Writer, l xva.Leftover) {
+	switch {
+	case l.Removed:
+		fmt.Fprintf(w, "xva: removed %s, left by an earlier xva run that was killed\n", l.Path)
+	case l.Err != nil:
+		fmt.Fprintf(w, "xva: %s is the temporary output of an earlier xva run and was not removed (%v); "+
+			"unless an xva is still writing it, remove it with: rm -r '%s'\n", l.Path, l.Err, l.Path)
+	default:
+		fmt.Fprintf(w, "xva: note: %s is the temporary output of an xva still running; left alone\n", l.Path)
+	}
 }
 
 // options turns the shared flags into library options.

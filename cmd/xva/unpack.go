@@ -60,8 +60,11 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 			}
 			if salvage {
 				opts = append(opts, xva.WithSalvage(func(e xva.BadBlock) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s (offset %d): %s; written as found\n", printable(e.Member), e.Offset, printable(fmt.Sprint(e.Err)))
+					fmt.Fprintf(cmd.ErrOrStderr(), "bad block: %s: %s; written as found\n", printable(xva.Where(e.Member, "", e.Offset)), printable(xva.PlainError(e.Err)))
 				}))
+			}
+			if re, _ := xva.Retarred(args[0]); re {
+				fmt.Fprintf(g.chatter(cmd.ErrOrStderr()), "xva: note: %s: read in name order; %s\n", args[0], retarredNote(args[0]))
 			}
 			res, err := xva.Unpack(cmd.Context(), args[0], args[1], opts...)
 			g.settle()

@@ -59,6 +59,9 @@ at the end, also on failure and on Ctrl-C.`,
 
 func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) error {
 	ctx := cmd.Context()
+	if _, err := f.remote.checkURL(); err != nil {
+		return err
+	}
 	if _, err := os.Stat(input); err != nil {
 		return err
 	}

@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/verify"
 )
 
@@ -43,8 +46,22 @@ docs/json/verify.schema.json.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var reports []*verify.Report
+			var hints []string
 			for _, a := range args {
-				rep := verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				var rep *verify.Report
+				if err := xva.NotArchive(a); err != nil {
+					// Not a damaged archive: something else altogether.
+					rep = notArchiveReport(a, err)
+					if h := hint(err); h != "" && !slices.Contains(hints, h) {
+						hints = append(hints, h)
+					}
+				} else if re, _ := xva.Retarred(a); re {
+					// One cause, one problem, and the way out; not one
+					// problem per member out of place.
+					rep = retarredReport(a)
+				} else {
+					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				}
 				g.settle()
 				reports = append(reports, rep)
 				if !g.json {
@@ -56,11 +73,34 @@ docs/json/verify.schema.json.`,
 					return err
 				}
 			}
+			for _, h := range hints {
+				fmt.Fprintln(cmd.ErrOrStderr(), "xva: hint: "+h)
+			}
 			return verdictError(reports)
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the full report as JSON")
 	return cmd
+}
+
+// notArchiveReport is the report of an input that is not an archive: an
+// error, not corruption.
+func notArchiveReport(path string, err error) *verify.Report {
+	return &verify.Report{SchemaVersion: verify.SchemaVersion, Archive: path, Disks: []verify.DiskReport{},
+		Problems: []verify.Problem{}, Notes: []string{}, Error: strings.TrimPrefix(err.Error(), path+" is ")}
+}
+
+// retarredNote says what a re-tarred archive is and how to repair it.
+func retarredNote(path string) string {
+	return fmt.Sprintf("the members are out of order, or with directory entries, as tar -cf of an extracted archive stores them; "+
+		"hosts refuse it. 'xva convert %s fixed.xva' writes it in order (every block checked), "+
+		"as does 'xva convert DIR fixed.xva' from the extracted directory", path)
+}
+
+// retarredReport is the verdict on a re-tarred archive: one problem.
+func retarredReport(path string) *verify.Report {
+	return &verify.Report{SchemaVersion: verify.SchemaVersion, Archive: path, Disks: []verify.DiskReport{},
+		Problems: []verify.Problem{{Kind: verify.Order, Offset: -1, Message: retarredNote(path)}}, Notes: []string{}}
 }
 
 // verifyDocument is what verify --json prints.
@@ -83,16 +123,15 @@ func printVerdict(w io.Writer, r *verify.Report, quiet bool) {
 	case r.Corrupt():
 		fmt.Fprintf(w, "CORRUPT  %s: %s\n", printable(r.Archive), plural(len(r.Problems), "problem"))
 		for _, p := range r.Problems {
-			where := p.Member
-			if p.Disk != "" && p.Offset >= 0 {
-				where += fmt.Sprintf(" (disk %s, offset %d)", p.Disk, p.Offset)
-			} else if p.Disk != "" {
-				where += " (disk " + p.Disk + ")"
+			where := xva.Where(p.Member, p.Disk, p.Offset)
+			if where == "" {
+				fmt.Fprintf(w, "  %-11s %s\n", p.Kind, printable(xva.PlainMessage(p.Message)))
+			} else {
+				fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, printable(where), printable(xva.PlainMessage(p.Message)))
 			}
-			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, printable(where), printable(p.Message))
 		}
 	case r.Error != "":
-		fmt.Fprintf(w, "ERROR    %s: %s\n", printable(r.Archive), printable(r.Error))
+		fmt.Fprintf(w, "ERROR    %s: %s\n", printable(r.Archive), printable(xva.PlainMessage(r.Error)))
 	case !quiet:
 		var size, verified int64
 		for _, d := range r.Disks {
@@ -117,6 +156,9 @@ func verdictError(reports []*verify.Report) error {
 		}
 	}
 	switch {
+	case corrupt > 0 && failed > 0:
+		return silentError{code: exitCorrupt, msg: fmt.Sprintf("%d of %s corrupt, %d could not be read",
+			corrupt, plural(len(reports), "archive"), failed)}
 	case corrupt > 0:
 		return silentError{code: exitCorrupt, msg: fmt.Sprintf("%d of %s corrupt", corrupt, plural(len(reports), "archive"))}
 	case failed > 0:

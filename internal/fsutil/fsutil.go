@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -67,38 +68,131 @@ func DirMode() os.FileMode {
 }
 
 // temps holds the temporary files and directories not yet published or
-// discarded, for RemoveTemps.
+// discarded, for RemoveTemps, each with the descriptor that holds its lock.
 var temps sync.Map
 
+// Every temporary file or directory is locked (flock, exclusive) by the
+// process that made it, from a moment after its creation until it is
+// published or removed. The kernel drops the lock when the process dies,
+// however it dies, so a temporary name that can be locked by someone else
+// was left by a process that is gone (killed with SIGKILL, or a machine
+// that crashed): Leftovers removes it.
+
+// lockTemp takes the lock of the temporary name, which this process has
+// just created.
+func lockTemp(name string) (*os.File, error) {
+	l, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(l.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("locking %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// ownLock locks the temporary name this process has just created. A
+// filesystem without locks (some NFS setups) leaves it unlocked, which
+// costs only the finding of leftovers there: a nil is stored.
+func ownLock(name string) *os.File {
+	l, err := lockTemp(name)
+	if err != nil {
+		return nil
+	}
+	return l
+}
+
+// release drops the lock of tmp and forgets it.
+func release(tmp string) {
+	if l, ok := temps.LoadAndDelete(tmp); ok {
+		if f, ok := l.(*os.File); ok && f != nil {
+			f.Close()
+		}
+	}
+}
+
+// Leftover is a temporary name a process that is gone left beside an output.
+type Leftover struct {
+	Path    string
+	Removed bool  // false: it is in use by a running process, or err
+	Err     error // why it could not be removed
+}
+
+// OnLeftover, if set, is told each temporary name found beside an output
+// about to be written: removed, because its maker is gone, or left alone.
+var OnLeftover func(Leftover)
+
+// leftovers looks beside path for temporary names of path that earlier runs
+// left, and removes those no running process holds. A process between
+// creating a name and locking it (microseconds) would lose its temporary
+// output and fail; it does not write a wrong one.
+func leftovers(path string) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + ".xva-tmp-"
+	for _, e := range es {
+		if !strings.HasPrefix(e.Name(), prefix) || !tempPattern.MatchString(e.Name()) || len(e.Name()) != len(prefix)+8 {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		if _, ours := temps.Load(name); ours {
+			continue
+		}
+		lo := Leftover{Path: name}
+		if l, err := lockTemp(name); err == nil {
+			lo.Err = os.RemoveAll(name)
+			lo.Removed = lo.Err == nil
+			l.Close()
+		} else if !errors.Is(err, unix.EWOULDBLOCK) {
+			lo.Err = err
+		}
+		if OnLeftover != nil {
+			OnLeftover(lo)
+		}
+	}
+}
+
 // CreateTemp creates an empty file beside path, exclusively and without
-// following symlinks. Publish or Discard ends it.
+// following symlinks, after removing what killed runs left there. Publish
+// or Discard ends it.
 func CreateTemp(path string) (*os.File, error) {
+	leftovers(path)
 	for range 100 {
 		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
-		if err == nil {
-			temps.Store(f.Name(), true)
+		if err != nil {
+			return nil, err
 		}
-		return f, err
+		temps.Store(f.Name(), ownLock(f.Name()))
+		return f, nil
 	}
 	return nil, fmt.Errorf("no free temporary name next to %s", path)
 }
 
-// MkdirTemp creates an empty directory beside path. PublishDir or
-// DiscardDir ends it.
+// MkdirTemp creates an empty directory beside path, after removing what
+// killed runs left there. PublishDir or DiscardDir ends it.
 func MkdirTemp(path string) (string, error) {
+	leftovers(path)
 	for range 100 {
 		name := TempName(path)
 		err := os.Mkdir(name, 0o700)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
-		if err == nil {
-			temps.Store(name, true)
+		if err != nil {
+			return "", err
 		}
-		return name, err
+		temps.Store(name, ownLock(name))
+		return name, nil
 	}
 	return "", fmt.Errorf("no free temporary name next to %s", path)
 }
@@ -168,7 +262,7 @@ func PublishDir(tmp, final string, replace bool) error {
 		err = RenameNoReplace(tmp, final)
 	}
 	if err == nil {
-		temps.Delete(tmp)
+		release(tmp)
 		return nil
 	}
 	// "rename .x.xva-tmp-1234 x.xva: file exists" says nothing a user
@@ -205,7 +299,7 @@ func (e *ExistsError) Unwrap() error { return os.ErrExist }
 // DiscardDir removes the temporary tmp and all it holds.
 func DiscardDir(tmp string) {
 	os.RemoveAll(tmp)
-	temps.Delete(tmp)
+	release(tmp)
 }
 
 // RemoveTemps removes every temporary file and directory still pending, for
@@ -214,7 +308,7 @@ func DiscardDir(tmp string) {
 func RemoveTemps() {
 	temps.Range(func(k, _ any) bool {
 		os.RemoveAll(k.(string))
-		temps.Delete(k)
+		release(k.(string))
 		return true
 	})
 }

@@ -413,3 +413,12 @@ func parsePAX(b []byte) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// ValidHeader reports whether b begins with a tar header block whose
+// checksum holds: a tar, whatever its members.
+func ValidHeader(b []byte) bool {
+	if len(b) < Block {
+		return false
+	}
+	return checkSum((*[Block]byte)(b[:Block])) == nil
+}
