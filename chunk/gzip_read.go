@@ -63,13 +63,14 @@ func ReadGzipChunk(ctx context.Context, r io.Reader, want int64, emit Emit, o Gz
 }
 
 // readSequential inflates every gzip member in r in turn.
-func readSequential(ctx context.Context, r io.Reader, want int64, exact bool, emit Emit, o GzipOptions) (int64, error) {
+func readSequential(ctx context.Context, r *bufio.Reader, want int64, exact bool, emit Emit, o GzipOptions) (int64, error) {
 	pz, err := pgzip.NewReaderN(r, PieceSize, 4)
 	if err != nil {
 		return 0, gzipErr(err)
 	}
 	defer pz.Close()
-	zr := cutReader{pz}
+	pz.Multistream(false)
+	zr := cutReader{&members{pz, r}}
 	buf := getBuf(PieceSize)
 	defer putBuf(buf)
 	var off int64
@@ -108,6 +109,33 @@ func readSequential(ctx context.Context, r io.Reader, want int64, exact bool, em
 		return off, nil
 	default:
 		return off, gzipErr(err)
+	}
+}
+
+// members reads the gzip members of r one after another as compress/gzip
+// does: pgzip's own multistream mode takes a next member's header cut
+// short for a clean end, gzip -d and compress/gzip for a truncation.
+type members struct {
+	z *pgzip.Reader
+	r *bufio.Reader // positioned right after a member once z ends it
+}
+
+func (m *members) Read(p []byte) (int, error) {
+	for {
+		n, err := m.z.Read(p)
+		if err != io.EOF || n > 0 {
+			return n, err
+		}
+		if _, err := m.r.Peek(1); err != nil {
+			return 0, err // io.EOF: the data ends after a whole member
+		}
+		if err := m.z.Reset(m.r); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		m.z.Multistream(false)
 	}
 }
 
