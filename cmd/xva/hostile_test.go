@@ -212,7 +212,7 @@ func TestZstdSkippableFrame(t *testing.T) {
 // open until a writer comes.
 func TestFIFOsAreNotOpened(t *testing.T) {
 	dir, _ := setup(t)
-	mustRun(t, dir, nil, "pack", "--dir", "--disk", "xvda=sda.img", "arch")
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--dir", "--disk", "xvda=sda.img", "arch")
 	if err := syscall.Mkfifo(filepath.Join(dir, "arch", "zz-fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestOutputModes(t *testing.T) {
 		o := "m" + mode
 		for _, args := range [][]string{
 			{"pack", "--disk", "xvda=sda.img", o + "-legacy.xva"},
-			{"pack", "--dir", "--disk", "xvda=sda.img", o + "-dir"},
+			{"pack", "--format", "legacy", "--dir", "--disk", "xvda=sda.img", o + "-dir"},
 			{"pack", "--format", "xapi", "--compress", "zstd", "--disk", "xvda=sda.img", o + "-xapi.xva"},
 			{"unpack", "x.xva", o + "-vm"},
 			{"unpack", "--disk-format", "vhd", "x.xva", o + "-vhd"},
