@@ -158,11 +158,7 @@ func keepOrder(m, input *Metadata) (*Metadata, error) {
 			}
 		}
 	}
-	doc, err := a.MarshalLegacy()
-	if err != nil {
-		return nil, err
-	}
-	return legacyMetadata(doc, a)
+	return fromAppliance(a)
 }
 
 // diskByDevice returns the disk with the given device, or nil.

@@ -86,6 +86,20 @@ func ParseMetadata(doc []byte) (*Metadata, error) {
 	return xapiMetadata(doc, e)
 }
 
+// fromExport describes the xapi document e, its bytes what e marshals to:
+// the one way a model made or changed here becomes an ova.xml, so that
+// bytes and model never disagree.
+func fromExport(e *ova.Export) (*Metadata, error) { return xapiMetadata(e.Marshal(), e) }
+
+// fromAppliance describes the legacy document a, as fromExport does.
+func fromAppliance(a *ova.Appliance) (*Metadata, error) {
+	doc, err := a.MarshalLegacy()
+	if err != nil {
+		return nil, err
+	}
+	return legacyMetadata(doc, a)
+}
+
 // xapiMetadata describes an xapi-generation archive. Devices come from the
 // VBDs (ova.Export.Disks makes them plain and unique).
 func xapiMetadata(doc []byte, e *ova.Export) (*Metadata, error) {

@@ -59,11 +59,7 @@ func Pack(ctx context.Context, spec *VMSpec, output string, opts ...Option) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	doc, err := a.MarshalLegacy()
-	if err != nil {
-		return nil, err
-	}
-	m, err := legacyMetadata(doc, a)
+	m, err := fromAppliance(a)
 	if err != nil {
 		return nil, err
 	}
@@ -201,17 +197,13 @@ func convertMetadata(m *Metadata, g Generation, seed string) (*Metadata, error) 
 		if err != nil {
 			return nil, err
 		}
-		return xapiMetadata(e.Marshal(), e)
+		return fromExport(e)
 	}
 	a, err := m.Export.ToAppliance()
 	if err != nil {
 		return nil, err
 	}
-	doc, err := a.MarshalLegacy()
-	if err != nil {
-		return nil, err
-	}
-	return legacyMetadata(doc, a)
+	return fromAppliance(a)
 }
 
 // withSizes returns m with each disk's declared size set to sizes[device]
@@ -225,39 +217,25 @@ func withSizes(m *Metadata, sizes map[string]int64) (*Metadata, error) {
 			size = d.Size
 		}
 		if m.Generation == XAPI {
-			if size = ova.XapiSize(size); size == d.Size {
-				continue
-			}
-			changed = true
-			m.Export.Object(d.VDI).Snapshot.Set("virtual_size", ova.NewInt(size))
-			continue
+			size = ova.XapiSize(size)
 		}
 		if size == d.Size {
 			continue
 		}
 		changed = true
-		for i := range m.Legacy.VDIs {
-			if m.Legacy.VDIs[i].Name == d.VDI {
-				m.Legacy.VDIs[i].Size = size
-			}
+		if m.Generation == XAPI {
+			m.Export.SetVirtualSize(d.VDI, size)
+		} else {
+			m.Legacy.SetSize(d.VDI, size)
 		}
 	}
 	if !changed {
 		return m, nil
 	}
 	if m.Generation == XAPI {
-		doc := m.Export.Marshal()
-		e, err := ova.ParseExport(doc)
-		if err != nil {
-			return nil, err
-		}
-		return xapiMetadata(doc, e)
+		return fromExport(m.Export)
 	}
-	doc, err := m.Legacy.MarshalLegacy()
-	if err != nil {
-		return nil, err
-	}
-	return legacyMetadata(doc, m.Legacy)
+	return fromAppliance(m.Legacy)
 }
 
 // diskReader opens the data of one disk for writing it out; done releases

@@ -87,6 +87,14 @@ func ParseExport(doc []byte) (*Export, error) {
 	return e, nil
 }
 
+// SetVirtualSize sets the virtual_size of the VDI with id. The document's
+// bytes are what Marshal then writes.
+func (e *Export) SetVirtualSize(id string, size int64) {
+	if o := e.Object(id); o != nil {
+		o.Snapshot.Set("virtual_size", NewInt(size))
+	}
+}
+
 // Marshal writes the document as xapi does.
 func (e *Export) Marshal() []byte { return e.Root.Marshal() }
 

@@ -306,6 +306,15 @@ func intAttr(e *etree.Element, name string) (int64, error) {
 	return n, nil
 }
 
+// SetSize sets the size of the vdi named name.
+func (a *Appliance) SetSize(name string, size int64) {
+	for i := range a.VDIs {
+		if a.VDIs[i].Name == name {
+			a.VDIs[i].Size = size
+		}
+	}
+}
+
 // MarshalLegacy writes the appliance as a legacy ova.xml that pre-2021 xapi
 // imports: every vdi has a variety and type dir-gzipped-chunks, every vm a
 // <hacks>, modes are w or r, attributes in the order xapi's own writer used.
