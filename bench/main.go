@@ -382,7 +382,7 @@ func convertImage(in, out string) error {
 	defer src.Close()
 	var sink disk.Sink
 	if strings.HasSuffix(out, ".vhd") {
-		sink, err = vhd.Create(out, src.Size(), false)
+		sink, err = vhd.Create(out, src.Size())
 	} else {
 		sink, err = raw.Create(out, src.Size())
 	}
