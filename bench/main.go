@@ -4,6 +4,9 @@
 // peak memory of both, and their ratios. Results also go to a JSON file.
 //
 //	go run ./bench [-size 4GiB] [-data 0.15] [-dir /var/tmp] [-out bench/results.json]
+//
+// It may import the root package, the image formats, disk, fixtures and
+// internal/procmem.
 package main
 
 import (

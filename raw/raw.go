@@ -1,5 +1,8 @@
 // Package raw implements disk.Source and disk.Sink for raw images: sparse
 // regular files whose holes are never read and never written.
+//
+// A format package: it may import disk and internal/{fsutil, blockdev},
+// never another format package.
 package raw
 
 import (
@@ -156,8 +159,7 @@ type DeviceSink struct {
 }
 
 var (
-	_ disk.Sink   = (*DeviceSink)(nil)
-	_ disk.Zeroer = (*DeviceSink)(nil)
+	_ disk.Sink = (*DeviceSink)(nil)
 )
 
 // ErrTooSmall is returned when a target cannot hold the disk; nothing has
@@ -195,12 +197,6 @@ func (s *DeviceSink) WriteAt(p []byte, off int64) (int, error) {
 		return 0, s.failed(err)
 	}
 	return len(p), nil
-}
-
-// Zero implements disk.Zeroer: the range will read as zeros.
-func (s *DeviceSink) Zero(e disk.Extent) error {
-	_, err := s.t.WriteAt(nil, e.End())
-	return err
 }
 
 func (s *DeviceSink) failed(err error) error {

@@ -3,6 +3,8 @@
 // existing file. Ranges the caller skips are zeroed, so the result reads
 // back exactly as the disk, unless the caller says the medium is already
 // zero.
+//
+// It may import internal/fsutil only.
 package blockdev
 
 import (

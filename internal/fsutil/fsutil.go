@@ -1,5 +1,7 @@
 // Package fsutil holds the file-system steps that make xva's outputs atomic:
 // exclusive temporary files beside the target and renames that never replace.
+//
+// It may import disk only.
 package fsutil
 
 import (
