@@ -8,12 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/testutil"
 )
 
@@ -274,9 +274,9 @@ func TestUnpackedDisksAreSparse(t *testing.T) {
 }
 
 func allocated(t testing.TB, path string) int64 {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Blocks * 512
+	return fsutil.DiskUsage(st)
 }

@@ -21,7 +21,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -173,7 +172,7 @@ func (b *bench) once(tool, script string) (run, error) {
 	// Flush what earlier runs left dirty first: its writeback otherwise
 	// competes for the CPU with whichever run comes next, and made a 1 s
 	// verify take 2.4 s in one run of the bench and not in the next.
-	syscall.Sync()
+	syncAll()
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Dir = b.dir
 	var stderr strings.Builder
@@ -184,13 +183,9 @@ func (b *bench) once(tool, script string) (run, error) {
 	if err != nil {
 		return r, fmt.Errorf("%s: %v\n%s", script, err, stderr.String())
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.CPU = tv(ru.Utime) + tv(ru.Stime)
-	}
+	r.CPU = cpuSeconds(cmd.ProcessState)
 	return r, nil
 }
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 // size is the bytes a path occupies as a file or a directory tree.
 func (b *bench) size(rel string) int64 {

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -584,9 +583,7 @@ func TestCreateOnAMedium(t *testing.T) {
 func TestParentFIFO(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "parent.vhd")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, fifo)
 	child := filepath.Join(dir, "child.vhd")
 	writeDiff(t, child, fifo, 4*BlockSize, nil, [16]byte{1})
 	done := make(chan error, 1)
