@@ -97,18 +97,19 @@ type lvConvention struct {
 // DiskFormat describes a row of the image format table, for a command's
 // help and completion.
 type DiskFormat struct {
-	Name  string // the WithDiskFormat value
-	Ext   string // the file name extension
-	Help  string // what it is, in a few words
-	Read  bool   // Pack reads it (recognised by content)
-	Write bool   // Unpack writes it (WithDiskFormat)
+	Name     string // the WithDiskFormat value
+	Ext      string // the file name extension
+	Help     string // what it is, in a few words
+	Read     bool   // Pack reads it (recognised by content)
+	Write    bool   // Unpack writes it (WithDiskFormat)
+	Describe bool   // InspectImage describes it
 }
 
 // DiskFormats lists the image formats, the default first.
 func DiskFormats() []DiskFormat {
 	var r []DiskFormat
 	for _, f := range imageFormats {
-		r = append(r, DiskFormat{f.name, f.ext, f.help, f.open != nil, f.create != nil})
+		r = append(r, DiskFormat{f.name, f.ext, f.help, f.open != nil, f.create != nil, f.inspect != nil})
 	}
 	return r
 }
