@@ -7,9 +7,9 @@ import (
 	"os"
 )
 
-// errNoDevices: block devices are written on Linux only (O_DIRECT and the
+// errNoDevices: block devices are sized and written on Linux only (O_DIRECT and the
 // BLK* ioctls); files work everywhere.
-var errNoDevices = errors.New("writing block devices is not supported on this platform (Linux only); write an image file")
+var errNoDevices = errors.New("block devices are not supported on this platform (Linux only); use an image file")
 
 const (
 	oDirect = 0
