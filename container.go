@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
 )
@@ -584,4 +582,4 @@ func isEOF(err error) bool { return err == io.EOF }
 
 // noFollow keeps archive reads from following a symlink planted in a
 // directory archive.
-const noFollow = unix.O_NOFOLLOW
+const noFollow = fsutil.ONoFollow

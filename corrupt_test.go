@@ -118,6 +118,9 @@ type sparseFiller struct{}
 func (sparseFiller) Fill([]byte, int64) (bool, error) { return false, nil }
 
 func TestChunkLongerThan1e9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: writes and inflates a chunk of 1e9+1 bytes; make test runs it")
+	}
 	_, dir := packBoth(t, fixtures.Disk{Size: 2 * chunk.ChunkSize, Seed: 4, Data: 0.0001, MaxRegion: 1 << 20})
 	// Replace the first chunk with a valid gzip of 1e9+1 bytes.
 	const m = "sda/chunk-000000000.gz"
@@ -133,6 +136,9 @@ func TestChunkLongerThan1e9(t *testing.T) {
 }
 
 func TestMissingChunk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: packs three disks of 2e9 bytes (over 10 s); make test runs it")
+	}
 	size := int64(2*chunk.ChunkSize + 1000)
 	_, dir := packBoth(t, fixtures.Disk{Size: size, Seed: 5, Data: 0.0001, MaxRegion: 1 << 20})
 	os.Remove(filepath.Join(dir, "sda/chunk-000000001.gz"))

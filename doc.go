@@ -24,4 +24,9 @@
 //
 // VM directory: what Unpack writes and Pack reads: the archive's ova.xml
 // unchanged plus one image per disk named after its device (sda.raw).
+//
+// It is where formats meet: it may import ova, chunk, disk, the image
+// formats (raw, vhd, lvm; formats.go is their table), xapi and
+// internal/{tarx, pipeline, fsutil, blockdev}. cmd/xva, verify and
+// fixtures import it.
 package xva

@@ -3,6 +3,7 @@ package xva
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/xva-tools/xva/internal/fsutil"
@@ -26,16 +27,33 @@ type ImageInfo struct {
 	Parent         string `json:"parent,omitempty"`
 }
 
-// IsImage reports whether path is a disk image xva can describe (a VHD)
-// rather than an archive.
+// IsImage reports whether path is a disk image xva can describe (a format
+// of the table that recognises itself by content and can be described:
+// a VHD) rather than an archive.
 func IsImage(path string) bool {
 	st, err := os.Stat(path)
-	return err == nil && !st.IsDir() && vhd.IsVHD(path)
+	if err != nil || st.IsDir() {
+		return false
+	}
+	f, err := fileFormat(path)
+	return err == nil && f.detect != nil && f.inspect != nil
 }
 
 // InspectImage describes the disk image at path. A malformed image gives a
 // *CorruptError.
 func InspectImage(ctx context.Context, path string) (*ImageInfo, error) {
+	f, err := fileFormat(path)
+	if err != nil {
+		return nil, err
+	}
+	if f.inspect == nil {
+		return nil, fmt.Errorf("xva: %s is a %s image, which xva does not describe", path, f.name)
+	}
+	return f.inspect(ctx, path)
+}
+
+// inspectVHD is the format table's description of a VHD.
+func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
 	img, err := vhd.Open(path)
 	if errors.Is(err, vhd.ErrCorrupt) {
 		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
@@ -115,7 +133,7 @@ func InspectPV(path string) (*PVInfo, error) {
 		}
 		if vol, err := lvm.OpenVolume(path, vg.Name, lv.Name, false); err == nil {
 			li.OnThisPV = true
-			li.VHD = vhd.HasFooter(vol, vol.Size())
+			li.VHD = vhd.Detect(vol, vol.Size())
 			vol.Close()
 		}
 		info.LVs = append(info.LVs, li)

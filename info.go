@@ -4,9 +4,9 @@ import (
 	"context"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/xva-tools/xva/chunk"
+	"github.com/xva-tools/xva/internal/fsutil"
 )
 
 // InfoResult describes an archive without decoding its disks.
@@ -152,9 +152,7 @@ func vmDirInfo(path string, m *Metadata, paths map[string]string) (*InfoResult, 
 		src.Close()
 		var used int64
 		if st, err := os.Stat(img); err == nil {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-				used = sys.Blocks * 512
-			}
+			used = fsutil.DiskUsage(st)
 		}
 		res.Disks = append(res.Disks, DiskInfo{Device: d.Device, ID: d.ID, Size: size, Bootable: d.Bootable,
 			Compressed: used, Image: img})

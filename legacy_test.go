@@ -8,12 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/testutil"
 )
 
@@ -62,6 +62,9 @@ func TestRoundTripSizes(t *testing.T) {
 	sizes := []int64{0, 1, 511, 512, 4097, 1<<20 + 1, chunk.ChunkSize - 1, chunk.ChunkSize, chunk.ChunkSize + 1}
 	for _, size := range sizes {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			if size >= chunk.ChunkSize-1 && testing.Short() {
+				t.Skip("-short: disks around the 1e9-byte chunk size take seconds each; make test runs them")
+			}
 			// Big disks are mostly holes so the test stays quick.
 			d := fixtures.Disk{Size: size, Seed: uint64(size), Data: 0.003, MaxRegion: 4 << 20}
 			if size < 1<<20 {
@@ -180,6 +183,9 @@ func listTar(t *testing.T, path string) []string {
 }
 
 func TestRealToolsAgree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: gunzips a disk of more than 1e9 bytes (tens of seconds); make test runs it")
+	}
 	testutil.NeedTools(t, "tar", "gzip")
 	size := int64(chunk.ChunkSize + 5<<20)
 	vmdir, sums := makeVM(t, fixtures.Disk{Size: size, Seed: 21, Data: 0.01, MaxRegion: 8 << 20}, fixtures.Disk{Size: 3333, Seed: 22})
@@ -223,6 +229,9 @@ func TestRealToolsAgree(t *testing.T) {
 // TestHandAssembledArchive builds a legacy archive the way third parties did:
 // split -b 1000000000 -a 9 -d, gzip, a handwritten ova.xml, tar.
 func TestHandAssembledArchive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: splits and gzips a disk of more than 1e9 bytes (tens of seconds); make test runs it")
+	}
 	testutil.NeedTools(t, "tar", "gzip", "split")
 	dir := t.TempDir()
 	d := fixtures.Disk{Size: chunk.ChunkSize + 12345, Seed: 31, Data: 0.002, MaxRegion: 2 << 20}
@@ -262,6 +271,9 @@ func TestHandAssembledArchive(t *testing.T) {
 }
 
 func TestUnpackedDisksAreSparse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: packs and unpacks a 4 GiB disk (about 30 s); make test runs it")
+	}
 	size := int64(4 << 30)
 	vmdir, sums := makeVM(t, fixtures.Disk{Size: size, Seed: 41, Data: 0.025, MaxRegion: 16 << 20})
 	st := allocated(t, filepath.Join(vmdir, "sda.raw"))
@@ -274,9 +286,9 @@ func TestUnpackedDisksAreSparse(t *testing.T) {
 }
 
 func allocated(t testing.TB, path string) int64 {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Blocks * 512
+	return fsutil.DiskUsage(st)
 }

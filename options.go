@@ -172,16 +172,15 @@ func WithSalvage(fn func(BadBlock)) Option {
 	return func(o *options) error { o.salvage = fn; return nil }
 }
 
-// WithDiskFormat sets the image format Unpack writes: "raw" (sparse files,
-// the default), "vhd" (dynamic VHD) or "vhd-fixed".
+// WithDiskFormat sets the image format Unpack writes, one of DiskFormats:
+// "raw" (sparse files, the default), "vhd" (dynamic VHD) or "vhd-fixed".
 func WithDiskFormat(f string) Option {
 	return func(o *options) error {
-		switch f {
-		case "", "raw", "vhd", "vhd-fixed":
+		if _, ok := formatNamed(f); ok {
 			o.diskFormat = f
 			return nil
 		}
-		return fmt.Errorf("xva: unknown disk format %q (want raw, vhd or vhd-fixed)", f)
+		return fmt.Errorf("xva: unknown disk format %q (want %s)", f, DiskFormatNames())
 	}
 }
 

@@ -344,9 +344,6 @@ func writeLegacyDisk(ctx context.Context, out archiveOut, d *Disk, g *disk.Gathe
 	return pd, nil
 }
 
-// imageExts are the image file names a VM directory may hold per device.
-var imageExts = []string{".raw", ".vhd"}
-
 // readVMDir reads a VM directory: ova.xml and one image per disk, found by
 // device name.
 func readVMDir(dir string) (*Metadata, map[string]string, error) {
@@ -361,7 +358,8 @@ func readVMDir(dir string) (*Metadata, map[string]string, error) {
 	paths := map[string]string{}
 	for _, d := range meta.Disks {
 		var found []string
-		for _, ext := range imageExts {
+		exts := imageExts()
+		for _, ext := range exts {
 			p := filepath.Join(dir, d.Device+ext)
 			if _, err := os.Stat(p); err == nil {
 				found = append(found, p)
@@ -369,7 +367,7 @@ func readVMDir(dir string) (*Metadata, map[string]string, error) {
 		}
 		switch len(found) {
 		case 0:
-			return nil, nil, fmt.Errorf("xva: VM directory %s has no image for disk %s (looked for %s.raw and %s.vhd)", dir, d.Device, d.Device, d.Device)
+			return nil, nil, fmt.Errorf("xva: VM directory %s has no image for disk %s (looked for %s%s)", dir, d.Device, d.Device, strings.Join(exts, " and "+d.Device))
 		case 1:
 			paths[d.Device] = found[0]
 		default:

@@ -3,13 +3,14 @@ package xva
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/blockdev"
+	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
@@ -36,43 +37,121 @@ func offlineLV(s string) (pv, vg, lv string, ok bool) {
 	return pv, vg, lv, ok && pv != "" && vg != "" && lv != ""
 }
 
-// openSource opens a disk image named by path: lvm:PV:VG/LV, a block device
-// or a file; a VHD inside any of them is read as a VHD. A malformed VHD is
-// an integrity failure.
-func openSource(path string) (disk.Source, error) {
-	if pvPath, vg, lv, ok := offlineLV(path); ok {
-		vol, err := lvm.OpenVolume(pvPath, vg, lv, false)
-		if err != nil {
-			return nil, err
-		}
-		if !vhd.HasFooter(vol, vol.Size()) {
-			return vol, nil
-		}
-		img, err := vhd.OpenReaderAt(vol, vol.Size(), path)
-		if err != nil {
-			vol.Close()
-			return nil, vhdError(path, err)
-		}
-		return &closing{img, vol}, nil
+// medium is where a disk image lives: a file, a block device (/dev/sdb,
+// /dev/VG/LV), or a logical volume on its physical volume
+// (lvm:PV_PATH:VG/LV). Media are the other axis of the format table
+// (formats.go): every format is read and written through one of these.
+type medium struct {
+	path       string
+	device     bool   // a block device
+	pv, vg, lv string // a logical volume on its PV
+}
+
+// parseMedium says what path names.
+func parseMedium(path string) (*medium, error) {
+	if pv, vg, lv, ok := offlineLV(path); ok {
+		return &medium{path: path, pv: pv, vg: vg, lv: lv}, nil
 	}
 	if strings.HasPrefix(path, lvmPrefix) {
 		return nil, fmt.Errorf("xva: %q: want lvm:PV_PATH:VG/LV", path)
 	}
-	if vhd.IsVHD(path) {
-		img, err := vhd.Open(path)
-		if err != nil {
-			return nil, vhdError(path, err)
-		}
-		return img, nil
-	}
-	return raw.Open(path)
+	return &medium{path: path, device: blockdev.IsDevice(path)}, nil
 }
 
-func vhdError(path string, err error) error {
-	if errors.Is(err, vhd.ErrCorrupt) {
-		return &CorruptError{Member: path, Offset: -1, Err: err}
+func (m *medium) isLV() bool { return m.lv != "" }
+
+// rwMedium is a device or volume opened for an image format that writes
+// its own metadata onto it.
+type rwMedium interface {
+	vhd.Medium
+	Close() error
+}
+
+// rawSink writes a disk's bytes as they are onto the device or volume,
+// zeroing what the disk does not write unless prezeroed.
+func (m *medium) rawSink(size int64, prezeroed bool) (disk.Sink, error) {
+	if m.isLV() {
+		return lvm.CreateSink(m.pv, m.vg, m.lv, size, prezeroed)
 	}
-	return err
+	return raw.OpenDevice(m.path, size, prezeroed)
+}
+
+// imageSink opens the device or volume for writing and starts an image on
+// it with create, which is given the medium's size; the medium is closed
+// with the sink.
+func (m *medium) imageSink(create func(rw rwMedium, end int64) (disk.Sink, error)) (disk.Sink, error) {
+	var rw rwMedium
+	var end int64
+	if m.isLV() {
+		vol, err := lvm.OpenVolume(m.pv, m.vg, m.lv, true)
+		if err != nil {
+			return nil, err
+		}
+		rw, end = vol, vol.Size()
+	} else {
+		f, err := os.OpenFile(m.path, os.O_RDWR|os.O_EXCL, 0)
+		if err != nil {
+			return nil, err
+		}
+		size, err := blockdev.Size(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		rw, end = f, size
+	}
+	s, err := create(rw, end)
+	if err != nil {
+		rw.Close()
+		return nil, fmt.Errorf("%s: %w", m.path, err)
+	}
+	return &closingSink{s, rw}, nil
+}
+
+// openSource opens a disk image named by path: lvm:PV:VG/LV, a block device
+// or a file, in the format its content says (formats.go). A malformed image
+// is an integrity failure.
+func openSource(path string) (disk.Source, error) {
+	m, err := parseMedium(path)
+	if err != nil {
+		return nil, err
+	}
+	if m.isLV() {
+		vol, err := lvm.OpenVolume(m.pv, m.vg, m.lv, false)
+		if err != nil {
+			return nil, err
+		}
+		f := detectFormat(vol, vol.Size())
+		img, err := f.openOn(vol, path)
+		if err != nil {
+			vol.Close()
+			return nil, imageError(path, err)
+		}
+		if img == disk.Source(vol) {
+			return vol, nil
+		}
+		return &closing{img, vol}, nil
+	}
+	f, err := fileFormat(path)
+	if err != nil {
+		return nil, err
+	}
+	img, err := f.open(path)
+	return img, imageError(path, err)
+}
+
+// fileFormat is the format of the file or device at path, by content.
+func fileFormat(path string) (*imageFormat, error) {
+	f, err := fsutil.OpenInput(path, true, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	end, err := f.Seek(0, io.SeekEnd) // works for block devices too
+	if err != nil {
+		return nil, err
+	}
+	return detectFormat(f, end), nil
 }
 
 // closing is a source that also closes what it was opened through.
@@ -89,72 +168,29 @@ func (c *closing) Close() error {
 // createTarget starts the image of disk d at target (a file, a block
 // device, or lvm:PV:VG/LV) in the given format.
 func createTarget(target string, d *Disk, format string, prezeroed bool) (disk.Sink, error) {
-	s, err := openTarget(target, d, format, prezeroed)
-	if errors.Is(err, raw.ErrTooSmall) || errors.Is(err, lvm.ErrTooSmall) || errors.Is(err, vhd.ErrTooSmall) {
-		err = tooSmall{err}
+	f, ok := formatNamed(format)
+	if !ok {
+		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", format, DiskFormatNames())
 	}
-	return s, err
-}
-
-// tooSmall is a format package's "too small" error, as ErrTooSmall.
-type tooSmall struct{ err error }
-
-func (e tooSmall) Error() string   { return e.err.Error() }
-func (e tooSmall) Unwrap() []error { return []error{ErrTooSmall, e.err} }
-
-func openTarget(target string, d *Disk, format string, prezeroed bool) (disk.Sink, error) {
-	pvPath, vg, lv, offline := offlineLV(target)
-	device := !offline && blockdev.IsDevice(target)
-	if !offline && !device {
-		return createFile(target, d.Size, format)
-	}
-	switch format {
-	case "vhd-fixed":
-		return nil, fmt.Errorf("xva: a fixed VHD goes to a file; write a dynamic VHD (--disk-format vhd) or raw onto %s", target)
-	case "vhd":
-		if offline {
-			vol, err := lvm.OpenVolume(pvPath, vg, lv, true)
-			if err != nil {
-				return nil, err
-			}
-			return onMedium(vol, vol.Size(), d.Size, target)
-		}
-		f, err := os.OpenFile(target, os.O_RDWR|os.O_EXCL, 0)
-		if err != nil {
-			return nil, err
-		}
-		size, err := blockdev.Size(f)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return onMedium(f, size, d.Size, target)
-	}
-	if offline {
-		return lvm.CreateSink(pvPath, vg, lv, d.Size, prezeroed)
-	}
-	return raw.OpenDevice(target, d.Size, prezeroed)
-}
-
-// medium is a device or volume a VHD is written onto.
-type medium interface {
-	vhd.Medium
-	Close() error
-}
-
-func onMedium(m medium, end, size int64, target string) (disk.Sink, error) {
-	s, err := vhd.CreateOn(m, size, end)
+	m, err := parseMedium(target)
 	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("%s: %w", target, err)
+		return nil, err
 	}
-	return &closingSink{s, m}, nil
+	if !m.isLV() && !m.device {
+		s, err := f.create(target, d.Size)
+		return s, imageError(target, err)
+	}
+	if f.createOn == nil {
+		return nil, notOnMedium(f, target)
+	}
+	s, err := f.createOn(m, d.Size, prezeroed)
+	return s, imageError(target, err)
 }
 
 // closingSink closes its medium once done.
 type closingSink struct {
 	disk.Sink
-	m medium
+	m rwMedium
 }
 
 func (c *closingSink) Commit() error {
@@ -172,24 +208,26 @@ func (c *closingSink) Abort() error {
 
 // createFile starts an image file at path, which must not exist.
 func createFile(path string, size int64, format string) (disk.Sink, error) {
-	switch format {
-	case "vhd", "vhd-fixed":
-		return vhd.Create(path, size, format == "vhd-fixed")
+	f, ok := formatNamed(format)
+	if !ok {
+		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", format, DiskFormatNames())
 	}
-	return raw.Create(path, size)
+	return f.create(path, size)
 }
 
 // createLV makes a volume for disk d in VG vg by XenServer's SR
-// conventions and returns where to write it: its device node, or, without
-// device-mapper, the volume on its PV.
+// conventions for the format and returns where to write it: its device
+// node, or, without device-mapper, the volume on its PV.
 func createLV(ctx context.Context, vg string, d *Disk, uuid string, format string) (string, error) {
-	isVHD := format == "vhd"
-	size := lvm.RawLVSize(d.Size)
-	if isVHD {
-		size = lvm.VHDLVSize(d.Size)
+	f, ok := formatNamed(format)
+	if !ok {
+		return "", fmt.Errorf("xva: unknown disk format %q (want %s)", format, DiskFormatNames())
 	}
-	name := lvm.LVName(uuid, isVHD)
-	if err := lvm.CreateLV(ctx, vg, name, size); err != nil {
+	if f.lv == nil {
+		return "", fmt.Errorf("xva: an LVM SR holds no %s images; write raw or vhd into the volumes --create-lv makes", f.name)
+	}
+	name := f.lv.name(uuid)
+	if err := lvm.CreateLV(ctx, vg, name, f.lv.size(d.Size)); err != nil {
 		return "", err
 	}
 	dev, err := lvm.Activate(ctx, vg, name)

@@ -144,11 +144,8 @@ func (a *archive) createImage(ctx context.Context, dir string, d *Disk, o *optio
 		s, err := createTarget(target, d, o.diskFormat, o.prezeroed)
 		return target, s, err
 	}
-	ext := ".raw"
-	if o.diskFormat == "vhd" || o.diskFormat == "vhd-fixed" {
-		ext = ".vhd"
-	}
-	path := filepath.Join(dir, d.Device+ext)
+	f, _ := formatNamed(o.diskFormat) // checked by WithDiskFormat
+	path := filepath.Join(dir, d.Device+f.ext)
 	s, err := createFile(path, d.Size, o.diskFormat)
 	return path, s, err
 }

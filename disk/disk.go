@@ -5,6 +5,8 @@
 // pieces of data with holes between them; a Sink receives data in increasing
 // offset order and turns the ranges it never receives into holes, unallocated
 // blocks or explicit zeros, whichever its medium needs.
+//
+// It imports nothing of the module: it is the bottom of the graph.
 package disk
 
 import (
@@ -71,12 +73,6 @@ type Unordered interface {
 func IsUnordered(s Sink) bool {
 	u, ok := s.(Unordered)
 	return ok && u.Unordered()
-}
-
-// Zeroer is implemented by sinks whose medium does not start out zero (block
-// devices, logical volumes); Zero writes zeros over e.
-type Zeroer interface {
-	Zero(e Extent) error
 }
 
 // Piece is a run of a disk's bytes starting at Off.

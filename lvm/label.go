@@ -3,6 +3,9 @@
 // directly on the physical volume (a block device or an image file) from
 // the LVM2 metadata read in Go, and created by XenServer's SR conventions
 // with the LVM tools.
+//
+// A format package: it may import disk and internal/{fsutil, blockdev},
+// never another format package.
 package lvm
 
 import (

@@ -1,5 +1,8 @@
 // Package raw implements disk.Source and disk.Sink for raw images: sparse
 // regular files whose holes are never read and never written.
+//
+// A format package: it may import disk and internal/{fsutil, blockdev},
+// never another format package.
 package raw
 
 import (
@@ -15,21 +18,21 @@ import (
 )
 
 var (
-	_ disk.Source    = (*File)(nil)
-	_ disk.Extenter  = (*File)(nil)
+	_ disk.Source    = (*Image)(nil)
+	_ disk.Extenter  = (*Image)(nil)
 	_ disk.Sink      = (*Sink)(nil)
 	_ disk.Unordered = (*Sink)(nil)
 )
 
-// File is a raw image opened for reading.
-type File struct {
+// Image is a raw image opened for reading.
+type Image struct {
 	f    *os.File
 	size int64
 }
 
 // Open opens a raw image for reading: a regular file, or a block device
 // (whose size comes from BLKGETSIZE64; it has no holes to skip).
-func Open(path string) (*File, error) {
+func Open(path string) (*Image, error) {
 	f, err := fsutil.OpenInput(path, true, 0)
 	if err != nil {
 		return nil, err
@@ -48,24 +51,24 @@ func Open(path string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	return &File{f: f, size: size}, nil
+	return &Image{f: f, size: size}, nil
 }
 
 // Size implements disk.Source.
-func (r *File) Size() int64 { return r.size }
+func (r *Image) Size() int64 { return r.size }
 
 // ReadAt implements disk.Source.
-func (r *File) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *Image) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 
 // Close implements disk.Source.
-func (r *File) Close() error { return r.f.Close() }
+func (r *Image) Close() error { return r.f.Close() }
 
 // Name is the file's path.
-func (r *File) Name() string { return r.f.Name() }
+func (r *Image) Name() string { return r.f.Name() }
 
 // Extents lists the file's data ranges with SEEK_DATA/SEEK_HOLE. On a
 // filesystem without hole support the whole file is one extent.
-func (r *File) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
+func (r *Image) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
 	return fsutil.DataExtents(ctx, r.f, 0, r.size)
 }
 
@@ -156,8 +159,7 @@ type DeviceSink struct {
 }
 
 var (
-	_ disk.Sink   = (*DeviceSink)(nil)
-	_ disk.Zeroer = (*DeviceSink)(nil)
+	_ disk.Sink = (*DeviceSink)(nil)
 )
 
 // ErrTooSmall is returned when a target cannot hold the disk; nothing has
@@ -195,12 +197,6 @@ func (s *DeviceSink) WriteAt(p []byte, off int64) (int, error) {
 		return 0, s.failed(err)
 	}
 	return len(p), nil
-}
-
-// Zero implements disk.Zeroer: the range will read as zeros.
-func (s *DeviceSink) Zero(e disk.Extent) error {
-	_, err := s.t.WriteAt(nil, e.End())
-	return err
 }
 
 func (s *DeviceSink) failed(err error) error {

@@ -7,19 +7,19 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/fsutil"
 )
 
 func allocated(t *testing.T, path string) int64 {
 	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Blocks * 512
+	return fsutil.DiskUsage(st)
 }
 
 func writeSparse(t *testing.T, path string, size int64, data map[int64][]byte) {

@@ -1,5 +1,8 @@
 // Package verify checks an XVA archive of either generation end to end and
 // reports every problem it finds, with the member, the disk and the offset.
+//
+// It may import the root package (it reads through xva.Reader), chunk and
+// internal/pipeline; never a format package directly.
 package verify
 
 import (

@@ -2,6 +2,9 @@
 // images: fixed, dynamic and differencing disks read, fixed and dynamic
 // disks written, in the form every reader (qemu, libvhdi, tapdisk, xapi)
 // agrees on.
+//
+// A format package: it may import disk and internal/fsutil, never another
+// format package.
 package vhd
 
 import (

@@ -51,7 +51,7 @@ func FuzzOpen(f *testing.F) {
 		var img *Image
 		var err error
 		// The BAT and a bitmap are read whole; both must be in the file.
-		fuzzutil.Bounded(t, 1<<20+8*uint64(len(in)), func() { img, err = OpenReaderAt(bytes.NewReader(in), int64(len(in)), "fuzz.vhd") })
+		fuzzutil.Bounded(t, 1<<20+8*uint64(len(in)), func() { img, err = OpenOn(bytes.NewReader(in), int64(len(in)), "fuzz.vhd") })
 		if err != nil {
 			return
 		}
@@ -94,7 +94,7 @@ func checkRewrite(t *testing.T, data []byte) {
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	back, err := OpenReaderAt(bytes.NewReader(m), int64(len(m)), "rewritten.vhd")
+	back, err := OpenOn(bytes.NewReader(m), int64(len(m)), "rewritten.vhd")
 	if err != nil {
 		t.Fatalf("our own VHD does not open: %v", err)
 	}
@@ -107,7 +107,7 @@ func checkRewrite(t *testing.T, data []byte) {
 // seedVHD is a small VHD from our writer with some data in it.
 func seedVHD(f *testing.F, fixed bool) []byte {
 	path := filepath.Join(f.TempDir(), "seed.vhd")
-	s, err := Create(path, 8<<10, fixed)
+	s, err := create(path, 8<<10, fixed)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func smallBlockVHD() []byte {
 // nothing: bits 0–3 of its bitmap make the first 2 KiB present.
 func TestSmallBlockSeed(t *testing.T) {
 	b := smallBlockVHD()
-	img, err := OpenReaderAt(bytes.NewReader(b), int64(len(b)), "seed.vhd")
+	img, err := OpenOn(bytes.NewReader(b), int64(len(b)), "seed.vhd")
 	if err != nil {
 		t.Fatal(err)
 	}

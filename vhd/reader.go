@@ -64,10 +64,10 @@ func open(path string, depth int) (*Image, error) {
 	return img, nil
 }
 
-// OpenReaderAt opens the VHD held in r, size bytes long (a VHD inside a
+// OpenOn opens the VHD held in r, size bytes long (a VHD inside a
 // logical volume, read through its segment map), named name in errors. A
 // differencing disk is refused: its parent cannot be looked for.
-func OpenReaderAt(r io.ReaderAt, size int64, name string) (*Image, error) {
+func OpenOn(r io.ReaderAt, size int64, name string) (*Image, error) {
 	img := &Image{ra: r, path: name, fileSize: size}
 	if err := img.load(0); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -564,12 +564,12 @@ func IsVHD(path string) bool {
 	}
 	defer f.Close()
 	end, err := f.Seek(0, io.SeekEnd)
-	return err == nil && HasFooter(f, end)
+	return err == nil && Detect(f, end)
 }
 
-// HasFooter reports whether r, size bytes long, holds a VHD footer cookie
+// Detect reports whether r, size bytes long, holds a VHD footer cookie
 // at its end (or a 511-byte footer's), or at its start.
-func HasFooter(r io.ReaderAt, size int64) bool {
+func Detect(r io.ReaderAt, size int64) bool {
 	b := make([]byte, 8)
 	for _, off := range []int64{0, size - footerSize, size - footerSize + 1} {
 		if off >= 0 && off+8 <= size {

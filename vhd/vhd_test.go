@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -50,7 +49,7 @@ func (m memSource) ReadAt(p []byte, off int64) (int, error) {
 
 func writeVHD(t testing.TB, path string, data []byte, fixed bool) {
 	t.Helper()
-	s, err := Create(path, int64(len(data)), fixed)
+	s, err := create(path, int64(len(data)), fixed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +216,7 @@ func TestOddSizeIsPadded(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
-	if _, err := Create(filepath.Join(t.TempDir(), "x.vhd"), MaxSize+512, false); err == nil || !strings.Contains(err.Error(), "2040 GiB") {
+	if _, err := Create(filepath.Join(t.TempDir(), "x.vhd"), MaxSize+512); err == nil || !strings.Contains(err.Error(), "2040 GiB") {
 		t.Fatalf("a disk over 2040 GiB: %v", err)
 	}
 }
@@ -263,7 +262,7 @@ func TestDynamicLayout(t *testing.T) {
 
 func TestSparseDiskMakesASmallVHD(t *testing.T) {
 	size := int64(4 << 30)
-	s, err := Create(filepath.Join(t.TempDir(), "big.vhd"), size, false)
+	s, err := Create(filepath.Join(t.TempDir(), "big.vhd"), size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,9 +583,7 @@ func TestCreateOnAMedium(t *testing.T) {
 func TestParentFIFO(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "parent.vhd")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, fifo)
 	child := filepath.Join(dir, "child.vhd")
 	writeDiff(t, child, fifo, 4*BlockSize, nil, [16]byte{1})
 	done := make(chan error, 1)

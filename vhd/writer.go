@@ -86,11 +86,15 @@ func CreateOn(m Medium, size, end int64) (*Sink, error) {
 	return s, nil
 }
 
-// Create starts a VHD of size bytes at path (which must not exist): fixed
-// when fixed is true, otherwise dynamic with 2 MiB blocks. A size that is not
-// a whole number of sectors is rounded up with zeros; over 2040 GiB is
-// refused.
-func Create(path string, size int64, fixed bool) (*Sink, error) {
+// Create starts a dynamic VHD (2 MiB blocks) of size bytes at path, which
+// must not exist. A size that is not a whole number of sectors is rounded
+// up with zeros; over 2040 GiB is refused.
+func Create(path string, size int64) (*Sink, error) { return create(path, size, false) }
+
+// CreateFixed starts a fixed VHD of size bytes at path, as Create does.
+func CreateFixed(path string, size int64) (*Sink, error) { return create(path, size, true) }
+
+func create(path string, size int64, fixed bool) (*Sink, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("vhd: negative size %d", size)
 	}

@@ -2,6 +2,8 @@
 // sessions and tasks, and the HTTP import and export handlers, with the
 // sharp edges of xapi's implementation handled (no chunked encoding, the
 // 200 before the body, redirects, half-closing, HOST_IS_SLAVE).
+//
+// It may import ova only.
 package xapi
 
 import (

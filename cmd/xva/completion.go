@@ -3,6 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/xva-tools/xva"
 )
 
 // newCompletionCmd replaces cobra's default completion command, to give it
@@ -53,7 +55,7 @@ var flagChoices = map[string][]string{
 	"format":      {"xapi", "legacy"},
 	"compress":    {"none", "gzip", "zstd"},
 	"checksum":    {"xxhash", "sha1"},
-	"disk-format": {"raw", "vhd", "vhd-fixed"},
+	"disk-format": writtenFormats(),
 	"progress":    {progressAuto, progressBar, progressPlain, progressNone},
 }
 
@@ -80,4 +82,15 @@ func registerCompletions(root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// writtenFormats is the values of --disk-format, from the library's table.
+func writtenFormats() []string {
+	var r []string
+	for _, f := range xva.DiskFormats() {
+		if f.Write {
+			r = append(r, f.Name)
+		}
+	}
+	return r
 }

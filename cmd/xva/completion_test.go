@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva"
 )
 
 // The shell completes the values of the flags that take one of a few
@@ -19,7 +21,7 @@ func TestCompletionOfFlagValues(t *testing.T) {
 		{[]string{"pack", "--format", ""}, []string{"xapi", "legacy"}},
 		{[]string{"convert", "--compress", ""}, []string{"none", "gzip", "zstd"}},
 		{[]string{"pack", "--checksum", ""}, []string{"xxhash", "sha1"}},
-		{[]string{"unpack", "--disk-format", ""}, []string{"raw", "vhd", "vhd-fixed"}},
+		{[]string{"unpack", "--disk-format", ""}, tableFormats(t)},
 		{[]string{"verify", "--progress="}, []string{"auto", "bar", "plain", "none"}},
 		{[]string{"export", "--compress", ""}, []string{"zstd", "gzip"}},
 	} {
@@ -62,4 +64,21 @@ func TestManPagesShowFlagsAsTyped(t *testing.T) {
 			t.Errorf("xva-pack.1 lacks %s", want)
 		}
 	}
+}
+
+// tableFormats is every format of the library's table that unpack writes,
+// in table order; raw, vhd and vhd-fixed among them.
+func tableFormats(t *testing.T) []string {
+	var r []string
+	for _, f := range xva.DiskFormats() {
+		if f.Write {
+			r = append(r, f.Name)
+		}
+	}
+	for _, must := range []string{"raw", "vhd", "vhd-fixed"} {
+		if !slices.Contains(r, must) {
+			t.Errorf("the format table does not write %s: %v", must, r)
+		}
+	}
+	return r
 }

@@ -11,6 +11,9 @@ import (
 // corruption caught with exit 3, an unpack whose disks match the
 // originals, and conversions.
 func TestMakeDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: make demo builds xva and packs a 320 MiB VM (about 10 s); make test runs it")
+	}
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -213,9 +212,7 @@ func TestZstdSkippableFrame(t *testing.T) {
 func TestFIFOsAreNotOpened(t *testing.T) {
 	dir, _ := setup(t)
 	mustRun(t, dir, nil, "pack", "--format", "legacy", "--dir", "--disk", "xvda=sda.img", "arch")
-	if err := syscall.Mkfifo(filepath.Join(dir, "arch", "zz-fifo"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, filepath.Join(dir, "arch", "zz-fifo"))
 	for _, args := range [][]string{{"verify", "arch"}, {"unpack", "arch", "out"}, {"info", "arch"}} {
 		r := runHostile(t, dir, args...)
 		if r.code != exitCorrupt || !strings.Contains(r.stdout+r.stderr, "zz-fifo") {
@@ -226,9 +223,7 @@ func TestFIFOsAreNotOpened(t *testing.T) {
 	mustRun(t, dir, nil, "pack", "--disk", "xvda=sda.img", "x.xva")
 	mustRun(t, dir, nil, "unpack", "x.xva", "vm")
 	os.Remove(filepath.Join(dir, "vm", "ova.xml"))
-	if err := syscall.Mkfifo(filepath.Join(dir, "vm", "ova.xml"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mkfifo(t, filepath.Join(dir, "vm", "ova.xml"))
 	r := runHostile(t, dir, "pack", "vm", "again.xva")
 	if r.code != exitFailure || !strings.Contains(r.stderr, "named pipe") {
 		t.Fatalf("pack: exit %d\n%s", r.code, r.stderr)
@@ -255,8 +250,7 @@ func modes(t *testing.T, path string) map[string]os.FileMode {
 func TestOutputModes(t *testing.T) {
 	s, ca := pool(t)
 	dir, _ := setup(t)
-	old := syscall.Umask(0o022) // the usual one, which gave 0644 before
-	defer syscall.Umask(old)
+	defer umask(t, 0o022)() // the usual one, which gave 0644 before
 	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "xvda=sda.img", "x.xva")
 	stored, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
 	const uuid = "5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10"

@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xva-tools/xva"
 )
 
 // Every command that produces a result prints one JSON document with
@@ -132,5 +135,33 @@ func TestQuiet(t *testing.T) {
 	os.Truncate(filepath.Join(dir, "b.xva"), 5000)
 	if r := run(t, dir, nil, "verify", "-q", "b.xva"); r.code != exitCorrupt || !strings.Contains(r.stdout, "CORRUPT") {
 		t.Fatalf("verify -q of a corrupt archive: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// info.schema.json names the image formats info describes: the rows of the
+// library's format table that have a description, no more, no fewer.
+func TestImageSchemaFollowsTheFormatTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/json/info.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Defs map[string]struct {
+			Properties map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"properties"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, f := range xva.DiskFormats() {
+		if f.Describe && !slices.Contains(want, f.Name) {
+			want = append(want, f.Name)
+		}
+	}
+	if got := schema.Defs["image"].Properties["format"].Enum; !slices.Equal(got, want) || len(want) == 0 {
+		t.Fatalf("info.schema.json: image formats %q, the table describes %q", got, want)
 	}
 }

@@ -1,5 +1,8 @@
 // Command xva packs, unpacks, inspects and converts XenServer / XCP-ng
 // virtual appliance (XVA) archives.
+//
+// It may import the root package, verify, xapi and internal/pipeline;
+// never a format package: formats are reached through the root package.
 package main
 
 import (

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -135,11 +136,11 @@ All-zero stretches cost no compression and holes in the images are never
 read.
 
 The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
-plus one image per disk named after its device, sda.raw or sda.vhd; packed in the
+plus one image per disk named after its device, ` + readExts() + `; packed in the
 generation of its ova.xml unless --format says otherwise), or from --disk
 flags and the VM settings given as flags; the first --disk is the boot disk.
-Images are raw files or VHDs (fixed, dynamic or differencing, recognised by
-content).
+Images are raw files or VHDs (fixed, dynamic or differencing), recognised by
+content.
 
 OUTPUT is a single tar file, '-' for standard output (not a terminal), or,
 for a legacy archive, the directory form when it ends in '/', names an
@@ -312,4 +313,16 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// readExts is the image names a VM directory may hold, "sda.raw or
+// sda.vhd", from the library's format table.
+func readExts() string {
+	var names []string
+	for _, f := range xva.DiskFormats() {
+		if n := "sda" + f.Ext; f.Read && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, " or ")
 }

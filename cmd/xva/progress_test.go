@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/dustin/go-humanize"
-	"golang.org/x/sys/unix"
 )
 
 // --progress takes its mode as the next word or after '=', and alone means
@@ -50,9 +49,7 @@ func barsOn(t *testing.T, dir string, cols uint16, args ...string) string {
 	t.Helper()
 	m, s := openPTY(t)
 	if cols > 0 {
-		if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: cols}); err != nil {
-			t.Fatal(err)
-		}
+		setWinsize(t, s, cols)
 	}
 	cmd := exec.Command(xvaBin, args...)
 	cmd.Dir, cmd.Stderr = dir, s

@@ -18,10 +18,12 @@ func newUnpackCmd(g *globals) *cobra.Command {
 		Use:   "unpack ARCHIVE OUTDIR",
 		Short: "Write an archive's VM out as ova.xml plus one sparse raw image per disk",
 		Long: `Unpack an XVA archive into a VM directory: the archive's ova.xml, unchanged,
-plus one image per disk named after its device: sda.raw, sparse (zero runs
-of 4 KiB and more become holes), or with --disk-format vhd a dynamic VHD
-(sda.vhd; all-zero 2 MiB blocks left unallocated) or vhd-fixed, which qemu,
-Hyper-V, libvhdi and XenServer all read at exactly the disk's size.
+plus one image per disk named after its device (sda.raw), in the format
+--disk-format names:
+
+` + diskFormatList() + `
+qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's
+size.
 
 --disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
 /dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
@@ -86,7 +88,7 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	addModeFlag(cmd)
-	cmd.Flags().StringVar(&format, "disk-format", "raw", "image format: raw, vhd (dynamic) or vhd-fixed")
+	cmd.Flags().StringVar(&format, "disk-format", xva.DiskFormats()[0].Name, "image format: "+xva.DiskFormatNames())
 	cmd.Flags().StringArrayVar(&targets, "disk", nil, "DEVICE=TARGET: write a disk to a file, block device or lvm:PV:VG/LV (repeatable)")
 	cmd.Flags().StringVar(&createLV, "create-lv", "", "create a volume per disk in this VG, by XenServer's SR conventions")
 	cmd.Flags().BoolVar(&prezeroed, "prezeroed", false, "target devices already read as zeros: do not zero what the disk does not write")
@@ -125,4 +127,16 @@ func unpackJSON(r *xva.UnpackResult) unpackResultJSON {
 		out.Disks = append(out.Disks, unpackedDiskJSON{d.Device, d.Path, d.Size, d.Data})
 	}
 	return out
+}
+
+// diskFormatList is the formats unpack writes, a line each, from the
+// library's format table.
+func diskFormatList() string {
+	var b strings.Builder
+	for _, f := range xva.DiskFormats() {
+		if f.Write {
+			fmt.Fprintf(&b, "  %-10s sda%-5s %s\n", f.Name, f.Ext, f.Help)
+		}
+	}
+	return b.String()
 }

@@ -3,6 +3,8 @@
 // existing file. Ranges the caller skips are zeroed, so the result reads
 // back exactly as the disk, unless the caller says the medium is already
 // zero.
+//
+// It may import internal/fsutil only.
 package blockdev
 
 import (
@@ -11,10 +13,6 @@ import (
 	"io"
 	"os"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/xva-tools/xva/internal/fsutil"
 )
 
 // stageSize is the aligned buffer writes are gathered in.
@@ -48,7 +46,7 @@ func Open(path string, prezeroed bool) (*Target, error) {
 	flags := os.O_RDWR
 	if st.Mode()&os.ModeDevice != 0 {
 		t.dev = true
-		flags |= unix.O_DIRECT | unix.O_EXCL
+		flags |= oDirect | oExcl
 	} else if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is neither a block device nor a regular file", path)
 	}
@@ -60,16 +58,13 @@ func Open(path string, prezeroed bool) (*Target, error) {
 		return nil, err
 	}
 	if t.dev {
-		fd, err := fsutil.Fd(t.f)
-		if err == nil {
-			var ss int
-			if ss, err = unix.IoctlGetInt(fd, unix.BLKSSZGET); err == nil && ss > 0 {
-				t.sector = int64(ss)
-			}
-		}
+		ss, err := sectorSize(t.f)
 		if err != nil {
 			t.f.Close()
-			return nil, fmt.Errorf("BLKSSZGET on %s: %w", path, err)
+			return nil, err
+		}
+		if ss > 0 {
+			t.sector = ss
 		}
 	}
 	t.stage = aligned(stageSize)[:0]
@@ -85,15 +80,7 @@ func Size(f *os.File) (int64, error) {
 	if st.Mode()&os.ModeDevice == 0 {
 		return st.Size(), nil
 	}
-	fd, err := fsutil.Fd(f)
-	if err != nil {
-		return 0, err
-	}
-	var n uint64
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&n))); e != 0 {
-		return 0, fmt.Errorf("BLKGETSIZE64 on %s: %w", f.Name(), e)
-	}
-	return int64(n), nil
+	return deviceSize(f)
 }
 
 // aligned returns a buffer whose address is 4 KiB-aligned, as O_DIRECT needs.
@@ -220,17 +207,8 @@ func (t *Target) Zero(off, n int64) error {
 	if t.prezeroed || n <= 0 {
 		return nil
 	}
-	fd, err := fsutil.Fd(t.f)
-	if err != nil {
-		return err
-	}
 	off += t.base
-	if t.dev {
-		r := [2]uint64{uint64(off), uint64(n)}
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r[0]))); e == 0 {
-			return nil
-		}
-	} else if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+	if zeroFast(t.f, t.dev, off, n) {
 		return nil
 	}
 	zeros := aligned(1 << 20)
@@ -256,11 +234,7 @@ func (t *Target) Finish(end int64) error {
 	if err := t.flush(true); err != nil {
 		return err
 	}
-	fd, err := fsutil.Fd(t.f)
-	if err != nil {
-		return err
-	}
-	return unix.Fdatasync(fd)
+	return datasync(t.f)
 }
 
 // Close closes the medium (a window leaves it open).

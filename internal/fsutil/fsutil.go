@@ -1,12 +1,12 @@
 // Package fsutil holds the file-system steps that make xva's outputs atomic:
 // exclusive temporary files beside the target and renames that never replace.
+//
+// It may import disk only.
 package fsutil
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,10 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/xva-tools/xva/disk"
 )
 
 // tempPattern matches the base name TempName gives.
@@ -79,13 +75,14 @@ var temps sync.Map
 // that crashed): Leftovers removes it.
 
 // lockTemp takes the lock of the temporary name, which this process has
-// just created.
+// just created. Where the lock is held by another process, the error
+// matches errLockBusy; on a platform without these locks, too.
 func lockTemp(name string) (*os.File, error) {
-	l, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	l, err := os.OpenFile(name, os.O_RDONLY|ONoFollow|oCloexec, 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(l.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockFile(l); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("locking %s: %w", name, err)
 	}
@@ -150,7 +147,7 @@ func leftovers(path string) {
 			lo.Err = os.RemoveAll(name)
 			lo.Removed = lo.Err == nil
 			l.Close()
-		} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		} else if !errors.Is(err, errLockBusy) {
 			lo.Err = err
 		}
 		if OnLeftover != nil {
@@ -165,7 +162,7 @@ func leftovers(path string) {
 func CreateTemp(path string) (*os.File, error) {
 	leftovers(path)
 	for range 100 {
-		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|ONoFollow|oCloexec, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -201,7 +198,7 @@ func MkdirTemp(path string) (string, error) {
 // symlink there is not followed), with permission Mode: it is for files
 // inside a temporary directory, published with it.
 func WriteNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|ONoFollow|oCloexec, 0o600)
 	if err != nil {
 		return err
 	}
@@ -254,10 +251,7 @@ func PublishDir(tmp, final string, replace bool) error {
 	switch {
 	case err != nil:
 	case replace:
-		err = unix.Rename(tmp, final)
-		if err != nil {
-			err = &os.LinkError{Op: "rename", Old: tmp, New: final, Err: err}
-		}
+		err = renameReplace(tmp, final)
 	default:
 		err = RenameNoReplace(tmp, final)
 	}
@@ -269,7 +263,7 @@ func PublishDir(tmp, final string, replace bool) error {
 	// knows: name the output, what happened and what to do.
 	var le *os.LinkError
 	switch {
-	case errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR):
+	case errors.Is(err, os.ErrExist) || isInTheWay(err):
 		return &ExistsError{Path: final, Replace: replace}
 	case errors.As(err, &le):
 		return fmt.Errorf("moving the finished output into place as %s: %w", final, le.Err)
@@ -313,30 +307,13 @@ func RemoveTemps() {
 	})
 }
 
-// RenameNoReplace renames from to to, failing with an error satisfying
-// os.ErrExist if to exists.
-func RenameNoReplace(from, to string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		// No atomic no-replace rename on this filesystem. For a file, link
-		// fails if to exists, which gives the same guarantee.
-		if err = os.Link(from, to); err == nil {
-			return os.Remove(from)
-		}
-	}
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-	}
-	return nil
-}
-
 // OpenInput opens path for reading if it is a regular file, or, with
 // devices, a block device; anything else (a FIFO, a socket, a character
 // device) is refused before a byte is read. The open itself does not block:
 // opening a FIFO without O_NONBLOCK waits for a writer, forever if none
 // comes. extra adds open flags (O_NOFOLLOW).
 func OpenInput(path string, devices bool, extra int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|extra, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|oNonblock|oCloexec|extra, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -392,48 +369,4 @@ func Fd(f *os.File) (int, error) {
 		return -1, err
 	}
 	return fd, nil
-}
-
-// DataExtents lists the ranges of f within [start, end) that may hold data,
-// with SEEK_DATA/SEEK_HOLE; offsets are relative to start. A filesystem
-// without hole support reports the whole range.
-func DataExtents(ctx context.Context, f *os.File, start, end int64) iter.Seq2[disk.Extent, error] {
-	return func(yield func(disk.Extent, error) bool) {
-		fd, err := Fd(f)
-		if err != nil {
-			yield(disk.Extent{}, err)
-			return
-		}
-		for off := start; off < end; {
-			if err := ctx.Err(); err != nil {
-				yield(disk.Extent{}, err)
-				return
-			}
-			from, err := unix.Seek(fd, off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) {
-				return // only a hole remains
-			}
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-				yield(disk.Extent{Off: off - start, Len: end - off}, nil)
-				return
-			}
-			if err != nil {
-				yield(disk.Extent{}, fmt.Errorf("SEEK_DATA in %s: %w", f.Name(), err))
-				return
-			}
-			if from >= end {
-				return
-			}
-			to, err := unix.Seek(fd, from, unix.SEEK_HOLE)
-			if err != nil {
-				yield(disk.Extent{}, fmt.Errorf("SEEK_HOLE in %s: %w", f.Name(), err))
-				return
-			}
-			to = min(to, end)
-			if !yield(disk.Extent{Off: from - start, Len: to - from}, nil) {
-				return
-			}
-			off = to
-		}
-	}
 }

@@ -1,6 +1,8 @@
 // Package fuzzutil holds what the fuzz targets share: a check that a
 // parser's allocation stays proportional to its input, so that a small
 // hostile input cannot make it ask for gigabytes.
+//
+// It imports nothing of the module; only tests import it.
 package fuzzutil
 
 import (

@@ -1,6 +1,8 @@
 // Package pipeline is the one ordered, bounded worker pool that every encoder
 // and decoder in xva uses: jobs run on a fixed number of workers and their
 // results are delivered in submission order by a single goroutine.
+//
+// It imports nothing of the module.
 package pipeline
 
 import (

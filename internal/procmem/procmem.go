@@ -5,6 +5,8 @@
 // peak resident set at fork into the child's ru_maxrss, so a measuring
 // process that once held a large buffer is charged to every child.
 // VmHWM belongs to each process's own address space.
+//
+// It imports nothing of the module.
 package procmem
 
 import (

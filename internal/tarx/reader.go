@@ -5,6 +5,8 @@
 // each member's data offset so a seekable archive can be read in parallel.
 // The writer produces the V7 headers xapi writes: mode 0400, uid/gid 0, no
 // ustar magic, no directory entries.
+//
+// It imports nothing of the module.
 package tarx
 
 import (

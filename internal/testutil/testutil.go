@@ -1,5 +1,7 @@
 // Package testutil holds what tests in several packages need of the
 // machine: tools on PATH, and loop devices. Only tests import it.
+//
+// It imports nothing of the module; only tests import it.
 package testutil
 
 import (

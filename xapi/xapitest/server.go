@@ -11,6 +11,8 @@
 //
 // It reads tar with archive/tar, not xva's reader, so that it does not
 // share that reader's mistakes.
+//
+// It may import ova only; only tests import it.
 package xapitest
 
 import (

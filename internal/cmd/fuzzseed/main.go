@@ -3,6 +3,8 @@
 // archives and images our fixtures produce, and files made by the real
 // peers (gzip, pigz, GNU tar, qemu-img) where they are installed. Run it
 // from the module root with `make fuzz-seeds`; its output is checked in.
+//
+// It may import the root package, chunk and fixtures.
 package main
 
 import (

@@ -1,0 +1,224 @@
+package xva
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/raw"
+	"github.com/xva-tools/xva/vhd"
+)
+
+// The table of disk image formats: the one place a format's name maps to
+// its package. Formats and media are separate axes: a row says how its
+// format is recognised, read and written, in a file or on a medium (a
+// block device, or a logical volume on its PV; media.go), and each format
+// package offers the same constructors:
+//
+//	Detect(r io.ReaderAt, size int64) bool           recognise by content
+//	Open(path string) (*Image, error)                an image file or device
+//	OpenOn(r io.ReaderAt, size int64, name string)   an image held on a medium
+//	Create(path string, size int64) (*Sink, error)   a new image file
+//	CreateOn(m Medium, size, end int64) (*Sink, error) an image onto a medium
+//
+// raw is the fallback of detection and is the medium itself on a medium.
+// Detection, the extensions of a VM directory, the values of
+// --disk-format and their help, the too-small errors and --create-lv's
+// volumes all come from here: adding a format is its package plus a row.
+var imageFormats = []imageFormat{
+	{
+		name: "raw", ext: ".raw",
+		help:   "sparse raw image (zero runs of 4 KiB and more are holes)",
+		open:   func(path string) (disk.Source, error) { return asSource(raw.Open(path)) },
+		openOn: func(m disk.Source, _ string) (disk.Source, error) { return m, nil },
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(raw.Create(path, size)) },
+		createOn: func(m *medium, size int64, prezeroed bool) (disk.Sink, error) {
+			return m.rawSink(size, prezeroed)
+		},
+		tooSmall: raw.ErrTooSmall,
+		lv:       &lvConvention{size: lvm.RawLVSize, name: func(uuid string) string { return lvm.LVName(uuid, false) }},
+	},
+	{
+		name: "vhd", ext: ".vhd",
+		help:   "dynamic VHD (all-zero 2 MiB blocks unallocated)",
+		detect: vhd.Detect,
+		open:   func(path string) (disk.Source, error) { return asSource(vhd.Open(path)) },
+		openOn: func(m disk.Source, name string) (disk.Source, error) { return asSource(vhd.OpenOn(m, m.Size(), name)) },
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhd.Create(path, size)) },
+		createOn: func(m *medium, size int64, _ bool) (disk.Sink, error) {
+			return m.imageSink(func(rw rwMedium, end int64) (disk.Sink, error) { return asSink(vhd.CreateOn(rw, size, end)) })
+		},
+		corrupt:  vhd.ErrCorrupt,
+		tooSmall: vhd.ErrTooSmall,
+		lv:       &lvConvention{size: lvm.VHDLVSize, name: func(uuid string) string { return lvm.LVName(uuid, true) }},
+		inspect:  inspectVHD,
+	},
+	{
+		// Read as "vhd": this row only writes.
+		name: "vhd-fixed", ext: ".vhd", variantOf: "vhd",
+		help:   "fixed VHD, to a file only",
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhd.CreateFixed(path, size)) },
+	},
+}
+
+// imageFormat is a row of the format table. Only name, ext and help are
+// required; a missing function means the format cannot do that.
+type imageFormat struct {
+	name      string // the --disk-format value
+	ext       string // the file name extension in a VM directory
+	help      string // a few words for --help
+	variantOf string // another row that reads this format ("" for none)
+
+	// detect recognises the format by content; nil for raw, the fallback.
+	detect   func(r io.ReaderAt, size int64) bool
+	open     func(path string) (disk.Source, error)                         // a file or block device
+	openOn   func(m disk.Source, name string) (disk.Source, error)          // inside a medium (an LV on its PV)
+	create   func(path string, size int64) (disk.Sink, error)               // a new file
+	createOn func(m *medium, size int64, prezeroed bool) (disk.Sink, error) // onto a device or LV
+
+	corrupt  error // the package's sentinel for a malformed image
+	tooSmall error // the package's sentinel for a medium too small
+	lv       *lvConvention
+	inspect  func(ctx context.Context, path string) (*ImageInfo, error) // for xva info
+}
+
+// lvConvention is how a XenServer LVM SR names and sizes the volume of a
+// disk in this format.
+type lvConvention struct {
+	size func(virtual int64) int64
+	name func(vdiUUID string) string
+}
+
+// DiskFormat describes a row of the image format table, for a command's
+// help and completion.
+type DiskFormat struct {
+	Name     string // the WithDiskFormat value
+	Ext      string // the file name extension
+	Help     string // what it is, in a few words
+	Read     bool   // Pack reads it (recognised by content)
+	Write    bool   // Unpack writes it (WithDiskFormat)
+	Describe bool   // InspectImage describes it
+}
+
+// DiskFormats lists the image formats, the default first.
+func DiskFormats() []DiskFormat {
+	var r []DiskFormat
+	for _, f := range imageFormats {
+		r = append(r, DiskFormat{f.name, f.ext, f.help, f.open != nil, f.create != nil, f.inspect != nil})
+	}
+	return r
+}
+
+// DiskFormatNames is the values of WithDiskFormat, as "raw, vhd or vhd-fixed".
+func DiskFormatNames() string {
+	var names []string
+	for _, f := range DiskFormats() {
+		if f.Write {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// formatNamed is the row of a --disk-format value; "" is the default.
+func formatNamed(name string) (*imageFormat, bool) {
+	if name == "" {
+		return &imageFormats[0], true
+	}
+	i := slices.IndexFunc(imageFormats, func(f imageFormat) bool { return f.name == name })
+	if i < 0 || imageFormats[i].create == nil {
+		return nil, false
+	}
+	return &imageFormats[i], true
+}
+
+// detectFormat is the row that reads r, size bytes long: the first whose
+// content check matches, else the fallback (raw).
+func detectFormat(r io.ReaderAt, size int64) *imageFormat {
+	var fallback *imageFormat
+	for i := range imageFormats {
+		f := &imageFormats[i]
+		switch {
+		case f.variantOf != "" || f.open == nil:
+		case f.detect == nil:
+			if fallback == nil {
+				fallback = f
+			}
+		case f.detect(r, size):
+			return f
+		}
+	}
+	return fallback
+}
+
+// imageExts are the file name extensions an image may have in a VM
+// directory, in table order, each once.
+func imageExts() []string {
+	var exts []string
+	for _, f := range imageFormats {
+		if f.open != nil && !slices.Contains(exts, f.ext) {
+			exts = append(exts, f.ext)
+		}
+	}
+	return exts
+}
+
+// imageError makes a format package's error about a malformed image a
+// *CorruptError and a too-small one match ErrTooSmall.
+func imageError(path string, err error) error {
+	for _, f := range imageFormats {
+		switch {
+		case err == nil:
+			return nil
+		case f.corrupt != nil && errors.Is(err, f.corrupt):
+			return &CorruptError{Member: path, Offset: -1, Err: err}
+		case f.tooSmall != nil && errors.Is(err, f.tooSmall):
+			return tooSmall{err}
+		}
+	}
+	if errors.Is(err, lvm.ErrTooSmall) {
+		return tooSmall{err}
+	}
+	return err
+}
+
+// tooSmall is a format package's "too small" error, as ErrTooSmall.
+type tooSmall struct{ err error }
+
+func (e tooSmall) Error() string   { return e.err.Error() }
+func (e tooSmall) Unwrap() []error { return []error{ErrTooSmall, e.err} }
+
+// notOnMedium explains that format f writes files only.
+func notOnMedium(f *imageFormat, target string) error {
+	var other []string
+	for _, g := range imageFormats {
+		if g.createOn != nil {
+			other = append(other, g.name)
+		}
+	}
+	return fmt.Errorf("xva: a %s image goes to a file; write %s onto %s (--disk-format)", f.name, strings.Join(other, " or "), target)
+}
+
+// asSource and asSink turn a format package's constructor result into the
+// interface, with no typed nil beside an error.
+func asSource[T disk.Source](v T, err error) (disk.Source, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func asSink[T disk.Sink](v T, err error) (disk.Sink, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}

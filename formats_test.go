@@ -1,0 +1,113 @@
+package xva
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/xva-tools/xva/vhd"
+)
+
+// TestFormatTableIsConsistent holds every row, today's and the next
+// format's, to what the code that reads the table assumes.
+func TestFormatTableIsConsistent(t *testing.T) {
+	var names []string
+	fallbacks := 0
+	for _, f := range imageFormats {
+		if f.name == "" || f.ext == "" || f.ext[0] != '.' || f.help == "" {
+			t.Errorf("row %q: name, extension (with its dot) and help are required", f.name)
+		}
+		if slices.Contains(names, f.name) {
+			t.Errorf("two rows named %q", f.name)
+		}
+		names = append(names, f.name)
+		if f.open == nil && f.create == nil {
+			t.Errorf("row %q neither reads nor writes", f.name)
+		}
+		if f.open != nil && f.openOn == nil {
+			t.Errorf("row %q reads files but not media", f.name)
+		}
+		if f.open != nil && f.variantOf == "" && f.detect == nil {
+			fallbacks++
+		}
+		if f.variantOf != "" {
+			i := slices.IndexFunc(imageFormats, func(g imageFormat) bool { return g.name == f.variantOf })
+			if i < 0 || imageFormats[i].open == nil {
+				t.Errorf("row %q is read as %q, which does not read", f.name, f.variantOf)
+			}
+			if f.ext != imageFormats[max(i, 0)].ext {
+				t.Errorf("row %q has another extension than %q, which reads it", f.name, f.variantOf)
+			}
+		}
+	}
+	if fallbacks != 1 || imageFormats[0].name != "raw" || imageFormats[0].detect != nil {
+		t.Errorf("want one fallback of detection, raw, first (the default); have %d", fallbacks)
+	}
+	if got := DiskFormatNames(); got != "raw, vhd or vhd-fixed" {
+		t.Errorf("DiskFormatNames = %q", got)
+	}
+	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd"}) {
+		t.Errorf("imageExts = %q", got)
+	}
+	for _, name := range []string{"", "raw", "vhd", "vhd-fixed"} {
+		if _, ok := formatNamed(name); !ok {
+			t.Errorf("formatNamed(%q) fails", name)
+		}
+	}
+	if _, ok := formatNamed("qcow2"); ok {
+		t.Error("formatNamed accepts qcow2")
+	}
+}
+
+// TestDetectionByContent: a VHD of either kind is read as a VHD whatever
+// its name; anything else is raw.
+func TestDetectionByContent(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("xva!"), 1<<10)
+	for _, c := range []struct {
+		name   string
+		create func(string, int64) (*vhd.Sink, error)
+	}{{"dynamic.img", vhd.Create}, {"fixed.raw", vhd.CreateFixed}} {
+		p := filepath.Join(dir, c.name)
+		s, err := c.create(p, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := fileFormat(p); err != nil || f.name != "vhd" {
+			t.Fatalf("%s: detected as %v (%v)", c.name, f, err)
+		}
+		src, err := openSource(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data))
+		_, err = src.ReadAt(got, 0)
+		src.Close()
+		if err != nil || src.Size() != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("%s: read back %d bytes of %d, equal %v (%v)", c.name, src.Size(), len(data), bytes.Equal(got, data), err)
+		}
+		if !IsImage(p) {
+			t.Errorf("%s: IsImage false", c.name)
+		}
+		if info, err := InspectImage(context.Background(), p); err != nil || info.Format != "vhd" {
+			t.Errorf("%s: InspectImage %+v, %v", c.name, info, err)
+		}
+	}
+	p := filepath.Join(dir, "disk.vhd")
+	os.WriteFile(p, data, 0o600)
+	if f, err := fileFormat(p); err != nil || f.name != "raw" {
+		t.Fatalf("raw bytes named .vhd: detected as %v (%v)", f, err)
+	}
+	if IsImage(p) {
+		t.Error("raw bytes taken for a describable image")
+	}
+}
