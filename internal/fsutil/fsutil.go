@@ -161,34 +161,57 @@ func leftovers(path string) {
 // or Discard ends it.
 func CreateTemp(path string) (*os.File, error) {
 	leftovers(path)
-	for range 100 {
-		f, err := os.OpenFile(TempName(path), os.O_RDWR|os.O_CREATE|os.O_EXCL|ONoFollow|oCloexec, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue
+	name, err := claim(path, func(pending string) error {
+		f, err := os.OpenFile(pending, os.O_RDWR|os.O_CREATE|os.O_EXCL|ONoFollow|oCloexec, 0o600)
+		if err == nil {
+			f.Close()
 		}
-		if err != nil {
-			return nil, err
-		}
-		temps.Store(f.Name(), ownLock(f.Name()))
-		return f, nil
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no free temporary name next to %s", path)
+	f, err := os.OpenFile(name, os.O_RDWR|ONoFollow|oCloexec, 0)
+	if err != nil {
+		DiscardDir(name)
+		return nil, err
+	}
+	return f, nil
 }
 
 // MkdirTemp creates an empty directory beside path, after removing what
 // killed runs left there. PublishDir or DiscardDir ends it.
 func MkdirTemp(path string) (string, error) {
 	leftovers(path)
+	return claim(path, func(pending string) error { return os.Mkdir(pending, 0o700) })
+}
+
+// claim makes a temporary name for path with create, and locks it before
+// it takes that name: it is made under a pending name (the temporary name
+// and "~", which leftovers never looks at), locked, then renamed, and the
+// lock goes with it. So a temporary name that another process can lock is
+// never one a live process is still setting up.
+func claim(path string, create func(pending string) error) (string, error) {
 	for range 100 {
 		name := TempName(path)
-		err := os.Mkdir(name, 0o700)
+		pending := name + "~"
+		err := create(pending)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
 		if err != nil {
 			return "", err
 		}
-		temps.Store(name, ownLock(name))
+		lock := ownLock(pending)
+		if err := RenameNoReplace(pending, name); err != nil {
+			lock.Close() // nil-safe
+			os.RemoveAll(pending)
+			if errors.Is(err, os.ErrExist) {
+				continue
+			}
+			return "", err
+		}
+		temps.Store(name, lock)
 		return name, nil
 	}
 	return "", fmt.Errorf("no free temporary name next to %s", path)
