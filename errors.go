@@ -15,10 +15,11 @@ var (
 	// ErrNotArchive: the input is not an XVA archive at all (not a tar,
 	// nor a gzip or zstd stream of one, nor a directory with ova.xml).
 	ErrNotArchive = errors.New("not an XVA archive")
-	// ErrBadOptions: the options contradict each other or the output
+	// ErrBadOptions: an option is invalid (negative jobs, an unknown disk
+	// format) or the options contradict each other or the output
 	// (whole-archive compression of a legacy archive, say); nothing was
-	// written.
-	ErrBadOptions = errors.New("xva: incompatible options")
+	// written. Every usage error wraps it: the xva command exits 2.
+	ErrBadOptions = errors.New("xva: invalid options")
 	// ErrTooSmall: a device or volume given as a disk's target cannot hold
 	// it; nothing was written.
 	ErrTooSmall = errors.New("xva: the target is smaller than the disk")

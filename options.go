@@ -70,7 +70,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithJobs(n int) Option {
 	return func(o *options) error {
 		if n < 0 {
-			return fmt.Errorf("xva: jobs must not be negative, got %d", n)
+			return fmt.Errorf("%w: jobs must not be negative, got %d", ErrBadOptions, n)
 		}
 		o.jobs = n
 		return nil
@@ -117,7 +117,7 @@ func WithOverwrite(force bool) Option {
 func WithFormat(g Generation) Option {
 	return func(o *options) error {
 		if g != Legacy && g != XAPI {
-			return fmt.Errorf("xva: unknown format %v", g)
+			return fmt.Errorf("%w: unknown format %v", ErrBadOptions, g)
 		}
 		o.format = g
 		return nil
@@ -134,7 +134,7 @@ func WithCompression(kind string) Option {
 		case "gzip", "zstd":
 			o.compress = kind
 		default:
-			return fmt.Errorf("xva: unknown compression %q (want none, gzip or zstd)", kind)
+			return fmt.Errorf("%w: unknown compression %q (want none, gzip or zstd)", ErrBadOptions, kind)
 		}
 		return nil
 	}
@@ -181,7 +181,7 @@ func WithDiskFormat(f string) Option {
 			o.diskFormat = f
 			return nil
 		}
-		return fmt.Errorf("xva: unknown disk format %q (want raw, vhd or vhd-fixed)", f)
+		return fmt.Errorf("%w: unknown disk format %q (want raw, vhd or vhd-fixed)", ErrBadOptions, f)
 	}
 }
 
@@ -194,7 +194,7 @@ func WithDiskTarget(device, target string) Option {
 			o.targets = map[string]string{}
 		}
 		if _, dup := o.targets[device]; dup {
-			return fmt.Errorf("xva: two targets for disk %s", device)
+			return fmt.Errorf("%w: two targets for disk %s", ErrBadOptions, device)
 		}
 		o.targets[device] = target
 		return nil

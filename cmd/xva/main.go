@@ -103,13 +103,13 @@ func report(err error, interrupted bool) int {
 	return code
 }
 
+// exitCode maps an error to the exit code: the one place that does.
 func exitCode(err error) int {
-	var u usageError
 	var s silentError
 	switch {
 	case errors.As(err, &s):
 		return s.code
-	case errors.As(err, &u), errors.Is(err, xva.ErrBadOptions):
+	case errors.Is(err, xva.ErrBadOptions): // usage errors wrap it too
 		return exitUsage
 	case xva.IsCorrupt(err):
 		return exitCorrupt
@@ -117,8 +117,11 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-// usageError marks a mistake in the command line.
+// usageError marks a mistake in the command line. It is an
+// xva.ErrBadOptions, the one sentinel of usage errors, without its text.
 type usageError struct{ error }
+
+func (usageError) Is(target error) bool { return target == xva.ErrBadOptions }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
