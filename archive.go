@@ -45,7 +45,7 @@ func openArchive(path string, o *options) (*archive, error) {
 		if errors.Is(err, ErrUnsupported) {
 			return nil, err
 		}
-		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
+		return nil, &CorruptError{Kind: KindMetadata, Member: "ova.xml", Offset: -1, Err: err}
 	}
 	if tf, ok := c.(*tarFileContainer); ok && (meta.Generation == Legacy || tf.madeByTar()) {
 		// tar(1) stores a directory's files in readdir order: a tar file
@@ -79,7 +79,7 @@ func (a *archive) nextDisk() (*Disk, error) {
 			if d.Size == 0 {
 				return d, nil
 			}
-			return nil, corrupt("", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID)
+			return nil, corrupt(KindMissing, "", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID)
 		}
 		return nil, io.EOF
 	}
@@ -103,10 +103,10 @@ func (a *archive) nextDisk() (*Disk, error) {
 		return a.nextDisk()
 	}
 	if d == nil {
-		return nil, corrupt(m.name, "", -1, "member belongs to no disk of ova.xml")
+		return nil, corrupt(KindExtra, m.name, "", -1, "member belongs to no disk of ova.xml")
 	}
 	if a.seen[d.ID] {
-		return nil, corrupt(m.name, d.Device, -1, "member comes after another disk's members")
+		return nil, corrupt(KindOrder, m.name, d.Device, -1, "member comes after another disk's members")
 	}
 	a.seen[d.ID] = true
 	return d, nil
@@ -325,9 +325,9 @@ func classify(ctx context.Context, err error, member, device string, off int64) 
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return corrupt(member, device, off, "member truncated")
+		return corrupt(KindTruncated, member, device, off, "member truncated")
 	}
-	return corrupt(member, device, off, "%w", err)
+	return corrupt(chunkKind(err), member, device, off, "%w", err)
 }
 
 // diskStats is what a pass over a disk's members learned without decoding.

@@ -70,7 +70,7 @@ func openSource(path string) (disk.Source, error) {
 
 func vhdError(path string, err error) error {
 	if errors.Is(err, vhd.ErrCorrupt) {
-		return &CorruptError{Member: path, Offset: -1, Err: err}
+		return &CorruptError{Kind: KindImage, Member: path, Offset: -1, Err: err}
 	}
 	return err
 }

@@ -225,7 +225,7 @@ func readHead(input string) (*Metadata, chunk.Checksum, error) {
 		return nil, 0, err
 	}
 	if m.Name != "ova.xml" {
-		return nil, 0, corrupt(m.Raw, "", -1, "the first member must be ova.xml")
+		return nil, 0, corrupt(KindMetadata, m.Raw, "", -1, "the first member must be ova.xml")
 	}
 	doc, err := io.ReadAll(io.LimitReader(m.R, maxOVASize+1))
 	if err != nil {
@@ -233,7 +233,7 @@ func readHead(input string) (*Metadata, chunk.Checksum, error) {
 	}
 	meta, err := ParseMetadata(doc)
 	if err != nil {
-		return nil, 0, corrupt("ova.xml", "", -1, "%v", err)
+		return nil, 0, corrupt(KindMetadata, "ova.xml", "", -1, "%v", err)
 	}
 	if meta.Generation != XAPI {
 		return meta, 0, nil
@@ -275,7 +275,7 @@ func preflight(e *ova.Export, oldest xapi.XapiVersion) error {
 	if len(problems) > 1 {
 		more = fmt.Sprintf(" (and %d more; 'xva verify' lists them all)", len(problems)-1)
 	}
-	return corrupt("ova.xml", "", -1, "a host would refuse this archive: %s%s; nothing was sent (--as-is sends it anyway)", problems[0], more)
+	return corrupt(KindImport, "ova.xml", "", -1, "a host would refuse this archive: %s%s; nothing was sent (--as-is sends it anyway)", problems[0], more)
 }
 
 // blockLayout refuses an xapi archive file whose blocks the host would
@@ -323,7 +323,7 @@ func blockLayout(input string, meta *Metadata) error {
 			first = m.Size
 		}
 		if msgs := chunk.XapiMisreads(first, off-before, off, m.Size); len(msgs) > 0 {
-			return corrupt(m.Name, d.Device, off, "a host would refuse this archive or misplace its data: %s; nothing was sent (--as-is sends it anyway)", msgs[0])
+			return corrupt(KindImport, m.Name, d.Device, off, "a host would refuse this archive or misplace its data: %s; nothing was sent (--as-is sends it anyway)", msgs[0])
 		}
 	}
 }

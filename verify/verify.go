@@ -22,23 +22,23 @@ import (
 // SchemaVersion is the version of the Report JSON document.
 const SchemaVersion = 1
 
-// Kind classifies a problem.
-type Kind string
+// Kind classifies a problem: the kind of the *xva.CorruptError found.
+type Kind = xva.Kind
 
 // Problem kinds.
 const (
-	Metadata    Kind = "metadata"    // ova.xml missing, not first, unparsable, or contradicting the data
-	Truncated   Kind = "truncated"   // the archive or a member ends early
-	Checksum    Kind = "checksum"    // a gzip CRC-32 or a block hash does not match
-	Length      Kind = "length"      // a chunk inflates to the wrong size (ISIZE included)
-	Order       Kind = "order"       // members or disks out of the order the format requires
-	Missing     Kind = "missing"     // a chunk, block or disk is absent
-	Extra       Kind = "extra"       // a member that belongs to no disk, or a duplicate
-	Name        Kind = "name"        // a malformed member name
-	Tar         Kind = "tar"         // a bad tar header, a directory entry xapi refuses
-	Compression Kind = "compression" // bad gzip or zstd framing, of a chunk or of the archive
-	PastEnd     Kind = "past-end"    // data beyond the disk's declared size
-	Import      Kind = "import"      // what a host's importer refuses or gets wrong, though xva reads it
+	Metadata    = xva.KindMetadata
+	Truncated   = xva.KindTruncated
+	Checksum    = xva.KindChecksum
+	Length      = xva.KindLength
+	Order       = xva.KindOrder
+	Missing     = xva.KindMissing
+	Extra       = xva.KindExtra
+	Name        = xva.KindName
+	Tar         = xva.KindTar
+	Compression = xva.KindCompression
+	PastEnd     = xva.KindPastEnd
+	Import      = xva.KindImport
 )
 
 // Problem is one finding. Offset is the disk offset, -1 when none applies.
@@ -177,7 +177,7 @@ func (p *pendingBlock) load() ([]byte, error) {
 	if _, err := io.ReadFull(rc, data); err != nil {
 		putBlock(data)
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-			return nil, &xva.CorruptError{Member: p.name, Offset: p.off, Err: errors.New("member truncated")}
+			return nil, &xva.CorruptError{Kind: Truncated, Member: p.name, Offset: p.off, Err: errors.New("member truncated")}
 		}
 		return nil, err
 	}
@@ -228,30 +228,20 @@ func (c *checker) run(ctx context.Context, open func() (*xva.Reader, error)) {
 	}
 }
 
-// stop records err, which ended the check: corruption is a problem, anything
-// else an I/O error.
+// stop records err, which ended the check: corruption is a problem of the
+// kind it carries, anything else (the medium's errors, cancellation, an
+// unsupported archive) the error that stopped the check.
 func (c *checker) stop(member string, err error) {
 	var ce *xva.CorruptError
-	switch {
-	case errors.As(err, &ce):
-		kind := Tar
-		msg := ce.Err.Error()
-		switch {
-		case strings.Contains(msg, "truncated"):
-			kind = Truncated
-		case strings.Contains(msg, "gzip") || strings.Contains(msg, "zstd") || strings.Contains(msg, "flate"):
-			kind = Compression
-		}
-		m := ce.Member
-		if m == "" {
-			m = member
-		}
-		c.problem(kind, m, ce.Disk, -1, "%s", msg)
-	case xva.IsIOError(err) || errors.Is(err, context.Canceled):
+	if !errors.As(err, &ce) {
 		c.rep.Error = err.Error()
-	default:
-		c.problem(Compression, member, "", -1, "%v", err)
+		return
 	}
+	m := ce.Member
+	if m == "" {
+		m = member
+	}
+	c.problem(ce.Kind, m, ce.Disk, -1, "%s", ce.Err.Error())
 }
 
 // readMetadata checks that ova.xml comes first and parses.
@@ -317,12 +307,12 @@ func (c *checker) readMetadata(r *xva.Reader) bool {
 
 func readAll(m *xva.Member, limit int64) ([]byte, error) {
 	if m.Size > limit {
-		return nil, &xva.CorruptError{Member: m.Name, Offset: -1, Err: fmt.Errorf("%d bytes, more than the %d allowed", m.Size, limit)}
+		return nil, &xva.CorruptError{Kind: Metadata, Member: m.Name, Offset: -1, Err: fmt.Errorf("%d bytes, more than the %d allowed", m.Size, limit)}
 	}
 	b := make([]byte, m.Size)
 	if _, err := io.ReadFull(m.R, b); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-			return nil, &xva.CorruptError{Member: m.Name, Offset: -1, Err: errors.New("member truncated")}
+			return nil, &xva.CorruptError{Kind: Truncated, Member: m.Name, Offset: -1, Err: errors.New("member truncated")}
 		}
 		return nil, err
 	}
@@ -400,7 +390,7 @@ func (c *checker) discard(m *xva.Member) error {
 	n, err := io.Copy(io.Discard, m.R)
 	c.rep.BytesRead += n
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &xva.CorruptError{Member: m.Name, Offset: -1, Err: errors.New("member truncated")}
+		return &xva.CorruptError{Kind: Truncated, Member: m.Name, Offset: -1, Err: errors.New("member truncated")}
 	}
 	return err
 }
@@ -541,6 +531,10 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 			return c.discard(m)
 		}
 		text, err := chunk.ReadHash(chunk.Member{Name: m.Name, Size: m.Size, R: m.R}, p.off)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			c.memberProblem(st, err)
+			return c.discard(m)
+		}
 		if err != nil {
 			return unwrapTruncation(err)
 		}
@@ -596,7 +590,7 @@ func (c *checker) block(st *diskState, m *xva.Member) error {
 	if _, err := io.ReadFull(m.R, data); err != nil {
 		putBlock(data)
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-			return &xva.CorruptError{Member: m.Name, Offset: off, Err: errors.New("member truncated")}
+			return &xva.CorruptError{Kind: Truncated, Member: m.Name, Offset: off, Err: errors.New("member truncated")}
 		}
 		return err
 	}
@@ -618,7 +612,7 @@ func (c *checker) layout(st *diskState, m *xva.Member, before, off int64) {
 func unwrapTruncation(err error) error {
 	var me *chunk.MemberError
 	if errors.As(err, &me) && errors.Is(err, io.ErrUnexpectedEOF) {
-		return &xva.CorruptError{Member: me.Member, Offset: me.Offset, Err: errors.New("member truncated")}
+		return &xva.CorruptError{Kind: Truncated, Member: me.Member, Offset: me.Offset, Err: errors.New("member truncated")}
 	}
 	return err
 }
