@@ -38,7 +38,7 @@ func main() {
 		if g.rep != nil {
 			g.rep.close() // before any message, so bars do not overdraw it
 		}
-		done <- report(err, ctx.Err() != nil)
+		done <- report(err, ctx.Err() != nil, g.json)
 	}()
 	select {
 	case code := <-done:
@@ -85,36 +85,67 @@ func progressArgs(args []string) []string {
 	return out
 }
 
-// report prints err and returns the exit code it maps to.
-func report(err error, interrupted bool) int {
+// report prints err (on stderr, and under --json as an error document on
+// stdout unless the command printed its document) and returns the exit
+// code it maps to.
+func report(err error, interrupted, asJSON bool) int {
 	if err == nil {
 		return exitOK
 	}
-	code := exitCode(err)
+	kind, code := classify(err)
 	if interrupted && code != exitCorrupt {
-		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
+		const msg = "interrupted; nothing was left under the output name"
+		fmt.Fprintln(os.Stderr, "xva: "+msg)
+		if asJSON && !printedJSON {
+			printJSON(errorDocument{SchemaVersion: schemaVersion, Error: errorJSON{Kind: "interrupted", Message: msg, Offset: -1}})
+		}
 		return exitFailure
 	}
-	msg := "xva: " + printable(xva.PlainError(err))
-	fmt.Fprintln(os.Stderr, msg)
-	if h := hint(err); h != "" {
+	msg := xva.PlainError(err)
+	fmt.Fprintln(os.Stderr, "xva: "+printable(msg))
+	h := hint(err)
+	if h != "" {
 		fmt.Fprintln(os.Stderr, "xva: hint: "+h)
+	}
+	var s silentError
+	if asJSON && !printedJSON && !errors.As(err, &s) {
+		printJSON(errorDoc(err, kind, msg, h))
 	}
 	return code
 }
 
-// exitCode maps an error to the exit code: the one place that does.
-func exitCode(err error) int {
+// Kinds of failure, as the error document names them.
+const (
+	failUsage       = "usage"       // a bad flag or value, contradictory options: exit 2
+	failCorrupt     = "corrupt"     // an integrity failure: exit 3
+	failUnsupported = "unsupported" // an archive using what xva does not implement: exit 1
+	failNotArchive  = "not-archive" // an input that is no archive at all: exit 1
+	failOther       = "failure"     // I/O, an existing output, a missing file: exit 1
+)
+
+// classify maps an error to its kind of failure and exit code: the one
+// place that does.
+func classify(err error) (string, int) {
 	var s silentError
 	switch {
 	case errors.As(err, &s):
-		return s.code
+		return failOther, s.code
 	case errors.Is(err, xva.ErrBadOptions): // usage errors wrap it too
-		return exitUsage
+		return failUsage, exitUsage
 	case xva.IsCorrupt(err):
-		return exitCorrupt
+		return failCorrupt, exitCorrupt
+	case errors.Is(err, xva.ErrUnsupported):
+		return failUnsupported, exitFailure
+	case errors.Is(err, xva.ErrNotArchive):
+		return failNotArchive, exitFailure
 	}
-	return exitFailure
+	return failOther, exitFailure
+}
+
+// exitCode maps an error to the exit code.
+func exitCode(err error) int {
+	_, code := classify(err)
+	return code
 }
 
 // usageError marks a mistake in the command line. It is an

@@ -116,8 +116,13 @@ func (g *globals) chatter(w io.Writer) io.Writer {
 	return w
 }
 
+// printedJSON is set once a command has printed its JSON document; a
+// failure after it prints no error document.
+var printedJSON bool
+
 // printJSON writes v as the command's one JSON document.
 func printJSON(v any) error {
+	printedJSON = true
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

@@ -52,7 +52,12 @@ func TestZstdLongWindow(t *testing.T) {
 			t.Errorf("xva %v: exit %d, want 1 saying what to do\n%s", args, r.code, r.stderr)
 		}
 	}
-	r := run(t, dir, nil, "verify", "big.xva.zst")
+	r := run(t, dir, nil, "info", "--json", "big.xva.zst")
+	checkDoc(t, "error", r.stdout)
+	if !strings.Contains(r.stdout, `"kind": "unsupported"`) {
+		t.Errorf("info --json: %s", r.stdout)
+	}
+	r = run(t, dir, nil, "verify", "big.xva.zst")
 	if r.code != exitFailure || !strings.Contains(r.stdout, "ERROR") || !strings.Contains(r.stdout, "zstd -d --long=31") {
 		t.Errorf("verify: exit %d, want 1 (not corrupt)\n%s%s", r.code, r.stdout, r.stderr)
 	}
