@@ -199,7 +199,15 @@ func (t *tarContainer) drain() error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return corrupt(KindTruncated, "", "", -1, "the %s stream is truncated after the end of the tar", t.compression)
 	}
-	return corrupt(KindCompression, "", "", -1, "the %s stream is damaged after the end of the tar: %w", t.compression, err)
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		cause := ce.Err
+		if u := errors.Unwrap(cause); u != nil {
+			cause = u // the decompressor's own words
+		}
+		return corrupt(ce.Kind, "", "", -1, "the %s stream is damaged after the end of the tar: %w", t.compression, cause)
+	}
+	return err // the decompressor says what it is (unsupported)
 }
 
 func (t *tarContainer) close() error {
@@ -232,13 +240,22 @@ func (t *tarContainer) next() (*member, error) {
 }
 
 // skipDirs hides directory entries: readers of the data never need them.
-type skipDirs struct{ container }
+// onDir, if set, is told of each.
+type skipDirs struct {
+	container
+	onDir func(*member) error
+}
 
-func (s skipDirs) next() (*member, error) {
+func (s *skipDirs) next() (*member, error) {
 	for {
 		m, err := s.container.next()
 		if err != nil || !m.dir {
 			return m, err
+		}
+		if s.onDir != nil {
+			if err := s.onDir(m); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
@@ -563,7 +580,7 @@ func Retarred(path string) (bool, error) {
 	if !tf.madeByTar() {
 		return false, nil
 	}
-	p := &peeker{c: skipDirs{c}}
+	p := &peeker{c: &skipDirs{container: c}}
 	doc, err := readOVA(p, path)
 	if err != nil {
 		return false, nil // not for this question: the readers say what is wrong

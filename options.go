@@ -23,6 +23,7 @@ type options struct {
 	checksum   chunk.Checksum
 	uuidSeed   string // derive the uuids of converted records from this
 	onBadBlock func(*chunk.MemberError)
+	onProblem  func(*CorruptError) error // see WithOnProblem
 	salvage    func(BadBlock)
 	diskFormat string            // raw, vhd, vhd-fixed
 	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
@@ -170,6 +171,18 @@ type BadBlock struct {
 // then completes its output and returns a *CorruptError that counts them.
 func WithSalvage(fn func(BadBlock)) Option {
 	return func(o *options) error { o.salvage = fn; return nil }
+}
+
+// WithOnProblem makes a Reader tell fn of every problem it finds instead
+// of stopping at the first: fn returns nil to go on past it (the data it
+// concerns are left out), or an error to stop with. fn also hears what xva
+// reads correctly but a host's importer would refuse or misread (kind
+// KindImport, xapi's order rules, directory entries, a tar without its end
+// blocks), which without it pass silently. A truncated or unreadable
+// archive still stops the Reader: nothing after it can be read. fn is
+// called from one goroutine at a time.
+func WithOnProblem(fn func(*CorruptError) error) Option {
+	return func(o *options) error { o.onProblem = fn; return nil }
 }
 
 // WithDiskFormat sets the image format Unpack writes: "raw" (sparse files,

@@ -92,7 +92,7 @@ func report(err error, interrupted, asJSON bool) int {
 	if err == nil {
 		return exitOK
 	}
-	kind, code := classify(err)
+	kind, code := exitCode(err)
 	if interrupted && code != exitCorrupt {
 		const msg = "interrupted; nothing was left under the output name"
 		fmt.Fprintln(os.Stderr, "xva: "+msg)
@@ -123,9 +123,9 @@ const (
 	failOther       = "failure"     // I/O, an existing output, a missing file: exit 1
 )
 
-// classify maps an error to its kind of failure and exit code: the one
+// exitCode maps an error to its exit code and kind of failure: the one
 // place that does.
-func classify(err error) (string, int) {
+func exitCode(err error) (string, int) {
 	var s silentError
 	switch {
 	case errors.As(err, &s):
@@ -140,12 +140,6 @@ func classify(err error) (string, int) {
 		return failNotArchive, exitFailure
 	}
 	return failOther, exitFailure
-}
-
-// exitCode maps an error to the exit code.
-func exitCode(err error) int {
-	_, code := classify(err)
-	return code
 }
 
 // usageError marks a mistake in the command line. It is an
