@@ -151,6 +151,7 @@ func TestJSONErrorDocument(t *testing.T) {
 	}{
 		{[]string{"unpack", "--json", "--disk-format", "qcow2", "a.xva", "o1"}, exitUsage, "usage", ""},
 		{[]string{"info", "--json", "-j", "-1", "a.xva"}, exitUsage, "usage", ""},
+		{[]string{"info", "--json", "--bogus", "a.xva"}, exitUsage, "usage", ""},
 		{[]string{"unpack", "--json", "short.xva", "o2"}, exitCorrupt, "corrupt", "truncated"},
 		{[]string{"info", "--json", "text.xva"}, exitFailure, "not-archive", ""},
 		{[]string{"unpack", "--json", "missing.xva", "o3"}, exitFailure, "failure", ""},

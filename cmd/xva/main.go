@@ -38,7 +38,8 @@ func main() {
 		if g.rep != nil {
 			g.rep.close() // before any message, so bars do not overdraw it
 		}
-		done <- report(err, ctx.Err() != nil, g.json)
+		// A command line that failed to parse may not have set g.json.
+		done <- report(err, ctx.Err() != nil, g.json || wantsJSON(os.Args[1:]))
 	}()
 	select {
 	case code := <-done:
@@ -59,6 +60,19 @@ func main() {
 	xva.RemovePending()
 	fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 	os.Exit(exitFailure)
+}
+
+// wantsJSON reports whether args ask for --json before any "--".
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "--json=true":
+			return true
+		}
+	}
+	return false
 }
 
 // progressArgs joins "--progress MODE" into "--progress=MODE". --progress
