@@ -480,7 +480,9 @@ func (a *archive) decodeLegacy(ctx context.Context, d *Disk, emit chunk.Emit) er
 
 // decodeLegacyConcurrent is decodeLegacy for archives whose members can be
 // opened independently: all names are checked first, then up to jobs chunks
-// are inflated at once. emit is called concurrently and out of order.
+// are inflated at once, each on jobs/chunks cores, so that the work is
+// jobs workers whatever the number of chunks. emit is called concurrently
+// and out of order.
 func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chunk.Emit) error {
 	type planned struct {
 		m           *member
@@ -490,6 +492,7 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 	var chunks []planned
 	for m, err := range a.members(d) {
 		if err != nil {
+			a.strict(classify(ctx, plan.End(), "", d.Device, -1))
 			return err
 		}
 		if m.open == nil {
@@ -498,12 +501,15 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 		a.check(d, 1, 0)
 		start, want, err := plan.Add(m.name)
 		if err != nil {
-			return classify(ctx, err, m.name, d.Device, start)
+			if err := a.fail(classify(ctx, err, m.name, d.Device, start)); err != nil {
+				return err
+			}
+			want = -1 // out of its place: its gzip integrity alone is checked
 		}
 		chunks = append(chunks, planned{m, start, want})
 	}
-	if err := plan.End(); err != nil {
-		return classify(ctx, err, "", d.Device, -1)
+	if err := a.fail(classify(ctx, plan.End(), "", d.Device, -1)); err != nil {
+		return err
 	}
 	jobs := pipeline.Jobs(a.opts.jobs)
 	workers := min(jobs, len(chunks))
@@ -516,8 +522,12 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 				return err
 			}
 			defer r.Close()
+			to := emit
+			if c.want < 0 {
+				to = func(int64, []byte) error { return nil }
+			}
 			// Each chunk inflates its pieces on jobs/workers cores.
-			return a.decodeChunk(gctx, d, c.m.name, a.counted(r), c.start, c.want, max(jobs/workers, 1), emit)
+			return a.fail(a.decodeChunk(gctx, d, c.m.name, a.counted(r), c.start, c.want, max(jobs/workers, 1), to))
 		})
 	}
 	return g.Wait()
@@ -526,7 +536,7 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 // decodeChunk inflates one chunk placed at start; want -1 checks its gzip
 // integrity alone.
 func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Reader, start, want int64, jobs int, emit chunk.Emit) error {
-	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance}
+	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance, Discard: a.opts.discard || want < 0}
 	if want < 0 {
 		gz.Progress = nil
 	}

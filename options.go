@@ -24,6 +24,7 @@ type options struct {
 	uuidSeed   string // derive the uuids of converted records from this
 	onBadBlock func(*chunk.MemberError)
 	onProblem  func(*CorruptError) error // see WithOnProblem
+	discard    bool                      // see WithDiscard
 	salvage    func(BadBlock)
 	diskFormat string            // raw, vhd, vhd-fixed
 	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
@@ -183,6 +184,17 @@ func WithSalvage(fn func(BadBlock)) Option {
 // called from one goroutine at a time.
 func WithOnProblem(fn func(*CorruptError) error) Option {
 	return func(o *options) error { o.onProblem = fn; return nil }
+}
+
+// WithDiscard makes a Reader check every byte and hand none over, for a
+// checker: Next returns ova.xml, then one entry per disk (Offset 0, Size
+// 0) once all its data have been decoded and checked. Nothing waits for a
+// consumer, and the chunks of a directory or a tar file are inflated up to
+// WithJobs at once (each on fewer cores), as Unpack does: faster for
+// chunks made by other tools, whose pieces cannot be inflated in parallel,
+// in the same memory as Unpack.
+func WithDiscard(b bool) Option {
+	return func(o *options) error { o.discard = b; return nil }
 }
 
 // WithDiskFormat sets the image format Unpack writes: "raw" (sparse files,

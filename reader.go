@@ -174,8 +174,28 @@ func (r *Reader) next() (*Entry, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r.a.opts.discard {
+			return r.check(d)
+		}
 		r.start(d)
 	}
+}
+
+// check decodes and checks d, dropping its data (WithDiscard).
+func (r *Reader) check(d *Disk) (*Entry, error) {
+	r.a.opts.progress.StartDisk(d.Device, d.Size)
+	defer r.a.opts.progress.EndDisk()
+	drop := func(int64, []byte) error { return nil }
+	var err error
+	if r.a.meta.Generation == Legacy && r.a.c.random() {
+		err = r.a.decodeLegacyConcurrent(r.ctx, d, drop)
+	} else {
+		err = r.a.decode(r.ctx, d, drop)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{Disk: d}, nil
 }
 
 // start decodes d on a goroutine of its own, which hands each extent over

@@ -124,7 +124,7 @@ func problem(e *xva.CorruptError) Problem {
 
 // read fills rep from the archive open gives.
 func read(ctx context.Context, rep *Report, open func(...xva.Option) (*xva.Reader, error), o Options, collect func(*xva.CorruptError) error) {
-	opts := []xva.Option{xva.WithJobs(o.Jobs), xva.WithOnProblem(collect)}
+	opts := []xva.Option{xva.WithJobs(o.Jobs), xva.WithOnProblem(collect), xva.WithDiscard(true)}
 	if o.Progress != nil {
 		opts = append(opts, xva.WithProgress(o.Progress))
 	}
