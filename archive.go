@@ -339,7 +339,11 @@ func (a *archive) check(d *Disk, members int, verified int64) {
 
 // memberProblem makes a problem of a *chunk.MemberError of disk d.
 func memberProblem(me *chunk.MemberError, d *Disk) error {
-	return &CorruptError{Kind: chunkKind(me.Err), Member: me.Member, Disk: d.Device, Offset: me.Offset, Err: me.Err}
+	kind := chunkKind(me.Err)
+	if kind == "" {
+		return me.Err
+	}
+	return &CorruptError{Kind: kind, Member: me.Member, Disk: d.Device, Offset: me.Offset, Err: me.Err}
 }
 
 // decodeXapi checks and decodes d's hashed blocks.
@@ -578,7 +582,10 @@ func classify(ctx context.Context, err error, member, device string, off int64) 
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return corrupt(KindTruncated, member, device, off, "member truncated")
 	}
-	return corrupt(chunkKind(err), member, device, off, "%w", err)
+	if kind := chunkKind(err); kind != "" {
+		return corrupt(kind, member, device, off, "%w", err)
+	}
+	return err // not the decoders' finding: it says what it is
 }
 
 // diskStats is what a pass over a disk's members learned without decoding.

@@ -112,7 +112,8 @@ func KindOf(err error) Kind {
 }
 
 // chunkKind is the kind of a decoding error of package chunk, from its
-// sentinel; what the gzip and flate readers return is compression.
+// sentinel (chunk maps the gzip and flate readers' errors onto them), ""
+// for an error that is none of them.
 func chunkKind(err error) Kind {
 	switch {
 	case errors.Is(err, chunk.ErrChecksum), errors.Is(err, chunk.ErrHashMismatch):
@@ -127,10 +128,13 @@ func chunkKind(err error) Kind {
 		return KindPastEnd
 	case errors.Is(err, chunk.ErrBlockName), errors.Is(err, chunk.ErrBlockTooLarge):
 		return KindName
+	case errors.Is(err, chunk.ErrNotGzip), errors.Is(err, chunk.ErrTrailing), errors.Is(err, chunk.ErrBadIndex),
+		errors.Is(err, chunk.ErrInvalidData):
+		return KindCompression
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return KindTruncated
 	}
-	return KindCompression
+	return ""
 }
 
 // ioError marks an error of the medium (reading the archive, writing a

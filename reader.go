@@ -55,8 +55,8 @@ type piece struct {
 
 // OpenReader opens the archive at path, a directory, a tar file (plain, or
 // gzip- or zstd-compressed as a whole), or "-" for standard input, and
-// reads its ova.xml. It takes WithJobs, WithProgress, WithLogger and
-// WithOnProblem.
+// reads its ova.xml. It takes WithJobs, WithProgress, WithLogger,
+// WithOnProblem and WithDiscard; Close stops its work.
 func OpenReader(path string, opts ...Option) (*Reader, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
