@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -15,7 +16,13 @@ import (
 	"github.com/xva-tools/xva/internal/pipeline"
 )
 
-// archive is an open archive being read front to back, disk by disk.
+// archive is an open archive being read front to back, disk by disk: the
+// one walker of archives, under Unpack, Convert, Info and Reader (and so
+// verify). It checks every rule of the format as it goes. A problem that
+// keeps it from reading the archive correctly is the error, unless
+// opts.onProblem is set and lets it go on; a problem it reads past
+// correctly but a host's importer would not (strict: kind import, xapi's
+// order rules, a directory entry) is only told to opts.onProblem.
 type archive struct {
 	meta *Metadata
 	c    container // the archive's container, as opened
@@ -25,6 +32,19 @@ type archive struct {
 	// stored, if set, is told the archive bytes read.
 	stored  func(int64)
 	rawSeen atomic.Int64 // compressed bytes already reported
+
+	mu       sync.Mutex // serialises onProblem, and guards checks
+	names    map[string]bool
+	lastDisk string // the greatest disk ID whose members came
+	firstLen int64  // size of the archive's first data member, -1 before it
+	checks   map[string]*DiskCheck
+	notes    []string
+	read     atomic.Int64 // member bytes taken, ova.xml included
+	ended    bool
+	// unread is set when reading stopped for another reason than
+	// corruption (the medium, cancellation): a checker is then told no
+	// more, since what was not read is not missing.
+	unread atomic.Bool
 }
 
 // openArchive opens path and reads its ova.xml.
@@ -33,7 +53,15 @@ func openArchive(path string, o *options) (*archive, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peeker{c: skipDirs{c}}
+	return newArchive(c, path, o)
+}
+
+// newArchive reads the ova.xml of the archive in c, found at path ("-"
+// for a stream).
+func newArchive(c container, path string, o *options) (*archive, error) {
+	sd := &skipDirs{container: c}
+	p := &peeker{c: sd}
+	first, _ := p.peek()
 	doc, err := readOVA(p, path)
 	if err != nil {
 		c.close()
@@ -45,13 +73,30 @@ func openArchive(path string, o *options) (*archive, error) {
 		if errors.Is(err, ErrUnsupported) {
 			return nil, err
 		}
-		return nil, &CorruptError{Member: "ova.xml", Offset: -1, Err: err}
+		return nil, &CorruptError{Kind: KindMetadata, Member: "ova.xml", Offset: -1, Err: err}
 	}
-	if tf, ok := c.(*tarFileContainer); ok && (meta.Generation == Legacy || tf.madeByTar()) {
+	a := &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o, stored: o.progress.Stored,
+		names: map[string]bool{}, firstLen: -1, checks: map[string]*DiskCheck{}}
+	a.read.Add(int64(len(doc)))
+	for i := range meta.Disks {
+		a.checks[meta.Disks[i].ID] = &DiskCheck{Disk: &meta.Disks[i]}
+	}
+	if err := a.strictMetadata(first); err != nil {
+		c.close()
+		return nil, err
+	}
+	sd.onDir = func(m *member) error {
+		if meta.Generation != XAPI {
+			return nil
+		}
+		return a.strict(corrupt(KindTar, m.raw, "", -1, "a directory entry; xapi's importer refuses it (\"Invalid XVA file\")"))
+	}
+	if tf, ok := c.(*tarFileContainer); ok && o.onProblem == nil && (meta.Generation == Legacy || tf.madeByTar()) {
 		// tar(1) stores a directory's files in readdir order: a tar file
 		// made from an extracted archive has its members out of order,
 		// which a file, unlike a stream, can be read past. An xapi archive
 		// without tar(1)'s marks keeps its order, whose faults are its own.
+		// A checker (onProblem) sees the archive as it is.
 		tf.sortByName()
 		if tf.reordered {
 			o.log.Debug("members out of order; reading them in name order", "path", path)
@@ -59,15 +104,70 @@ func openArchive(path string, o *options) (*archive, error) {
 	}
 	o.log.Debug("archive opened", "path", path, "form", c.form(), "format", meta.Generation.String(),
 		"disks", len(meta.Disks), "ova_xml_bytes", len(doc))
-	return &archive{meta: meta, c: c, p: p, seen: map[string]bool{}, opts: o, stored: o.progress.Stored}, nil
+	return a, nil
+}
+
+// strictMetadata tells onProblem what a host would refuse in ova.xml: a
+// first member not named exactly so, and the records' import problems.
+func (a *archive) strictMetadata(first *member) error {
+	if first != nil && first.raw != "ova.xml" {
+		if err := a.strict(corrupt(KindTar, first.raw, "", -1, "xapi's importer wants the first member named exactly ova.xml")); err != nil {
+			return err
+		}
+	}
+	if a.meta.Export == nil {
+		return nil
+	}
+	for _, p := range a.meta.Export.ImportProblems() {
+		if err := a.strict(corrupt(KindImport, "ova.xml", "", -1, "%s", p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fail is told of a problem that keeps the archive from being read
+// correctly: without onProblem it is the error; with it, onProblem
+// decides (nil: go on past it).
+func (a *archive) fail(err error) error {
+	var ce *CorruptError
+	if a.opts.onProblem == nil || !errors.As(err, &ce) {
+		return err
+	}
+	if a.unread.Load() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.opts.onProblem(ce)
+}
+
+// strict is told of what a host's importer refuses or misreads but xva
+// reads correctly: only onProblem hears of it.
+func (a *archive) strict(err error) error {
+	if a.opts.onProblem == nil {
+		return nil
+	}
+	return a.fail(err)
 }
 
 func (a *archive) close() error { return a.c.close() }
 
 // nextDisk returns the disk whose members come next, or, once the members
-// are used up, a declared disk that had none (an error unless it is empty).
-// It returns io.EOF when every disk has been returned.
+// are used up, a declared disk that had none (a problem unless it is
+// empty). It returns io.EOF when every disk has been returned.
 func (a *archive) nextDisk() (*Disk, error) {
+	for {
+		d, err := a.peekDisk()
+		if err != nil || d != nil {
+			return d, err
+		}
+	}
+}
+
+// peekDisk is one step of nextDisk: nil, nil when it passed over a member
+// that belongs to no disk.
+func (a *archive) peekDisk() (*Disk, error) {
 	m, err := a.p.peek()
 	if err == io.EOF {
 		for i := range a.meta.Disks {
@@ -79,9 +179,11 @@ func (a *archive) nextDisk() (*Disk, error) {
 			if d.Size == 0 {
 				return d, nil
 			}
-			return nil, corrupt("", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID)
+			if err := a.fail(corrupt(KindMissing, "", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID)); err != nil {
+				return nil, err
+			}
 		}
-		return nil, io.EOF
+		return nil, a.end()
 	}
 	if err != nil {
 		return nil, err
@@ -99,17 +201,100 @@ func (a *archive) nextDisk() (*Disk, error) {
 		}
 	}
 	if d == nil && a.trailingTable() {
-		a.p.next() // export_vsn 1: the checksum table after the last disk
-		return a.nextDisk()
+		// export_vsn 1: the checksum table after the last disk
+		a.notes = append(a.notes, fmt.Sprintf("%s taken for the export_vsn 1 checksum table", m.name))
+		return nil, a.skip()
 	}
 	if d == nil {
-		return nil, corrupt(m.name, "", -1, "member belongs to no disk of ova.xml")
+		if err := a.fail(corrupt(KindExtra, m.name, "", -1, "the member belongs to no disk of ova.xml")); err != nil {
+			return nil, err
+		}
+		return nil, a.skip()
 	}
 	if a.seen[d.ID] {
-		return nil, corrupt(m.name, d.Device, -1, "member comes after another disk's members")
+		if err := a.fail(corrupt(KindOrder, m.name, d.Device, -1, "members of this disk resume after another disk's members")); err != nil {
+			return nil, err
+		}
+		return nil, a.skip()
 	}
+	if a.c.form() != "directory" && a.lastDisk != "" && d.ID < a.lastDisk {
+		err := corrupt(KindOrder, m.name, d.Device, -1, "disk %s comes after disk %s; importers read disks in lexicographic order of their ids", d.ID, a.lastDisk)
+		if err := a.strict(err); err != nil {
+			return nil, err
+		}
+	}
+	a.lastDisk = max(a.lastDisk, d.ID)
 	a.seen[d.ID] = true
 	return d, nil
+}
+
+// abandon tells onProblem, when reading stopped at err, of the disks that
+// had not come yet: what could not be read is missing.
+func (a *archive) abandon() {
+	if a.opts.onProblem == nil {
+		return
+	}
+	for i := range a.meta.Disks {
+		d := &a.meta.Disks[i]
+		if !a.seen[d.ID] && d.Size > 0 {
+			a.seen[d.ID] = true
+			a.fail(corrupt(KindMissing, "", d.Device, 0, "the archive holds no data for this %d-byte disk (members %s/…)", d.Size, d.ID))
+		}
+	}
+}
+
+// skip reads past the member that comes next, which no disk takes.
+func (a *archive) skip() error {
+	m, err := a.p.next()
+	if err != nil {
+		return err
+	}
+	if err := a.take(m); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, a.counted(m.r))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return corrupt(KindTruncated, m.name, "", -1, "member truncated")
+	}
+	return err
+}
+
+// take counts a member taken, and tells onProblem of a second one of the
+// same name.
+func (a *archive) take(m *member) error {
+	a.read.Add(m.size)
+	if a.names[m.name] {
+		if err := a.strict(corrupt(KindExtra, m.name, "", -1, "a second member with this name")); err != nil {
+			return err
+		}
+	}
+	a.names[m.name] = true
+	return nil
+}
+
+// end checks, once the members are used up, how a tar archive ended: the
+// two zero blocks that close it (which xapi's importer needs), and stray
+// single zero blocks between headers (which it tolerates). It returns io.EOF.
+func (a *archive) end() error {
+	if a.ended {
+		return io.EOF
+	}
+	a.ended = true
+	sawEnd, strays := true, 0
+	switch c := a.c.(type) {
+	case *tarContainer:
+		sawEnd, strays = c.tr.SawEnd(), c.tr.StrayZeroBlocks()
+	case *tarFileContainer:
+		sawEnd, strays = c.sawEnd, c.strays
+	}
+	if !sawEnd {
+		if err := a.strict(corrupt(KindTruncated, "", "", -1, "the archive ends without the two zero blocks that close a tar")); err != nil {
+			return err
+		}
+	} else if strays > 0 {
+		a.notes = append(a.notes, fmt.Sprintf("%d stray zero blocks between tar headers (xapi tolerates them)", strays))
+	}
+	return io.EOF
 }
 
 // trailingTable reports whether the member that comes next may be the
@@ -137,6 +322,30 @@ func (a *archive) decode(ctx context.Context, d *Disk, emit chunk.Emit) error {
 	return a.decodeLegacy(ctx, d, emit)
 }
 
+// DiskCheck says what reading an archive checked of one disk.
+type DiskCheck struct {
+	Disk     *Disk
+	Members  int   // chunks, or xapi data blocks
+	Verified int64 // disk bytes whose checksum was checked and matched
+}
+
+func (a *archive) check(d *Disk, members int, verified int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.checks[d.ID]
+	c.Members += members
+	c.Verified += verified
+}
+
+// memberProblem makes a problem of a *chunk.MemberError of disk d.
+func memberProblem(me *chunk.MemberError, d *Disk) error {
+	kind := chunkKind(me.Err)
+	if kind == "" {
+		return me.Err
+	}
+	return &CorruptError{Kind: kind, Member: me.Member, Disk: d.Device, Offset: me.Offset, Err: me.Err}
+}
+
 // decodeXapi checks and decodes d's hashed blocks.
 func (a *archive) decodeXapi(ctx context.Context, d *Disk, emit chunk.Emit) (chunk.BlockStats, error) {
 	members := func(yield func(chunk.Member, error) bool) {
@@ -151,16 +360,32 @@ func (a *archive) decodeXapi(ctx context.Context, d *Disk, emit chunk.Emit) (chu
 		}
 	}
 	o := chunk.BlockOptions{Jobs: a.opts.jobs, Progress: a.opts.progress.Advance, OnBadBlock: a.opts.onBadBlock}
+	if a.opts.onProblem != nil {
+		o.OnProblem = func(me *chunk.MemberError) error { return a.fail(memberProblem(me, d)) }
+		o.OnData = func(name string, before, off, size int64) { a.layout(d, name, before, off, size) }
+	}
 	st, err := chunk.ReadBlocks(ctx, members, d.ID, d.Size, func(off int64, p []byte) error {
 		if err := emit(off, p); err != nil {
 			return writeError{err}
 		}
 		return nil
 	}, o)
+	a.check(d, st.Blocks, st.Verified)
 	if err != nil {
 		return st, classify(ctx, err, "", d.Device, -1)
 	}
 	return st, nil
+}
+
+// layout tells onProblem what xapi's importer would get wrong in a data
+// member that xva reads correctly (chunk.XapiMisreads).
+func (a *archive) layout(d *Disk, name string, before, off, size int64) {
+	if a.firstLen < 0 {
+		a.firstLen = size
+	}
+	for _, msg := range chunk.XapiMisreads(a.firstLen, off-before, off, size) {
+		a.strict(corrupt(KindImport, name, d.Device, off, "%s", msg))
+	}
 }
 
 // members yields the members of d that come next in the archive.
@@ -172,6 +397,7 @@ func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
 				return
 			}
 			if err != nil {
+				a.unread.Store(!IsCorrupt(err))
 				yield(nil, err)
 				return
 			}
@@ -179,6 +405,10 @@ func (a *archive) members(d *Disk) iter.Seq2[*member, error] {
 				return
 			}
 			a.p.next()
+			if err := a.take(m); err != nil {
+				yield(nil, err)
+				return
+			}
 			m.r = a.counted(m.r)
 			if !yield(m, nil) {
 				return
@@ -226,27 +456,37 @@ func (e writeError) Error() string { return e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
 // decodeLegacy inflates d's chunks and hands the data to emit at disk
-// offsets, in increasing order.
+// offsets, in increasing order. A chunk out of its place (with
+// onProblem) is still inflated and checked, its data going nowhere.
 func (a *archive) decodeLegacy(ctx context.Context, d *Disk, emit chunk.Emit) error {
 	plan := chunk.NewLegacySeq(d.ID, d.Size)
 	for m, err := range a.members(d) {
 		if err != nil {
+			// A checker is still told where the disk stopped.
+			a.strict(classify(ctx, plan.End(), "", d.Device, -1))
 			return err
 		}
+		a.check(d, 1, 0)
 		start, want, err := plan.Add(m.name)
+		to := emit
 		if err != nil {
-			return classify(ctx, err, m.name, d.Device, start)
+			if err := a.fail(classify(ctx, err, m.name, d.Device, start)); err != nil {
+				return err
+			}
+			want, to = -1, func(int64, []byte) error { return nil }
 		}
-		if err := a.decodeChunk(ctx, d, m.name, m.r, start, want, a.opts.jobs, emit); err != nil {
+		if err := a.fail(a.decodeChunk(ctx, d, m.name, m.r, start, want, a.opts.jobs, to)); err != nil {
 			return err
 		}
 	}
-	return classify(ctx, plan.End(), "", d.Device, -1)
+	return a.fail(classify(ctx, plan.End(), "", d.Device, -1))
 }
 
 // decodeLegacyConcurrent is decodeLegacy for archives whose members can be
 // opened independently: all names are checked first, then up to jobs chunks
-// are inflated at once. emit is called concurrently and out of order.
+// are inflated at once, each on jobs/chunks cores, so that the work is
+// jobs workers whatever the number of chunks. emit is called concurrently
+// and out of order.
 func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chunk.Emit) error {
 	type planned struct {
 		m           *member
@@ -256,19 +496,24 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 	var chunks []planned
 	for m, err := range a.members(d) {
 		if err != nil {
+			a.strict(classify(ctx, plan.End(), "", d.Device, -1))
 			return err
 		}
 		if m.open == nil {
 			return fmt.Errorf("xva: member %s cannot be opened on its own", m.name)
 		}
+		a.check(d, 1, 0)
 		start, want, err := plan.Add(m.name)
 		if err != nil {
-			return classify(ctx, err, m.name, d.Device, start)
+			if err := a.fail(classify(ctx, err, m.name, d.Device, start)); err != nil {
+				return err
+			}
+			want = -1 // out of its place: its gzip integrity alone is checked
 		}
 		chunks = append(chunks, planned{m, start, want})
 	}
-	if err := plan.End(); err != nil {
-		return classify(ctx, err, "", d.Device, -1)
+	if err := a.fail(classify(ctx, plan.End(), "", d.Device, -1)); err != nil {
+		return err
 	}
 	jobs := pipeline.Jobs(a.opts.jobs)
 	workers := min(jobs, len(chunks))
@@ -281,17 +526,25 @@ func (a *archive) decodeLegacyConcurrent(ctx context.Context, d *Disk, emit chun
 				return err
 			}
 			defer r.Close()
+			to := emit
+			if c.want < 0 {
+				to = func(int64, []byte) error { return nil }
+			}
 			// Each chunk inflates its pieces on jobs/workers cores.
-			return a.decodeChunk(gctx, d, c.m.name, a.counted(r), c.start, c.want, max(jobs/workers, 1), emit)
+			return a.fail(a.decodeChunk(gctx, d, c.m.name, a.counted(r), c.start, c.want, max(jobs/workers, 1), to))
 		})
 	}
 	return g.Wait()
 }
 
-// decodeChunk inflates one chunk placed at start.
+// decodeChunk inflates one chunk placed at start; want -1 checks its gzip
+// integrity alone.
 func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Reader, start, want int64, jobs int, emit chunk.Emit) error {
-	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance}
-	_, err := chunk.ReadGzipChunk(ctx, r, want, func(off int64, p []byte) error {
+	gz := chunk.GzipOptions{Jobs: jobs, Progress: a.opts.progress.Advance, Discard: a.opts.discard || want < 0}
+	if want < 0 {
+		gz.Progress = nil
+	}
+	n, err := chunk.ReadGzipChunk(ctx, r, want, func(off int64, p []byte) error {
 		if err := emit(start+off, p); err != nil {
 			return writeError{err}
 		}
@@ -300,12 +553,14 @@ func (a *archive) decodeChunk(ctx context.Context, d *Disk, name string, r io.Re
 	if err != nil {
 		return classify(ctx, err, name, d.Device, start)
 	}
+	a.check(d, 0, n)
 	return nil
 }
 
 // classify turns a decoder error into the error the caller sees: the
-// medium's and the sink's errors and cancellation pass through; everything
-// else is corruption of member, or of the member a *chunk.MemberError names.
+// medium's and the sink's errors and cancellation pass through; the
+// decoders' own are corruption of member, or of the member a
+// *chunk.MemberError names, of the kind their sentinel says.
 func classify(ctx context.Context, err error, member, device string, off int64) error {
 	if err == nil {
 		return nil
@@ -325,9 +580,12 @@ func classify(ctx context.Context, err error, member, device string, off int64) 
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return corrupt(member, device, off, "member truncated")
+		return corrupt(KindTruncated, member, device, off, "member truncated")
 	}
-	return corrupt(member, device, off, "%w", err)
+	if kind := chunkKind(err); kind != "" {
+		return corrupt(kind, member, device, off, "%w", err)
+	}
+	return err // not the decoders' finding: it says what it is
 }
 
 // diskStats is what a pass over a disk's members learned without decoding.

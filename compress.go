@@ -1,6 +1,7 @@
 package xva
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -14,8 +15,12 @@ import (
 // Whole-archive compression, as xapi's export writes and its import reads:
 // the tar stream piped through gzip or zstd.
 
-// maxZstdWindow bounds the memory a zstd stream may make us allocate.
-const maxZstdWindow = 128 << 20
+// maxZstdWindow bounds the memory a zstd stream may make us allocate: 2
+// GiB, the largest window the zstd tool writes (zstd --long=31; the
+// format allows more, which no tool writes). The decoder allocates what a
+// frame declares, not this bound: zstd's default levels use 8 MiB or less,
+// --long=27 128 MiB, --long=31 2 GiB, the same as zstd -d needs.
+const maxZstdWindow = 1 << 31
 
 // decompress returns a reader of the decompressed stream r. gzip is read
 // with pgzip's read-ahead (inflating overlaps reading and parsing); zstd
@@ -23,16 +28,44 @@ const maxZstdWindow = 128 << 20
 func decompress(r io.Reader, kind string, jobs int) (io.ReadCloser, error) {
 	switch kind {
 	case "gzip":
-		return pgzip.NewReaderN(r, 1<<20, 4)
+		zr, err := pgzip.NewReaderN(r, 1<<20, 4)
+		if err != nil {
+			return nil, err
+		}
+		return decompressed{zr, kind}, nil
 	case "zstd":
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(min(pipeline.Jobs(jobs), 4)),
 			zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, err
 		}
-		return d.IOReadCloser(), nil
+		return decompressed{d.IOReadCloser(), kind}, nil
 	}
 	return nil, fmt.Errorf("xva: unknown compression %q", kind)
+}
+
+// decompressed says what a whole-archive decompressor's errors are: the
+// medium's stay I/O errors and truncation stays io.ErrUnexpectedEOF (the
+// tar layer says where it fell); a zstd window over maxZstdWindow is
+// unsupported; anything else is a damaged stream.
+type decompressed struct {
+	r    io.ReadCloser
+	kind string
+}
+
+func (d decompressed) Close() error { return d.r.Close() }
+
+func (d decompressed) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err == nil || err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || IsIOError(err) || IsCorrupt(err) {
+		return n, err
+	}
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return n, fmt.Errorf("%w: the zstd stream needs a window of more than %d MiB, the most xva allows "+
+			"(zstd --long=31 writes at most that): decompress it first, with zstd -d --long=31 --memory=4096MB, "+
+			"and read the tar", ErrUnsupported, maxZstdWindow>>20)
+	}
+	return n, corrupt(KindCompression, "", "", -1, "the %s stream is damaged: %w", d.kind, err)
 }
 
 // compressor wraps w in a parallel gzip (at level) or zstd writer. Both give the same

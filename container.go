@@ -113,7 +113,7 @@ func openStream(r io.Reader, closer io.Closer, jobs int) (container, error) {
 		if closer != nil {
 			closer.Close()
 		}
-		return nil, corrupt("", "", -1, "reading the %s stream: %w", kind, err)
+		return nil, corrupt(KindCompression, "", "", -1, "reading the %s stream: %w", kind, err)
 	}
 	c := newTarContainer(zr, closer, "tar."+map[string]string{"gzip": "gz", "zstd": "zst"}[kind]+" stream")
 	c.compression = kind
@@ -195,9 +195,17 @@ func (t *tarContainer) drain() error {
 		return err
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return corrupt("", "", -1, "the %s stream is truncated after the end of the tar", t.compression)
+		return corrupt(KindTruncated, "", "", -1, "the %s stream is truncated after the end of the tar", t.compression)
 	}
-	return corrupt("", "", -1, "the %s stream is damaged after the end of the tar: %w", t.compression, err)
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		cause := ce.Err
+		if u := errors.Unwrap(cause); u != nil {
+			cause = u // the decompressor's own words
+		}
+		return corrupt(ce.Kind, "", "", -1, "the %s stream is damaged after the end of the tar: %w", t.compression, cause)
+	}
+	return err // the decompressor says what it is (unsupported)
 }
 
 func (t *tarContainer) close() error {
@@ -221,41 +229,50 @@ func (t *tarContainer) next() (*member, error) {
 	name := strings.TrimPrefix(h.Name, "./")
 	dir := h.Typeflag == tarx.TypeDir || (strings.HasSuffix(name, "/") && h.Size == 0)
 	if !dir && !h.IsRegular() {
-		return nil, corrupt(h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
+		return nil, corrupt(KindTar, h.Name, "", -1, "tar member of type %q is not a regular file", h.Typeflag)
 	}
 	if local := strings.TrimSuffix(name, "/"); local != "" && local != "." && (!filepath.IsLocal(local) || strings.Contains(name, `\`)) {
-		return nil, corrupt(h.Name, "", -1, "member name escapes the archive")
+		return nil, corrupt(KindName, h.Name, "", -1, "member name escapes the archive")
 	}
 	return &member{name: name, raw: h.Name, dir: dir, size: h.Size, r: t.tr}, nil
 }
 
 // skipDirs hides directory entries: readers of the data never need them.
-type skipDirs struct{ container }
+// onDir, if set, is told of each.
+type skipDirs struct {
+	container
+	onDir func(*member) error
+}
 
-func (s skipDirs) next() (*member, error) {
+func (s *skipDirs) next() (*member, error) {
 	for {
 		m, err := s.container.next()
 		if err != nil || !m.dir {
 			return m, err
 		}
+		if s.onDir != nil {
+			if err := s.onDir(m); err != nil {
+				return nil, err
+			}
+		}
 	}
 }
 
-// tarError classifies a tar reader error: the medium's errors stay I/O
-// errors, everything else means a malformed archive.
+// tarError gives a tar reader error its kind: a truncation or a bad
+// header is corruption; the errors of what the tar is read from (the
+// medium's, a decompressor's) already say what they are and pass as they
+// are.
 func tarError(err error, pos int64) error {
-	var ioe ioError
 	var te *tarx.TruncatedError
 	switch {
-	case errors.As(err, &ioe):
-		return err
 	case errors.As(err, &te):
-		return corrupt(strings.TrimPrefix(te.Member, "./"), "", -1, "member truncated: the archive ends inside its data")
+		return corrupt(KindTruncated, strings.TrimPrefix(te.Member, "./"), "", -1, "member truncated: the archive ends inside its data")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return corrupt(KindTruncated, "", "", -1, "archive truncated at byte %d", pos)
+	case errors.Is(err, tarx.ErrHeader), errors.Is(err, tarx.ErrChecksum), errors.Is(err, tarx.ErrTooLarge):
+		return corrupt(KindTar, "", "", -1, "%w", err)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return corrupt("", "", -1, "archive truncated at byte %d", pos)
-	}
-	return corrupt("", "", -1, "%w", err)
+	return err
 }
 
 // tarFileContainer reads a tar file on disk. Its members are indexed once,
@@ -406,21 +423,21 @@ func openDirContainer(root string) (*dirContainer, error) {
 			for _, s := range sub {
 				name := path.Join(e.Name(), s.Name())
 				if !s.Type().IsRegular() {
-					return nil, corrupt(name, "", -1, "not a regular file")
+					return nil, corrupt(KindTar, name, "", -1, "not a regular file")
 				}
 				files = append(files, name)
 			}
 		case e.Type()&fs.ModeSymlink != 0:
-			return nil, corrupt(e.Name(), "", -1, "symlinks are not followed in an archive directory")
+			return nil, corrupt(KindTar, e.Name(), "", -1, "symlinks are not followed in an archive directory")
 		case !e.Type().IsRegular():
 			// A FIFO would block the open until a writer comes.
-			return nil, corrupt(e.Name(), "", -1, "not a regular file")
+			return nil, corrupt(KindTar, e.Name(), "", -1, "not a regular file")
 		default:
 			files = append(files, e.Name())
 		}
 	}
 	if !hasOVA {
-		return nil, corrupt("ova.xml", "", -1, "directory %s has no ova.xml", root)
+		return nil, corrupt(KindMetadata, "ova.xml", "", -1, "directory %s has no ova.xml", root)
 	}
 	slices.SortFunc(files, compareMemberPaths)
 	d.names = append([]string{"ova.xml"}, files...)
@@ -496,7 +513,7 @@ func readOVA(p *peeker, path string) ([]byte, error) {
 		if e := notArchive(path); e != nil {
 			return nil, e
 		}
-		return nil, corrupt("ova.xml", "", -1, "archive is empty")
+		return nil, corrupt(KindMetadata, "ova.xml", "", -1, "archive is empty")
 	}
 	if err != nil && !IsIOError(err) {
 		// No first header: something else, or a damaged archive.
@@ -504,7 +521,7 @@ func readOVA(p *peeker, path string) ([]byte, error) {
 			return nil, e
 		}
 		if errors.Is(err, tarx.ErrHeader) || errors.Is(err, tarx.ErrChecksum) {
-			return nil, corrupt("", "", -1, "%s does not start with a valid tar header", path)
+			return nil, corrupt(KindTar, "", "", -1, "%s does not start with a valid tar header", path)
 		}
 	}
 	if err != nil {
@@ -514,14 +531,14 @@ func readOVA(p *peeker, path string) ([]byte, error) {
 		if e := notArchive(path); e != nil {
 			return nil, e
 		}
-		return nil, corrupt(m.name, "", -1, "the first member must be ova.xml")
+		return nil, corrupt(KindMetadata, m.name, "", -1, "the first member must be ova.xml")
 	}
 	if m.size > maxOVASize {
-		return nil, corrupt("ova.xml", "", -1, "ova.xml is %d bytes, more than the %d allowed", m.size, maxOVASize)
+		return nil, corrupt(KindMetadata, "ova.xml", "", -1, "ova.xml is %d bytes, more than the %d allowed", m.size, maxOVASize)
 	}
 	b, err := io.ReadAll(io.LimitReader(m.r, m.size))
 	if errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && int64(len(b)) != m.size) {
-		return nil, corrupt("ova.xml", "", -1, "archive truncated inside ova.xml")
+		return nil, corrupt(KindTruncated, "ova.xml", "", -1, "archive truncated inside ova.xml")
 	}
 	return b, err
 }
@@ -561,7 +578,7 @@ func Retarred(path string) (bool, error) {
 	if !tf.madeByTar() {
 		return false, nil
 	}
-	p := &peeker{c: skipDirs{c}}
+	p := &peeker{c: &skipDirs{container: c}}
 	doc, err := readOVA(p, path)
 	if err != nil {
 		return false, nil // not for this question: the readers say what is wrong

@@ -3,7 +3,10 @@ package xva
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+
+	"github.com/xva-tools/xva/chunk"
 )
 
 // Sentinel errors callers branch on.
@@ -15,18 +18,43 @@ var (
 	// ErrNotArchive: the input is not an XVA archive at all (not a tar,
 	// nor a gzip or zstd stream of one, nor a directory with ova.xml).
 	ErrNotArchive = errors.New("not an XVA archive")
-	// ErrBadOptions: the options contradict each other or the output
+	// ErrBadOptions: an option is invalid (negative jobs, an unknown disk
+	// format) or the options contradict each other or the output
 	// (whole-archive compression of a legacy archive, say); nothing was
-	// written.
-	ErrBadOptions = errors.New("xva: incompatible options")
+	// written. Every usage error wraps it: the xva command exits 2.
+	ErrBadOptions = errors.New("xva: invalid options")
 	// ErrTooSmall: a device or volume given as a disk's target cannot hold
 	// it; nothing was written.
 	ErrTooSmall = errors.New("xva: the target is smaller than the disk")
 )
 
+// Kind says what is wrong with an archive. Every *CorruptError carries
+// one, set where the problem is found; verify reports it as the problem's
+// kind.
+type Kind string
+
+// Kinds of corruption.
+const (
+	KindMetadata    Kind = "metadata"    // ova.xml missing, not first, unparsable, or contradicting the data
+	KindTruncated   Kind = "truncated"   // the archive or a member ends early
+	KindChecksum    Kind = "checksum"    // a gzip CRC-32 or a block hash does not match
+	KindLength      Kind = "length"      // a chunk inflates to the wrong size (ISIZE included)
+	KindOrder       Kind = "order"       // members or disks out of the order the format requires
+	KindMissing     Kind = "missing"     // a chunk, block or disk is absent
+	KindExtra       Kind = "extra"       // a member that belongs to no disk, or a duplicate
+	KindName        Kind = "name"        // a malformed member name
+	KindTar         Kind = "tar"         // a bad tar header, a member of the wrong type, a directory entry xapi refuses
+	KindCompression Kind = "compression" // bad gzip or zstd framing, of a chunk or of the archive
+	KindPastEnd     Kind = "past-end"    // data beyond the disk's declared size
+	KindImport      Kind = "import"      // what a host's importer refuses or gets wrong, though xva reads it
+	KindImage       Kind = "image"       // a malformed disk image (VHD) or LVM metadata, not an archive
+)
+
 // CorruptError reports an integrity failure: a bad checksum, a short or
-// malformed archive, metadata that contradicts the data. It names where.
+// malformed archive, metadata that contradicts the data. It names what
+// and where.
 type CorruptError struct {
+	Kind   Kind
 	Member string // archive member, "" if none applies
 	Disk   string // disk device, "" if none applies
 	Offset int64  // disk offset, -1 if none applies
@@ -70,8 +98,43 @@ func IsCorrupt(err error) bool {
 	return errors.As(err, &c)
 }
 
-func corrupt(member, disk string, off int64, format string, args ...any) error {
-	return &CorruptError{Member: member, Disk: disk, Offset: off, Err: fmt.Errorf(format, args...)}
+func corrupt(kind Kind, member, disk string, off int64, format string, args ...any) error {
+	return &CorruptError{Kind: kind, Member: member, Disk: disk, Offset: off, Err: fmt.Errorf(format, args...)}
+}
+
+// KindOf returns the kind of corruption err is, "" if it is none.
+func KindOf(err error) Kind {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		return ce.Kind
+	}
+	return ""
+}
+
+// chunkKind is the kind of a decoding error of package chunk, from its
+// sentinel (chunk maps the gzip and flate readers' errors onto them), ""
+// for an error that is none of them.
+func chunkKind(err error) Kind {
+	switch {
+	case errors.Is(err, chunk.ErrChecksum), errors.Is(err, chunk.ErrHashMismatch):
+		return KindChecksum
+	case errors.Is(err, chunk.ErrLength), errors.Is(err, chunk.ErrTooLong), errors.Is(err, chunk.ErrTooShort):
+		return KindLength
+	case errors.Is(err, chunk.ErrChunkMissing), errors.Is(err, chunk.ErrMissingBlocks):
+		return KindMissing
+	case errors.Is(err, chunk.ErrChunkOrder), errors.Is(err, chunk.ErrBlockOrder), errors.Is(err, chunk.ErrNoChecksum):
+		return KindOrder
+	case errors.Is(err, chunk.ErrChunkPastEnd), errors.Is(err, chunk.ErrPastEnd):
+		return KindPastEnd
+	case errors.Is(err, chunk.ErrBlockName), errors.Is(err, chunk.ErrBlockTooLarge):
+		return KindName
+	case errors.Is(err, chunk.ErrNotGzip), errors.Is(err, chunk.ErrTrailing), errors.Is(err, chunk.ErrBadIndex),
+		errors.Is(err, chunk.ErrInvalidData):
+		return KindCompression
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return KindTruncated
+	}
+	return ""
 }
 
 // ioError marks an error of the medium (reading the archive, writing a

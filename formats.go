@@ -179,7 +179,7 @@ func imageError(path string, err error) error {
 		case err == nil:
 			return nil
 		case f.corrupt != nil && errors.Is(err, f.corrupt):
-			return &CorruptError{Member: path, Offset: -1, Err: err}
+			return &CorruptError{Kind: KindImage, Member: path, Offset: -1, Err: err}
 		case f.tooSmall != nil && errors.Is(err, f.tooSmall):
 			return tooSmall{err}
 		}

@@ -57,8 +57,8 @@ func TestFormatTableIsConsistent(t *testing.T) {
 			t.Errorf("formatNamed(%q) fails", name)
 		}
 	}
-	if _, ok := formatNamed("qcow2"); ok {
-		t.Error("formatNamed accepts qcow2")
+	if _, ok := formatNamed("qed"); ok {
+		t.Error("formatNamed accepts qed")
 	}
 }
 

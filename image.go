@@ -56,7 +56,7 @@ func InspectImage(ctx context.Context, path string) (*ImageInfo, error) {
 func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
 	img, err := vhd.Open(path)
 	if errors.Is(err, vhd.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+		return nil, &CorruptError{Kind: KindImage, Member: path, Offset: -1, Err: err}
 	}
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func IsPV(path string) bool {
 func InspectPV(path string) (*PVInfo, error) {
 	pv, err := lvm.ReadPVFile(path)
 	if pe := (*os.PathError)(nil); errors.Is(err, lvm.ErrCorrupt) && errors.As(err, &pe) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: pe.Err}
+		return nil, &CorruptError{Kind: KindImage, Member: path, Offset: -1, Err: pe.Err}
 	}
 	if err != nil {
 		return nil, err

@@ -23,6 +23,8 @@ type options struct {
 	checksum   chunk.Checksum
 	uuidSeed   string // derive the uuids of converted records from this
 	onBadBlock func(*chunk.MemberError)
+	onProblem  func(*CorruptError) error // see WithOnProblem
+	discard    bool                      // see WithDiscard
 	salvage    func(BadBlock)
 	diskFormat string            // raw, vhd, vhd-fixed
 	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
@@ -70,7 +72,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithJobs(n int) Option {
 	return func(o *options) error {
 		if n < 0 {
-			return fmt.Errorf("xva: jobs must not be negative, got %d", n)
+			return fmt.Errorf("%w: jobs must not be negative, got %d", ErrBadOptions, n)
 		}
 		o.jobs = n
 		return nil
@@ -117,7 +119,7 @@ func WithOverwrite(force bool) Option {
 func WithFormat(g Generation) Option {
 	return func(o *options) error {
 		if g != Legacy && g != XAPI {
-			return fmt.Errorf("xva: unknown format %v", g)
+			return fmt.Errorf("%w: unknown format %v", ErrBadOptions, g)
 		}
 		o.format = g
 		return nil
@@ -134,7 +136,7 @@ func WithCompression(kind string) Option {
 		case "gzip", "zstd":
 			o.compress = kind
 		default:
-			return fmt.Errorf("xva: unknown compression %q (want none, gzip or zstd)", kind)
+			return fmt.Errorf("%w: unknown compression %q (want none, gzip or zstd)", ErrBadOptions, kind)
 		}
 		return nil
 	}
@@ -172,6 +174,29 @@ func WithSalvage(fn func(BadBlock)) Option {
 	return func(o *options) error { o.salvage = fn; return nil }
 }
 
+// WithOnProblem makes a Reader tell fn of every problem it finds instead
+// of stopping at the first: fn returns nil to go on past it (the data it
+// concerns are left out), or an error to stop with. fn also hears what xva
+// reads correctly but a host's importer would refuse or misread (kind
+// KindImport, xapi's order rules, directory entries, a tar without its end
+// blocks), which without it pass silently. A truncated or unreadable
+// archive still stops the Reader: nothing after it can be read. fn is
+// called from one goroutine at a time.
+func WithOnProblem(fn func(*CorruptError) error) Option {
+	return func(o *options) error { o.onProblem = fn; return nil }
+}
+
+// WithDiscard makes a Reader check every byte and hand none over, for a
+// checker: Next returns ova.xml, then one entry per disk (Offset 0, Size
+// 0) once all its data have been decoded and checked. Nothing waits for a
+// consumer, and the chunks of a directory or a tar file are inflated up to
+// WithJobs at once (each on fewer cores), as Unpack does: faster for
+// chunks made by other tools, whose pieces cannot be inflated in parallel,
+// in the same memory as Unpack.
+func WithDiscard(b bool) Option {
+	return func(o *options) error { o.discard = b; return nil }
+}
+
 // WithDiskFormat sets the image format Unpack writes, one of DiskFormats:
 // "raw" (sparse files, the default), "vhd" (dynamic VHD) or "vhd-fixed".
 func WithDiskFormat(f string) Option {
@@ -180,7 +205,7 @@ func WithDiskFormat(f string) Option {
 			o.diskFormat = f
 			return nil
 		}
-		return fmt.Errorf("xva: unknown disk format %q (want %s)", f, DiskFormatNames())
+		return fmt.Errorf("%w: unknown disk format %q (want %s)", ErrBadOptions, f, DiskFormatNames())
 	}
 }
 
@@ -193,7 +218,7 @@ func WithDiskTarget(device, target string) Option {
 			o.targets = map[string]string{}
 		}
 		if _, dup := o.targets[device]; dup {
-			return fmt.Errorf("xva: two targets for disk %s", device)
+			return fmt.Errorf("%w: two targets for disk %s", ErrBadOptions, device)
 		}
 		o.targets[device] = target
 		return nil

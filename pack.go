@@ -192,7 +192,7 @@ func convertMetadata(m *Metadata, g Generation, seed string) (*Metadata, error) 
 	if g == XAPI {
 		e, err := ova.FromAppliance(m.Legacy, seed)
 		if errors.Is(err, ova.ErrInvalidVM) {
-			return nil, corrupt("ova.xml", "", -1, "%v", err)
+			return nil, corrupt(KindMetadata, "ova.xml", "", -1, "%v", err)
 		}
 		if err != nil {
 			return nil, err

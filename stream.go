@@ -27,17 +27,3 @@ func IsVMDir(path string) bool {
 	_, _, err = readVMDir(path)
 	return err == nil
 }
-
-// OpenReaderFrom reads an archive from a stream, as OpenReader does a path:
-// a tar stream, gzip- or zstd-compressed as a whole or not.
-func OpenReaderFrom(r io.Reader, opts ...Option) (*Reader, error) {
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openStream(r, nil, o.jobs)
-	if err != nil {
-		return nil, err
-	}
-	return &Reader{c: c}, nil
-}

@@ -91,7 +91,7 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	}
 	if len(bad) > 0 {
 		res.BadBlocks = bad
-		return res, &CorruptError{Member: bad[0].Member, Offset: bad[0].Offset,
+		return res, &CorruptError{Kind: KindChecksum, Member: bad[0].Member, Offset: bad[0].Offset,
 			Err: fmt.Errorf("%d blocks failed their hash and were written as found (salvage)", len(bad))}
 	}
 	return res, nil

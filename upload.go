@@ -212,41 +212,41 @@ func headOf(dir string) (*Metadata, error) {
 // hash of its first checksum member (0 if it has none): the first members
 // only, however large the archive.
 func readHead(input string) (*Metadata, chunk.Checksum, error) {
-	r, err := OpenReader(input)
+	c, err := openContainer(input, 1)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer r.Close()
-	m, err := r.Next()
+	defer c.close()
+	m, err := c.next()
 	if err != nil {
 		if err == io.EOF {
 			return nil, 0, fmt.Errorf("%w: %s is empty", ErrNotArchive, input)
 		}
 		return nil, 0, err
 	}
-	if m.Name != "ova.xml" {
-		return nil, 0, corrupt(m.Raw, "", -1, "the first member must be ova.xml")
+	if m.name != "ova.xml" {
+		return nil, 0, corrupt(KindMetadata, m.raw, "", -1, "the first member must be ova.xml")
 	}
-	doc, err := io.ReadAll(io.LimitReader(m.R, maxOVASize+1))
+	doc, err := io.ReadAll(io.LimitReader(m.r, maxOVASize+1))
 	if err != nil {
 		return nil, 0, err
 	}
 	meta, err := ParseMetadata(doc)
 	if err != nil {
-		return nil, 0, corrupt("ova.xml", "", -1, "%v", err)
+		return nil, 0, corrupt(KindMetadata, "ova.xml", "", -1, "%v", err)
 	}
 	if meta.Generation != XAPI {
 		return meta, 0, nil
 	}
 	for {
-		m, err := r.Next()
+		m, err := c.next()
 		if err == io.EOF {
 			return meta, 0, nil
 		}
 		if err != nil {
 			return nil, 0, err
 		}
-		switch path.Ext(m.Name) {
+		switch path.Ext(m.name) {
 		case chunk.XXHash.Ext():
 			return meta, chunk.XXHash, nil
 		case chunk.SHA1.Ext():
@@ -275,7 +275,7 @@ func preflight(e *ova.Export, oldest xapi.XapiVersion) error {
 	if len(problems) > 1 {
 		more = fmt.Sprintf(" (and %d more; 'xva verify' lists them all)", len(problems)-1)
 	}
-	return corrupt("ova.xml", "", -1, "a host would refuse this archive: %s%s; nothing was sent (--as-is sends it anyway)", problems[0], more)
+	return corrupt(KindImport, "ova.xml", "", -1, "a host would refuse this archive: %s%s; nothing was sent (--as-is sends it anyway)", problems[0], more)
 }
 
 // blockLayout refuses an xapi archive file whose blocks the host would
@@ -283,25 +283,25 @@ func preflight(e *ova.Export, oldest xapi.XapiVersion) error {
 // headers are read, so only an uncompressed tar file is checked; a
 // compressed one would have to be read whole ('xva verify' does that).
 func blockLayout(input string, meta *Metadata) error {
-	r, err := OpenReader(input)
+	c, err := openContainer(input, 1)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	if !r.Random() || r.Compression() != "" {
-		return nil
+	defer c.close()
+	if !c.random() {
+		return nil // a stream, compressed or not
 	}
 	first := int64(-1)
 	seqs := map[string]*chunk.BlockSeq{}
 	for {
-		m, err := r.Next()
+		m, err := c.next()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		d := meta.DiskOf(m.Name)
+		d := meta.DiskOf(m.name)
 		if d == nil {
 			continue
 		}
@@ -310,20 +310,20 @@ func blockLayout(input string, meta *Metadata) error {
 			seq = chunk.NewBlockSeq(d.ID, d.Size)
 			seqs[d.ID] = seq
 		}
-		if chunk.IsChecksumName(m.Name) {
-			seq.Checksum(m.Name)
+		if chunk.IsChecksumName(m.name) {
+			seq.Checksum(m.name)
 			continue
 		}
 		before := seq.Pos()
-		off, err := seq.Data(m.Name, m.Size)
+		off, err := seq.Data(m.name, m.size)
 		if err != nil {
 			continue // not for the host to misread: verify reports it
 		}
 		if first < 0 {
-			first = m.Size
+			first = m.size
 		}
-		if msgs := chunk.XapiMisreads(first, off-before, off, m.Size); len(msgs) > 0 {
-			return corrupt(m.Name, d.Device, off, "a host would refuse this archive or misplace its data: %s; nothing was sent (--as-is sends it anyway)", msgs[0])
+		if msgs := chunk.XapiMisreads(first, off-before, off, m.size); len(msgs) > 0 {
+			return corrupt(KindImport, m.name, d.Device, off, "a host would refuse this archive or misplace its data: %s; nothing was sent (--as-is sends it anyway)", msgs[0])
 		}
 	}
 }

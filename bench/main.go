@@ -230,7 +230,7 @@ func (b *bench) alone(task string, disk int64, ours run, target string, met func
 }
 
 func (b *bench) legacy(n int64) error {
-	ours, err := b.measure("xva", fmt.Sprintf("%s pack --force --disk sda=disk.raw legacy.xva", b.xva))
+	ours, err := b.measure("xva", fmt.Sprintf("%s pack --force --format legacy --disk sda=disk.raw legacy.xva", b.xva))
 	if err != nil {
 		return err
 	}
@@ -324,6 +324,21 @@ func (b *bench) verify(n int64) error {
 	}
 	b.compare("verify xapi", n, r, read, "as fast as reading it (cat)",
 		func(r result) bool { return r.Speedup >= 0.8 })
+
+	// One worker budget: verify reads through the reader unpack uses, so
+	// at the same --jobs it holds no more memory (it used to hold a pool
+	// per chunk check, jobs² buffers).
+	const jobs = 16
+	v, err := b.measure("xva", fmt.Sprintf("%s verify --jobs %d legacy.xva", b.xva, jobs))
+	if err != nil {
+		return err
+	}
+	u, err := b.measure("xva unpack", fmt.Sprintf("rm -rf legacy-out && %s unpack --jobs %d legacy.xva legacy-out && rm -rf legacy-out", b.xva, jobs))
+	if err != nil {
+		return err
+	}
+	b.compare(fmt.Sprintf("verify legacy, --jobs %d, vs unpack", jobs), n, v, u, "peak RSS ≤ unpack's",
+		func(r result) bool { return r.Ours.MaxRSS <= r.Theirs.MaxRSS })
 	return nil
 }
 

@@ -112,8 +112,19 @@ type BlockOptions struct {
 	Progress func(n int64) // raw disk bytes handled, holes included
 	// OnBadBlock, if set, is told of each block whose hash does not match,
 	// and the block's data is still emitted (salvage); otherwise a
-	// mismatch ends decoding.
+	// mismatch is a problem.
 	OnBadBlock func(*MemberError)
+	// OnProblem, if set, is told of each problem ReadBlocks finds (a
+	// misplaced or misnamed member, a missing checksum, a bad hash, the
+	// disk's end not reached) and decides: nil goes on past it, leaving
+	// out the data it concerns; an error ends decoding with it. Without
+	// it, the first problem ends decoding. Truncation always ends it. It
+	// is called from one goroutine at a time, not always the caller's.
+	OnProblem func(*MemberError) error
+	// OnData, if set, is told of each data member placed, with the offset
+	// BlockSeq had reached before it: a checker's view of the layout
+	// (XapiMisreads).
+	OnData func(name string, before, off, size int64)
 	// KeepZeros makes WriteBlocks write all-zero blocks too, leaving no
 	// gaps (see xapi's firstlen).
 	KeepZeros bool
@@ -125,6 +136,7 @@ type BlockStats struct {
 	KeepAlive int   // zero-length data members
 	Data      int64 // bytes in data members
 	Checksums map[Checksum]int
+	Verified  int64 // bytes of blocks whose hash matched
 }
 
 // WriteBlocks encodes size bytes of a disk, taken from src, as members of
@@ -231,6 +243,7 @@ type BlockSeq struct {
 	last    int64  // number of the last data member
 	lastNum string // its digits, as named: xapi compares them as strings
 	pending string // data member awaiting its checksum member
+	pendOff int64  // its offset
 }
 
 // NewBlockSeq starts the sequence of the disk whose members are prefix/….
@@ -263,7 +276,7 @@ func (s *BlockSeq) Data(name string, size int64) (int64, error) {
 	if num > s.last {
 		off += (num - s.last - 1) * BlockSize
 	}
-	s.pending = name
+	s.pending, s.pendOff = name, off
 	var seqErr error
 	switch {
 	case num <= s.last:
@@ -301,6 +314,18 @@ func (s *BlockSeq) Checksum(name string) (Checksum, error) {
 		return 0, &MemberError{Member: name, Offset: s.pos, Err: fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum)}
 	}
 	return 0, &MemberError{Member: p, Offset: s.pos, Err: ErrNoChecksum}
+}
+
+// Unpaired ends the wait for the checksum member of the data member placed
+// last, which did not come (another data member, or the disk's end, came
+// instead): it returns that member's error, or nil if none was waiting.
+func (s *BlockSeq) Unpaired() error {
+	if s.pending == "" {
+		return nil
+	}
+	p := s.pending
+	s.pending = ""
+	return &MemberError{Member: p, Offset: s.pendOff, Err: ErrNoChecksum}
 }
 
 // End checks that the blocks reach the disk's end.
@@ -346,30 +371,38 @@ func IsChecksumName(name string) bool {
 // ReadBlocks decodes one disk from members, which yields the disk's members
 // in archive order, placing them as BlockSeq does. Every block's hash is
 // checked, in parallel, against the member that must follow it; data reach
-// emit in order.
+// emit in order. Problems go to o.OnProblem (see BlockOptions).
 func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix string, size int64, emit Emit, o BlockOptions) (BlockStats, error) {
 	st := BlockStats{Checksums: map[Checksum]int{}}
+	problem := func(err error) error {
+		var me *MemberError
+		if o.OnProblem == nil || !errors.As(err, &me) {
+			return err
+		}
+		return o.OnProblem(me)
+	}
 	var emitted int64 // offset up to which progress was reported
 	type checked struct {
-		off  int64
-		buf  []byte
-		bad  *MemberError
-		name string
+		off int64
+		buf []byte
+		bad *MemberError
 	}
 	pool := pipeline.NewOrdered(ctx, o.Jobs, func(c *checked) error {
 		defer putBuf(c.buf)
-		if c.bad != nil {
-			if o.OnBadBlock == nil {
-				return c.bad
-			}
-			o.OnBadBlock(c.bad)
+		switch {
+		case c.bad != nil && o.OnBadBlock != nil:
+			o.OnBadBlock(c.bad) // salvage: written as found
+		case c.bad != nil:
+			return problem(c.bad)
+		default:
+			st.Verified += int64(len(c.buf))
 		}
 		if len(c.buf) > 0 && !disk.IsZero(c.buf) {
 			if err := emit(c.off, c.buf); err != nil {
 				return err
 			}
 		}
-		if o.Progress != nil {
+		if o.Progress != nil && c.off+int64(len(c.buf)) > emitted {
 			end := c.off + int64(len(c.buf))
 			o.Progress(end - emitted)
 			emitted = end
@@ -378,62 +411,106 @@ func ReadBlocks(ctx context.Context, members iter.Seq2[Member, error], prefix st
 	}, func(c *checked) { putBuf(c.buf) })
 
 	seq := NewBlockSeq(prefix, size)
-	next, stop := iter.Pull2(members)
-	defer stop()
-	for {
-		m, err, ok := next()
-		if !ok {
-			break
+	// pending is the data member read and awaiting its checksum member;
+	// its buf is nil when it was misplaced, so its data go nowhere.
+	type block struct {
+		name   string
+		off    int64
+		buf    []byte
+		placed bool
+	}
+	var pending *block
+	drop := func() {
+		if pending != nil {
+			putBuf(pending.buf)
+			pending = nil
 		}
+	}
+	defer drop()
+	for m, err := range members {
 		if err != nil {
+			// What could not be read cannot be checked; a checker is
+			// still told where the disk stopped.
+			if o.OnProblem != nil {
+				seq.Unpaired() // its checksum member was not read, not missing
+				problem(seq.End())
+			}
 			return st, pool.Abort(err)
 		}
+		if IsChecksumName(m.Name) && pending != nil {
+			p := pending
+			pending = nil
+			kind, err := seq.Checksum(m.Name)
+			if err == nil {
+				var text string
+				if text, err = ReadHash(m, p.off); err == nil {
+					st.Checksums[kind]++
+					if !p.placed {
+						putBuf(p.buf)
+						continue
+					}
+					err = pool.Submit(func(context.Context) (*checked, error) {
+						return &checked{off: p.off, buf: p.buf, bad: CheckHash(m.Name, p.off, kind, p.buf, text)}, nil
+					})
+					if err != nil {
+						putBuf(p.buf)
+						break
+					}
+					continue
+				}
+			}
+			putBuf(p.buf)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return st, pool.Abort(err)
+			}
+			if err := problem(err); err != nil {
+				return st, pool.Abort(err)
+			}
+			continue
+		}
+		if err := problem(seq.Unpaired()); err != nil {
+			return st, pool.Abort(err)
+		}
+		drop()
+		if IsChecksumName(m.Name) {
+			err := &MemberError{Member: m.Name, Offset: seq.Pos(), Err: fmt.Errorf("%w: a checksum member with no block before it", ErrNoChecksum)}
+			if err := problem(err); err != nil {
+				return st, pool.Abort(err)
+			}
+			continue
+		}
+		st.Blocks++
+		st.Data += m.Size
+		if m.Size == 0 {
+			st.KeepAlive++
+		}
+		before := seq.Pos()
 		off, err := seq.Data(m.Name, m.Size)
 		if err != nil {
-			return st, pool.Abort(err)
+			if err := problem(err); err != nil {
+				return st, pool.Abort(err)
+			}
+		} else if o.OnData != nil {
+			o.OnData(m.Name, before, off, m.Size)
+		}
+		if m.Size > maxBlock {
+			continue // not a block (seq.Data said so); not read
 		}
 		buf := getBuf(int(m.Size))
 		if _, err := io.ReadFull(m.R, buf); err != nil {
 			putBuf(buf)
 			return st, pool.Abort(&MemberError{Member: m.Name, Offset: off, Err: truncated(err)})
 		}
-		cm, err, ok := next()
-		if err != nil {
-			putBuf(buf)
-			return st, pool.Abort(err)
-		}
-		if !ok {
-			cm.Name = ""
-		}
-		kind, err := seq.Checksum(cm.Name)
-		if err != nil {
-			putBuf(buf)
-			return st, pool.Abort(err)
-		}
-		text, err := ReadHash(cm, off)
-		if err != nil {
-			putBuf(buf)
-			return st, pool.Abort(err)
-		}
-		st.Blocks++
-		st.Data += m.Size
-		st.Checksums[kind]++
-		if m.Size == 0 {
-			st.KeepAlive++
-		}
-		name := m.Name
-		err = pool.Submit(func(context.Context) (*checked, error) {
-			return &checked{off: off, buf: buf, name: name, bad: CheckHash(cm.Name, off, kind, buf, text)}, nil
-		})
-		if err != nil {
-			putBuf(buf)
-			break
-		}
+		pending = &block{name: m.Name, off: off, buf: buf, placed: err == nil}
 	}
+	drop()
 	if err := pool.Close(); err != nil {
 		return st, err
 	}
-	return st, seq.End()
+	if err := problem(seq.Unpaired()); err != nil {
+		return st, err
+	}
+	return st, problem(seq.End())
 }
 
 // ReadHash reads the text of the checksum member cm of the block at off.

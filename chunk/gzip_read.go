@@ -180,7 +180,7 @@ func readIndexed(ctx context.Context, br *bufio.Reader, idx *pieceIndex, emit Em
 	pool := pipeline.NewOrdered(ctx, o.Jobs, func(p *inflated) error {
 		defer p.release()
 		crc = crcCombine(crc, p.crc, p.n)
-		if !p.zero {
+		if !p.zero && p.data != nil {
 			if err := emit(off, p.data); err != nil {
 				return err
 			}
@@ -205,7 +205,7 @@ func readIndexed(ctx context.Context, br *bufio.Reader, idx *pieceIndex, emit Em
 			if e&zeroFlag != 0 && plen == PieceSize && bytes.Equal(comp, zeroPiece) {
 				return &inflated{zero: true, crc: zeroPieceCRC, n: plen}, nil
 			}
-			p, err := inflatePiece(comp, plen)
+			p, err := inflatePiece(comp, plen, !o.Discard)
 			if err != nil {
 				return nil, fmt.Errorf("piece at offset %d: %w", at, err)
 			}
@@ -266,16 +266,35 @@ func (p *inflated) release() {
 var flateReaders = sync.Pool{New: func() any { return flate.NewReader(nil) }}
 
 // inflatePiece decodes one piece, which must produce exactly plen bytes and
-// end, without a final block, exactly at the end of comp.
-func inflatePiece(comp []byte, plen int64) (*inflated, error) {
+// end, without a final block, exactly at the end of comp. Unless keep, the
+// data only pass through a small buffer to their CRC-32.
+func inflatePiece(comp []byte, plen int64, keep bool) (*inflated, error) {
 	src := bytes.NewReader(comp)
 	fr := flateReaders.Get().(io.ReadCloser)
 	defer flateReaders.Put(fr)
 	if err := fr.(flate.Resetter).Reset(src, nil); err != nil {
 		return nil, err
 	}
-	out := getBuf(int(plen))
-	if _, err := io.ReadFull(fr, out); err != nil {
+	var out []byte
+	var crc uint32
+	var err error
+	if keep {
+		out = getBuf(int(plen))
+		if _, err = io.ReadFull(fr, out); err == nil {
+			crc = crc32.ChecksumIEEE(out)
+		}
+	} else {
+		h := crc32.NewIEEE()
+		var n int64
+		buf := scratch.Get().(*[]byte)
+		n, err = io.CopyBuffer(h, io.LimitReader(fr, plen), *buf)
+		scratch.Put(buf)
+		if err == nil && n < plen {
+			err = io.ErrUnexpectedEOF
+		}
+		crc = h.Sum32()
+	}
+	if err != nil {
 		putBuf(out)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil, fmt.Errorf("%w: piece inflates to less than %d bytes", ErrBadIndex, plen)
@@ -291,5 +310,9 @@ func inflatePiece(comp []byte, plen int64) (*inflated, error) {
 		}
 		return nil, fmt.Errorf("%w: piece does not end where the index says", ErrBadIndex)
 	}
-	return &inflated{data: out, crc: crc32.ChecksumIEEE(out), n: plen}, nil
+	return &inflated{data: out, crc: crc, n: plen}, nil
 }
+
+// scratch holds the small buffers pieces inflate through when their data
+// are only checked.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}

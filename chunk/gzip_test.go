@@ -312,3 +312,30 @@ func TestAnyLength(t *testing.T) {
 		}
 	}
 }
+
+// A chunk checked with Discard is judged exactly as one decoded: the same
+// length for an intact chunk, an error for every damage the decoder finds,
+// and no data handed out.
+func TestDiscardChecksAlike(t *testing.T) {
+	b := testDisk(3*PieceSize+999, 9)
+	b[PieceSize+10] = 1
+	gz := encode(t, b, true, GzipOptions{Level: 6})
+	check := func(gz []byte) (int64, error) {
+		return ReadGzipChunk(context.Background(), bytes.NewReader(gz), int64(len(b)), func(int64, []byte) error {
+			return errors.New("data handed out")
+		}, GzipOptions{Discard: true, Jobs: 3})
+	}
+	if n, err := check(gz); err != nil || n != int64(len(b)) {
+		t.Fatalf("intact: %d, %v", n, err)
+	}
+	r := rand.New(rand.NewPCG(2, 2))
+	for range 300 {
+		i := r.IntN(len(gz))
+		bad := bytes.Clone(gz)
+		bad[i] ^= byte(1 + r.IntN(255))
+		_, derr := decode(bad, int64(len(b)), GzipOptions{})
+		if _, err := check(bad); (err == nil) != (derr == nil) {
+			t.Fatalf("flipped byte %d: checked %v, decoded %v", i, err, derr)
+		}
+	}
+}

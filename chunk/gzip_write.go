@@ -36,6 +36,10 @@ type GzipOptions struct {
 	// Progress, if set, is called from one goroutine with the number of
 	// raw bytes each piece covered, holes included, as it is written.
 	Progress func(n int64)
+	// Discard makes ReadGzipChunk check a chunk without handing its data
+	// to emit: xva's own pieces are then inflated through a small buffer,
+	// never held whole (a checker's memory).
+	Discard bool
 }
 
 // WriteGzipChunk compresses length disk bytes starting at off, taken from

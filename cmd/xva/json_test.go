@@ -165,3 +165,48 @@ func TestImageSchemaFollowsTheFormatTable(t *testing.T) {
 		t.Fatalf("info.schema.json: image formats %q, the table describes %q", got, want)
 	}
 }
+
+// A command given --json that fails prints an error document on stdout,
+// matching docs/json/error.schema.json, with the kind of failure, and for
+// corruption its kind and place.
+func TestJSONErrorDocument(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva")
+	b, _ := os.ReadFile(filepath.Join(dir, "a.xva"))
+	os.WriteFile(filepath.Join(dir, "short.xva"), b[:len(b)/2], 0o644)
+	os.WriteFile(filepath.Join(dir, "text.xva"), []byte("hello, not an archive\n"), 0o644)
+	for _, c := range []struct {
+		args       []string
+		code       int
+		kind, corr string
+	}{
+		{[]string{"unpack", "--json", "--disk-format", "qed", "a.xva", "o1"}, exitUsage, "usage", ""},
+		{[]string{"info", "--json", "-j", "-1", "a.xva"}, exitUsage, "usage", ""},
+		{[]string{"info", "--json", "--bogus", "a.xva"}, exitUsage, "usage", ""},
+		{[]string{"unpack", "--json", "short.xva", "o2"}, exitCorrupt, "corrupt", "truncated"},
+		{[]string{"info", "--json", "text.xva"}, exitFailure, "not-archive", ""},
+		{[]string{"unpack", "--json", "missing.xva", "o3"}, exitFailure, "failure", ""},
+		{[]string{"convert", "--json", "a.xva", "a.xva"}, exitFailure, "failure", ""},
+	} {
+		r := run(t, dir, nil, c.args...)
+		if r.code != c.code {
+			t.Errorf("xva %v: exit %d, want %d\n%s", c.args, r.code, c.code, r.stderr)
+			continue
+		}
+		checkDoc(t, "error", r.stdout)
+		var doc errorDocument
+		json.Unmarshal([]byte(r.stdout), &doc)
+		if doc.Error.Kind != c.kind || doc.Error.Corruption != c.corr || doc.Error.Message == "" {
+			t.Errorf("xva %v: error document %+v, want kind %q corruption %q", c.args, doc.Error, c.kind, c.corr)
+		}
+		if c.kind == "corrupt" && doc.Error.Member == "" {
+			t.Errorf("xva %v: the corruption names no member: %+v", c.args, doc.Error)
+		}
+	}
+	// A document already printed is not followed by an error document.
+	r := run(t, dir, nil, "verify", "--json", "short.xva")
+	if r.code != exitCorrupt {
+		t.Fatalf("verify: exit %d", r.code)
+	}
+	checkDoc(t, "verify", r.stdout)
+}

@@ -41,7 +41,8 @@ func main() {
 		if g.rep != nil {
 			g.rep.close() // before any message, so bars do not overdraw it
 		}
-		done <- report(err, ctx.Err() != nil)
+		// A command line that failed to parse may not have set g.json.
+		done <- report(err, ctx.Err() != nil, g.json || wantsJSON(os.Args[1:]))
 	}()
 	select {
 	case code := <-done:
@@ -62,6 +63,19 @@ func main() {
 	xva.RemovePending()
 	fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
 	os.Exit(exitFailure)
+}
+
+// wantsJSON reports whether args ask for --json before any "--".
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "--json=true":
+			return true
+		}
+	}
+	return false
 }
 
 // progressArgs joins "--progress MODE" into "--progress=MODE". --progress
@@ -88,40 +102,68 @@ func progressArgs(args []string) []string {
 	return out
 }
 
-// report prints err and returns the exit code it maps to.
-func report(err error, interrupted bool) int {
+// report prints err (on stderr, and under --json as an error document on
+// stdout unless the command printed its document) and returns the exit
+// code it maps to.
+func report(err error, interrupted, asJSON bool) int {
 	if err == nil {
 		return exitOK
 	}
-	code := exitCode(err)
+	kind, code := exitCode(err)
 	if interrupted && code != exitCorrupt {
-		fmt.Fprintln(os.Stderr, "xva: interrupted; nothing was left under the output name")
+		const msg = "interrupted; nothing was left under the output name"
+		fmt.Fprintln(os.Stderr, "xva: "+msg)
+		if asJSON && !printedJSON {
+			printJSON(errorDocument{SchemaVersion: schemaVersion, Error: errorJSON{Kind: "interrupted", Message: msg, Offset: -1}})
+		}
 		return exitFailure
 	}
-	msg := "xva: " + printable(xva.PlainError(err))
-	fmt.Fprintln(os.Stderr, msg)
-	if h := hint(err); h != "" {
+	msg := xva.PlainError(err)
+	fmt.Fprintln(os.Stderr, "xva: "+printable(msg))
+	h := hint(err)
+	if h != "" {
 		fmt.Fprintln(os.Stderr, "xva: hint: "+h)
+	}
+	var s silentError
+	if asJSON && !printedJSON && !errors.As(err, &s) {
+		printJSON(errorDoc(err, kind, msg, h))
 	}
 	return code
 }
 
-func exitCode(err error) int {
-	var u usageError
+// Kinds of failure, as the error document names them.
+const (
+	failUsage       = "usage"       // a bad flag or value, contradictory options: exit 2
+	failCorrupt     = "corrupt"     // an integrity failure: exit 3
+	failUnsupported = "unsupported" // an archive using what xva does not implement: exit 1
+	failNotArchive  = "not-archive" // an input that is no archive at all: exit 1
+	failOther       = "failure"     // I/O, an existing output, a missing file: exit 1
+)
+
+// exitCode maps an error to its exit code and kind of failure: the one
+// place that does.
+func exitCode(err error) (string, int) {
 	var s silentError
 	switch {
 	case errors.As(err, &s):
-		return s.code
-	case errors.As(err, &u), errors.Is(err, xva.ErrBadOptions):
-		return exitUsage
+		return failOther, s.code
+	case errors.Is(err, xva.ErrBadOptions): // usage errors wrap it too
+		return failUsage, exitUsage
 	case xva.IsCorrupt(err):
-		return exitCorrupt
+		return failCorrupt, exitCorrupt
+	case errors.Is(err, xva.ErrUnsupported):
+		return failUnsupported, exitFailure
+	case errors.Is(err, xva.ErrNotArchive):
+		return failNotArchive, exitFailure
 	}
-	return exitFailure
+	return failOther, exitFailure
 }
 
-// usageError marks a mistake in the command line.
+// usageError marks a mistake in the command line. It is an
+// xva.ErrBadOptions, the one sentinel of usage errors, without its text.
 type usageError struct{ error }
+
+func (usageError) Is(target error) bool { return target == xva.ErrBadOptions }
 
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}

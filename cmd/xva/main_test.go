@@ -128,7 +128,10 @@ func TestExitCodes(t *testing.T) {
 	dir, _ := setup(t)
 	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "--dir", "arch")
 	// Usage errors: 2.
-	for _, args := range [][]string{{"pack"}, {"unpack", "x"}, {"pack", "--bogus", "x"}, {"pack", "--disk", "nodevice", "x.xva"}} {
+	for _, args := range [][]string{{"pack"}, {"unpack", "x"}, {"pack", "--bogus", "x"}, {"pack", "--disk", "nodevice", "x.xva"},
+		{"verify", "-j", "-1", "arch"}, {"info", "-j", "-1", "arch"}, {"unpack", "--jobs", "-1", "arch", "o1"},
+		{"unpack", "--disk-format", "qed", "arch", "o2"}, {"convert", "--format", "bogus", "arch", "o3.xva"},
+		{"convert", "--format", "legacy", "--compress", "gzip", "arch", "o4.xva"}, {"convert", "--dir", "--format", "xapi", "arch", "o5"}} {
 		if r := run(t, dir, nil, args...); r.code != 2 {
 			t.Errorf("xva %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}

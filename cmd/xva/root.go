@@ -49,6 +49,9 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.jobs < 0 {
+			return usagef("--jobs must not be negative, got %d (0 means one per core)", g.jobs)
+		}
 		if err := applyMode(cmd); err != nil {
 			return err
 		}
@@ -113,8 +116,13 @@ func (g *globals) chatter(w io.Writer) io.Writer {
 	return w
 }
 
+// printedJSON is set once a command has printed its JSON document; a
+// failure after it prints no error document.
+var printedJSON bool
+
 // printJSON writes v as the command's one JSON document.
 func printJSON(v any) error {
+	printedJSON = true
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

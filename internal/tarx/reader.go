@@ -233,10 +233,10 @@ func (tr *Reader) block() ([Block]byte, error) {
 	if err == io.EOF {
 		return b, io.EOF
 	}
-	if err != nil {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return b, io.ErrUnexpectedEOF
 	}
-	return b, nil
+	return b, err // the reader's own error: the medium's, a decompressor's
 }
 
 func (tr *Reader) special(size int64) ([]byte, error) {
@@ -246,8 +246,11 @@ func (tr *Reader) special(size int64) ([]byte, error) {
 	b := make([]byte, size+pad(size))
 	n, err := io.ReadFull(tr.r, b)
 	tr.pos += int64(n)
-	if err != nil {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, err
 	}
 	return b[:size], nil
 }
