@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
-	"github.com/xva-tools/xva/verify"
-	"github.com/xva-tools/xva/xapi"
 )
 
 type exportFlags struct {
@@ -79,28 +77,19 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 		return err
 	}
 	defer logout(c)
-	// Verify while downloading: the stream goes to OUTPUT and to the checker.
-	pr, pw := io.Pipe()
-	reports := make(chan *verify.Report, 1)
-	go func() {
-		rep := verify.Stream(ctx, pr, "the download", verify.Options{Jobs: g.jobs})
-		io.Copy(io.Discard, pr) // let the download finish even if checking stopped
-		reports <- rep
-	}()
-	res, err := c.Export(ctx, f.vm, io.MultiWriter(out, pw), xapi.ExportOptions{Compression: f.compression,
-		Progress: g.rep.transfer("export", -1)})
+	res, err := xva.Export(ctx, c, f.vm, out, xva.ExportOptions{Compression: f.compression,
+		Progress: g.rep.transfer("export", -1)}, xva.WithJobs(g.jobs), xva.WithLogger(g.log))
 	g.settle()
-	pw.CloseWithError(err)
-	rep := <-reports
+	if xva.IsCorrupt(err) && res != nil {
+		w := cmd.ErrOrStderr()
+		fmt.Fprintf(w, "CORRUPT  the download: %s\n", plural(len(res.Problems), "problem"))
+		for _, p := range res.Problems {
+			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, printable(xva.Where(p.Member, p.Disk, p.Offset)), printable(xva.PlainError(p.Err)))
+		}
+		return silentError{exitCorrupt, "the download is corrupt; nothing was written"}
+	}
 	if err != nil {
 		return err
-	}
-	if rep.Corrupt() || rep.Error != "" {
-		printVerdict(cmd.ErrOrStderr(), rep, true)
-		if rep.Corrupt() {
-			return silentError{exitCorrupt, "the download is corrupt; nothing was written"}
-		}
-		return fmt.Errorf("checking the download: %s", rep.Error)
 	}
 	if file != nil {
 		if err := file.Commit(); err != nil {
