@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"io"
+
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
@@ -8,16 +12,23 @@ import (
 
 func newConvertCmd(g *globals) *cobra.Command {
 	f := &outputFlags{}
+	var device, diskFormat string
 	cmd := &cobra.Command{
 		Use:   "convert IN OUT",
-		Short: "Convert an archive between generations, compressions and forms",
+		Short: "Convert an archive between generations, compressions and forms, or a disk image between formats",
 		Long: `Convert an XVA archive in one streaming pass, with no temporary disk
 images: legacy (version 0.1) to xapi and back, plain to gzip or zstd and
 back, directory form to single file and back. Every checksum of the input is
 verified on the way; the output appears only when complete.
 
 Current XenServer / XCP-ng hosts import only the xapi generation; hosts
-before 2021 also import legacy archives.`,
+before 2021 also import legacy archives.
+
+With --disk DEVICE, OUT is one disk of the archive as an image, in the
+format --disk-format names or OUT's extension says (.qcow2, .vmdk, .vhdx,
+.vhd, .raw): the archive is read no further than that disk. Given a disk
+image (recognised by content, or a .raw/.img file), convert writes it as an
+image in another format, reading only its data.`,
 		Example: `  # Make an old archive importable by a current host
   xva convert old.xva new.xva --format xapi
 
@@ -25,10 +36,19 @@ before 2021 also import legacy archives.`,
   xva convert current.xva current.xva.zst --compress zstd
 
   # Turn an archive into the legacy directory form
-  xva convert current.xva legacy-dir/ --format legacy`,
+  xva convert current.xva legacy-dir/ --format legacy
+
+  # Take one disk out of an archive as a dynamic VHD
+  xva convert web.xva xvda.vhd --disk xvda
+
+  # Convert a disk image to another format
+  xva convert disk.vhd disk.raw`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := refuseTerminal(args[1]); err != nil {
+				return err
+			}
+			if done, err := convertImage(cmd, g, args[0], args[1], device, diskFormat); done || err != nil {
 				return err
 			}
 			opts, err := f.options(cmd, args[1])
@@ -49,6 +69,57 @@ before 2021 also import legacy archives.`,
 	}
 	f.register(cmd, "archive generation to write: legacy or xapi (default: the input's)")
 	addModeFlag(cmd)
+	cmd.Flags().StringVar(&device, "disk", "", "write this disk (its device, e.g. xvda) of the archive as the image OUT")
+	cmd.Flags().StringVar(&diskFormat, "disk-format", "", "image format of OUT with --disk or an image input: "+xva.DiskFormatNames()+" (default: by OUT's extension)")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// convertImage handles the conversions whose output is a disk image: an
+// image input, or --disk. It reports whether it did the work. An archive
+// to an output whose name says an image format is refused.
+func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat string) (bool, error) {
+	image := xva.IsDiskImage(in) || xva.ImageFormatOf(in) == "raw"
+	named := xva.ImageFormatOf(out)
+	switch {
+	case !image && device == "" && named != "" && diskFormat == "":
+		return true, usagef("OUT %s names a %s image, not an archive: give --disk DEVICE to write one disk of the archive as an image, or name the archive .xva", out, named)
+	case !image && device == "" && diskFormat != "":
+		return true, usagef("--disk-format needs --disk DEVICE (one disk of an archive as an image) or an image input")
+	case !image && device == "":
+		return false, nil
+	case image && device != "":
+		return true, usagef("--disk takes a disk out of an archive; %s is a disk image", in)
+	}
+	if err := refuseTerminal(out); err != nil {
+		return true, err
+	}
+	opts := g.options()
+	if diskFormat != "" {
+		opts = append(opts, xva.WithDiskFormat(diskFormat))
+	}
+	var res *xva.ImageResult
+	var err error
+	if image {
+		res, err = xva.ConvertImage(cmd.Context(), in, out, opts...)
+	} else {
+		res, err = xva.ExtractDisk(cmd.Context(), in, device, out, opts...)
+	}
+	g.settle()
+	if err != nil {
+		return true, err
+	}
+	return true, printImageResult(cmd.OutOrStdout(), g, res)
+}
+
+func printImageResult(w io.Writer, g *globals, res *xva.ImageResult) error {
+	if g.json {
+		return printJSON(struct {
+			SchemaVersion int `json:"schema_version"`
+			*xva.ImageResult
+		}{schemaVersion, res})
+	}
+	fmt.Fprintf(g.chatter(w), "wrote %s (%s image, %s, %s of data)\n", printable(res.Output), res.Format,
+		humanize.IBytes(uint64(res.Size)), humanize.IBytes(uint64(res.Data)))
+	return nil
 }

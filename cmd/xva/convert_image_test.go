@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xva-tools/xva/fixtures"
+	"github.com/xva-tools/xva/internal/testutil"
+)
+
+// convert writes disk images: an image in another format, and one disk of
+// an archive, checked with qemu-img against the source; an archive to a
+// name that says an image is refused.
+func TestConvertWritesImages(t *testing.T) {
+	testutil.NeedTools(t, "qemu-img")
+	dir := t.TempDir()
+	vm := fixtures.VM{Name: "img", Memory: 1 << 29, VCPUs: 1, Disks: []fixtures.Disk{
+		{Size: 3<<20 + 512, Seed: 801, Data: 0.4, MaxRegion: 1 << 20}, {Size: 5 << 20, Seed: 802, Data: 0.3, MaxRegion: 1 << 20}}}
+	if _, err := vm.WriteDir(filepath.Join(dir, "vm")); err != nil {
+		t.Fatal(err)
+	}
+	compare := func(a, b string, format ...string) {
+		t.Helper()
+		args := append([]string{"compare"}, format...)
+		if out, err := exec.Command("qemu-img", append(args, filepath.Join(dir, a), filepath.Join(dir, b))...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img compare %s %s: %v\n%s", a, b, err, out)
+		}
+	}
+	// An image to another format and back.
+	mustRun(t, dir, nil, "convert", "vm/sda.raw", "sda.vhd")
+	compare("vm/sda.raw", "sda.vhd")
+	out := mustRun(t, dir, nil, "convert", "--json", "sda.vhd", "back.raw")
+	checkDoc(t, "image", out)
+	compare("vm/sda.raw", "back.raw")
+	// One disk of an archive of either generation, by extension and by flag.
+	for _, format := range []string{"xapi", "legacy"} {
+		mustRun(t, dir, nil, "pack", "--format", format, "vm", format+".xva")
+		mustRun(t, dir, nil, "convert", format+".xva", format+"-sdb.vhd", "--disk", "sdb")
+		compare("vm/sdb.raw", format+"-sdb.vhd")
+		mustRun(t, dir, nil, "convert", format+".xva", format+"-sda.img", "--disk", "sda", "--disk-format", "vhd-fixed")
+		compare("vm/sda.raw", format+"-sda.img", "-f", "raw", "-F", "vpc") // a fixed VHD has no header qemu probes for
+	}
+	for _, c := range [][]string{
+		{"convert", "xapi.xva", "web.vhd"},                       // an archive named as an image
+		{"convert", "xapi.xva", "x.vhd", "--disk", "sdz"},        // no such disk
+		{"convert", "sda.vhd", "y.raw", "--disk", "sda"},         // --disk of an image
+		{"convert", "xapi.xva", "z.xva", "--disk-format", "vhd"}, // --disk-format without --disk
+	} {
+		if r := run(t, dir, nil, c...); r.code != exitUsage {
+			t.Errorf("xva %s: exit %d, want 2\n%s", strings.Join(c, " "), r.code, r.stderr)
+		}
+	}
+	for _, name := range []string{"web.vhd", "x.vhd", "y.raw", "z.xva"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("a refused convert left %s", name)
+		}
+	}
+}
