@@ -497,9 +497,18 @@ func TestHostile(t *testing.T) {
 	}{
 		{"gte past EOF", sparse, func(b []byte) []byte { le.PutUint32(b[gt:], 1<<30); return b }, "past the end of the file"},
 		{"gte at header", sparse, func(b []byte) []byte { le.PutUint32(b[gt:], 1); return b }, "inside the header"},
-		{"gte at sector 0", sparse, func(b []byte) []byte { le.PutUint32(b[gt:], 0); le.PutUint32(b[gt+4*8:], 0); le.PutUint32(b[gt+4:], 0); return b }, ""},
+		{"gte at sector 0", sparse, func(b []byte) []byte {
+			le.PutUint32(b[gt:], 0)
+			le.PutUint32(b[gt+4*8:], 0)
+			le.PutUint32(b[gt+4:], 0)
+			return b
+		}, ""},
 		{"gd past EOF", sparse, func(b []byte) []byte { le.PutUint32(b[h.GDOffset*SectorSize:], 1<<30); return b }, "past the end of the file"},
-		{"gd at header", sparse, func(b []byte) []byte { le.PutUint32(b[h.GDOffset*SectorSize:], 0x0); le.PutUint32(b[h.GDOffset*SectorSize:], 0); return b }, ""},
+		{"gd at header", sparse, func(b []byte) []byte {
+			le.PutUint32(b[h.GDOffset*SectorSize:], 0x0)
+			le.PutUint32(b[h.GDOffset*SectorSize:], 0)
+			return b
+		}, ""},
 		{"truncated", sparse, func(b []byte) []byte { return b[:len(b)-GrainSize-100] }, "past the end of the file"},
 		{"grain size", sparse, func(b []byte) []byte { le.PutUint64(b[20:], 3); return b }, "grain size"},
 		{"capacity", sparse, func(b []byte) []byte { le.PutUint64(b[12:], 1<<50); return b }, "capacity"},
