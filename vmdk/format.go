@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -33,9 +34,9 @@ const (
 	descSectors = 20 // the embedded descriptor's room, as qemu leaves it
 	gdAtEnd     = ^uint64(0)
 
-	maxGrainSectors = 0x200000 // qemu's limit: 1 GiB grains
-	maxDescriptor   = 1 << 20  // the longest descriptor read (qemu's)
-	maxExtents      = 8192     // extents of one descriptor
+	maxGrainSectors = 0x10000 // 32 MiB grains (qemu allows 1 GiB; every writer uses 64 KiB)
+	maxDescriptor   = 1 << 20 // the longest descriptor read (qemu's)
+	maxExtents      = 8192    // extents of one descriptor
 )
 
 // Header flags.
@@ -214,6 +215,9 @@ func ParseDescriptor(text []byte) (*Descriptor, error) {
 		}
 		if k, v, ok := strings.Cut(line, "="); ok && !strings.ContainsAny(k, `"`) {
 			key := strings.ToLower(strings.TrimSpace(k))
+			if key == "" || strings.ContainsAny(key, " \t") {
+				return nil, corrupt("%s: %q is neither key=value nor an extent", where, line)
+			}
 			v = strings.TrimSpace(v)
 			if seen[key] {
 				return nil, corrupt("%s: %s given twice", where, key)
@@ -402,4 +406,36 @@ ddb.geometry.heads = "%d"
 ddb.geometry.sectors = "%d"
 ddb.adapterType = "%s"
 `, cid, createType, sectors, file, cyl, heads, spt, adapter)
+}
+
+// String renders the descriptor in the syntax ParseDescriptor reads: the
+// header keys, the extents, and the disk database in key order.
+func (d *Descriptor) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Disk DescriptorFile\nversion=%d\nCID=%08x\nparentCID=%08x\ncreateType=\"%s\"\n\n# Extent description\n",
+		d.Version, d.CID, d.ParentCID, d.CreateType)
+	for _, e := range d.Extents {
+		switch e.Type {
+		case "ZERO":
+			fmt.Fprintf(&b, "%s %d ZERO\n", e.Access, e.Sectors)
+		case "FLAT":
+			fmt.Fprintf(&b, "%s %d FLAT \"%s\" %d\n", e.Access, e.Sectors, e.File, e.Offset)
+		default:
+			fmt.Fprintf(&b, "%s %d %s \"%s\"\n", e.Access, e.Sectors, e.Type, e.File)
+		}
+	}
+	b.WriteString("\n# The Disk Data Base\n#DDB\n\n")
+	keys := make([]string, 0, len(d.DDB))
+	for k := range d.DDB {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if v := d.DDB[k]; strings.Contains(v, `"`) {
+			fmt.Fprintf(&b, "%s = %s\n", k, v)
+		} else {
+			fmt.Fprintf(&b, "%s = \"%s\"\n", k, v)
+		}
+	}
+	return b.String()
 }

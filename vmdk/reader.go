@@ -387,8 +387,11 @@ func (img *Image) Info(ctx context.Context) (Info, error) {
 		i.GrainSize, i.Version, i.Compressed = x.sp.grainBytes, x.sp.h.Version, x.sp.compressed()
 		n := (x.length + x.sp.grainBytes - 1) / x.sp.grainBytes
 		i.Grains += n
-		for g := range n {
-			if x.sp.allocated(g) {
+		per := int64(x.sp.h.NumGTEsPerGT)
+		for g := int64(0); g < n; g++ {
+			if x.sp.gts[g/per] == nil {
+				g += per - 1 - g%per
+			} else if x.sp.allocated(g) {
 				i.Allocated++
 			}
 		}

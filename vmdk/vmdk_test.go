@@ -505,8 +505,7 @@ func TestHostile(t *testing.T) {
 		}, ""},
 		{"gd past EOF", sparse, func(b []byte) []byte { le.PutUint32(b[h.GDOffset*SectorSize:], 1<<30); return b }, "past the end of the file"},
 		{"gd at header", sparse, func(b []byte) []byte {
-			le.PutUint32(b[h.GDOffset*SectorSize:], 0x0)
-			le.PutUint32(b[h.GDOffset*SectorSize:], 0)
+			le.PutUint32(b[h.GDOffset*SectorSize:], 1) // the table over the descriptor
 			return b
 		}, ""},
 		{"truncated", sparse, func(b []byte) []byte { return b[:len(b)-GrainSize-100] }, "past the end of the file"},
