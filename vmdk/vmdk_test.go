@@ -683,3 +683,75 @@ func sameAsQemu(t *testing.T, img *Image, path string) {
 		t.Fatalf("qemu-img reads %d bytes, we %d", st.Size(), img.Size())
 	}
 }
+
+// A streamOptimized file can be read front to back, as ESXi's and
+// VirtualBox's importers read it: from overHead, grain markers with
+// increasing sectors, each record padded to a sector, a grain table marker
+// and table after each table's grains (listing exactly those grains), then
+// the directory marker and directory, the footer marker and footer, and
+// the end-of-stream marker as the last sector.
+func TestStreamWalk(t *testing.T) {
+	data := image(70<<20+512*3, 11) // three grain tables, the last partial
+	b := ours(t, true, data)
+	le := binary.LittleEndian
+	h, err := parseHeader(b)
+	if err != nil || h.Version != 3 || h.GDOffset != gdAtEnd || h.Flags != flagNL|flagCompressed|flagMarkers {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	pos := int64(h.OverHead) * SectorSize
+	lastLBA := int64(-1)
+	table := map[int64]uint32{} // grain → sector, since the last table
+	var tables []int64
+	var gdAt int64
+	for {
+		if pos+SectorSize > int64(len(b)) || pos%SectorSize != 0 {
+			t.Fatalf("walked to %d in a %d-byte file", pos, len(b))
+		}
+		val, size, typ := int64(le.Uint64(b[pos:])), le.Uint32(b[pos+8:]), le.Uint32(b[pos+12:])
+		if size > 0 {
+			if val <= lastLBA || val%grainSector != 0 {
+				t.Fatalf("grain marker for sector %d after %d", val, lastLBA)
+			}
+			lastLBA = val
+			table[val/grainSector] = uint32(pos / SectorSize)
+			pos += pad(markerSize+int64(size), SectorSize)
+			continue
+		}
+		pos += SectorSize
+		switch typ {
+		case markerGT:
+			if val != 4 || len(table) == 0 {
+				t.Fatalf("grain table marker of %d sectors after %d grains", val, len(table))
+			}
+			for g, sector := range table {
+				if got := le.Uint32(b[pos+4*(g%gtEntries):]); got != sector {
+					t.Fatalf("table entry of grain %d: %d, the grain is at %d", g, got, sector)
+				}
+			}
+			tables = append(tables, pos/SectorSize)
+			table = map[int64]uint32{}
+		case markerGD:
+			gdAt = pos / SectorSize
+		case markerFooter:
+			if f, err := parseHeader(b[pos:]); err != nil || f.GDOffset != uint64(gdAt) {
+				t.Fatalf("footer %+v (%v), directory at %d", f, err, gdAt)
+			}
+		case markerEOS:
+			if val != 0 || pos != int64(len(b)) {
+				t.Fatalf("end-of-stream marker at %d of %d", pos-SectorSize, len(b))
+			}
+			for i, at := range tables {
+				if got := le.Uint32(b[gdAt*SectorSize+4*int64(i):]); int64(got) != at {
+					t.Fatalf("directory entry %d: %d, the table is at %d", i, got, at)
+				}
+			}
+			if len(tables) != 3 {
+				t.Fatalf("%d grain tables", len(tables))
+			}
+			return
+		default:
+			t.Fatalf("marker type %d at %d", typ, pos-SectorSize)
+		}
+		pos += val * SectorSize
+	}
+}
