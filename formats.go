@@ -67,7 +67,7 @@ var imageFormats = []imageFormat{
 	},
 	{
 		name: "vmdk", ext: ".vmdk",
-		help:    "monolithicSparse VMDK (VMware Workstation, qemu, VirtualBox; all-zero 64 KiB grains unallocated), to a file only",
+		help:    "monolithicSparse VMDK (Workstation, qemu, VirtualBox), to a file only",
 		detect:  vmdk.Detect,
 		open:    func(path string) (disk.Source, error) { return asSource(vmdk.Open(path)) },
 		openOn:  func(m disk.Source, name string) (disk.Source, error) { return asSource(vmdk.OpenOn(m, m.Size(), name)) },
@@ -78,7 +78,7 @@ var imageFormats = []imageFormat{
 	{
 		// Read as "vmdk": this row only writes.
 		name: "vmdk-stream", ext: ".vmdk", variantOf: "vmdk",
-		help:   "streamOptimized VMDK (compressed grains: what ESXi and OVF/OVA take), to a file only",
+		help:   "streamOptimized VMDK (compressed, for ESXi and OVF), to a file only",
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, 0)) },
 	},
 }
