@@ -62,7 +62,7 @@ type packed struct {
 }
 
 var (
-	grainBufs = sync.Pool{New: func() any { return make([]byte, GrainSize) }}
+	grainBufs = sync.Pool{New: func() any { b := make([]byte, GrainSize); return &b }}
 	recBufs   = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, GrainSize+1024)) }}
 	zwriters  = sync.Pool{New: func() any { return zlib.NewWriter(nil) }}
 )
@@ -145,7 +145,7 @@ func (s *StreamSink) WriteAt(p []byte, off int64) (int, error) {
 		}
 		c := min(int64(len(p)), (g+1)*GrainSize-off)
 		if s.buf == nil && !disk.IsZero(p[:c]) {
-			s.buf = grainBufs.Get().([]byte)
+			s.buf = *grainBufs.Get().(*[]byte)
 			clear(s.buf)
 		}
 		if s.buf != nil {
@@ -166,7 +166,7 @@ func (s *StreamSink) submit() error {
 	// The last grain holds only the sectors inside the disk.
 	n := min(int64(GrainSize), int64(s.geo.capacity)*SectorSize-g*GrainSize)
 	return s.pool.Submit(func(context.Context) (*packed, error) {
-		defer grainBufs.Put(buf)
+		defer grainBufs.Put(&buf)
 		if disk.IsZero(buf[:n]) {
 			return &packed{g: -1}, nil
 		}
@@ -294,7 +294,8 @@ func (s *StreamSink) Abort() error {
 	}
 	s.done = true
 	if s.buf != nil {
-		grainBufs.Put(s.buf)
+		b := s.buf
+		grainBufs.Put(&b)
 		s.buf = nil
 	}
 	s.pool.Abort(errors.New("vmdk: aborted"))

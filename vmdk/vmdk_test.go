@@ -158,18 +158,6 @@ func infoOf(t testing.TB, path string) qemuInfo {
 	return i
 }
 
-// qemuRaw is what qemu-img reads from an image.
-func qemuRaw(t testing.TB, path string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "qemu.raw")
-	qemu(t, "convert", "-O", "raw", path, out)
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func pad(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // checkWithQemu holds an image we wrote of the disk data to qemu-img:
