@@ -67,6 +67,24 @@ func TestVMDKThroughTheCLI(t *testing.T) {
 	}
 	if noQemu != nil {
 		t.Log("qemu-img not installed: its checks are skipped")
+	} else {
+		// qemu-img's descriptor-and-extents subformats pack as the disk.
+		for _, sub := range []string{"monolithicFlat", "twoGbMaxExtentSparse"} {
+			os.Mkdir(filepath.Join(dir, sub), 0o755)
+			img := filepath.Join(sub, "disk.vmdk")
+			if b, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, filepath.Join(dir, "sdb.img"), filepath.Join(dir, img)).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img convert: %v\n%s", err, b)
+			}
+			if text := mustRun(t, dir, nil, "info", img); !strings.Contains(text, sub+" vmdk") {
+				t.Fatalf("info %s:\n%s", img, text)
+			}
+			mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda="+img, sub+".xva")
+			mustRun(t, dir, nil, "unpack", sub+".xva", "back-"+sub)
+			orig, _ := os.ReadFile(filepath.Join(dir, "sdb.img"))
+			if got, _ := os.ReadFile(filepath.Join(dir, "back-"+sub, "sda.raw")); !bytes.Equal(got, orig) {
+				t.Fatalf("%s packed from qemu-img's %s reads back differently", sub, img)
+			}
+		}
 	}
 
 	// A grain table entry pointing past the end of the file.
