@@ -158,8 +158,11 @@ func (img *Image) loadSparse(r io.ReaderAt, size int64) error {
 			if d.CreateType == "monolithicSparse" || d.CreateType == "streamOptimized" {
 				img.createType = d.CreateType
 			}
-		} else if errors.Is(err, ErrUnsupported) {
-			return err
+		} else if lower := bytes.ToLower(text); errors.Is(err, ErrUnsupported) ||
+			bytes.Contains(lower, []byte("parentfilenamehint")) {
+			// A snapshot's delta read alone would be the wrong disk, even
+			// when the rest of its descriptor does not parse.
+			return unsupported("a child disk (its descriptor names a parent): its parent chain is not read")
 		}
 	}
 	if sp.capacity == 0 && img.desc != nil && img.desc.Sectors() > 0 {

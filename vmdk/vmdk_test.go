@@ -743,3 +743,17 @@ func TestStreamWalk(t *testing.T) {
 		pos += val * SectorSize
 	}
 }
+
+// A sparse file whose embedded descriptor names a parent (a snapshot's
+// delta) is refused: read alone it would be the wrong disk.
+func TestChildRefused(t *testing.T) {
+	b := ours(t, false, image(1<<20, 5))
+	at := bytes.Index(b, []byte("parentCID=ffffffff"))
+	for _, edit := range []string{"parentCID=12345678", "parentFileNameHint=\"x\"\n"} {
+		c := bytes.Clone(b)
+		copy(c[at:], edit)
+		if err := openBytes(t, c); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "parent") {
+			t.Errorf("%s: %v", edit, err)
+		}
+	}
+}
