@@ -272,7 +272,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		in := at - x.start
 		m := min(int64(len(q)), x.length-in)
 		if err := x.read(q[:m], in); err != nil {
-			return 0, fmt.Errorf("%s: %w", img.path, err)
+			return 0, err
 		}
 		q, at = q[m:], at+m
 	}
