@@ -108,4 +108,17 @@ func TestVMDKThroughTheCLI(t *testing.T) {
 			t.Fatal("a failed pack left its output")
 		}
 	}
+	// A compressed grain whose bytes are damaged is found when pack reads
+	// it: an integrity failure too.
+	stream := filepath.Join(dir, "out-vmdk-stream", "sdb.vmdk")
+	b, _ = os.ReadFile(stream)
+	b[64<<10+12+40] ^= 0xff // inside the first grain's zlib data
+	os.WriteFile(stream, b, 0o644)
+	r := run(t, dir, nil, "pack", "--disk", "sda=out-vmdk-stream/sdb.vmdk", "bad.xva")
+	if r.code != exitCorrupt || !strings.Contains(r.stderr, "compressed grain at byte 65536") {
+		t.Fatalf("pack of a damaged grain: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.xva")); err == nil {
+		t.Fatal("a failed pack left its output")
+	}
 }
