@@ -12,6 +12,7 @@ import (
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vmdk"
 )
 
 // The table of disk image formats: the one place a format's name maps to
@@ -63,6 +64,22 @@ var imageFormats = []imageFormat{
 		name: "vhd-fixed", ext: ".vhd", variantOf: "vhd",
 		help:   "fixed VHD, to a file only",
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhd.CreateFixed(path, size)) },
+	},
+	{
+		name: "vmdk", ext: ".vmdk",
+		help:    "monolithicSparse VMDK (Workstation, qemu, VirtualBox), to a file only",
+		detect:  vmdk.Detect,
+		open:    func(path string) (disk.Source, error) { return asSource(vmdk.Open(path)) },
+		openOn:  func(m disk.Source, name string) (disk.Source, error) { return asSource(vmdk.OpenOn(m, m.Size(), name)) },
+		create:  func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.Create(path, size)) },
+		corrupt: vmdk.ErrCorrupt,
+		inspect: inspectVMDK,
+	},
+	{
+		// Read as "vmdk": this row only writes.
+		name: "vmdk-stream", ext: ".vmdk", variantOf: "vmdk",
+		help:   "streamOptimized VMDK (compressed, for ESXi and OVF), to a file only",
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, 0)) },
 	},
 }
 

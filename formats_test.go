@@ -46,13 +46,13 @@ func TestFormatTableIsConsistent(t *testing.T) {
 	if fallbacks != 1 || imageFormats[0].name != "raw" || imageFormats[0].detect != nil {
 		t.Errorf("want one fallback of detection, raw, first (the default); have %d", fallbacks)
 	}
-	if got := DiskFormatNames(); got != "raw, vhd or vhd-fixed" {
+	if got := DiskFormatNames(); got != "raw, vhd, vhd-fixed, vmdk or vmdk-stream" {
 		t.Errorf("DiskFormatNames = %q", got)
 	}
-	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd"}) {
+	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd", ".vmdk"}) {
 		t.Errorf("imageExts = %q", got)
 	}
-	for _, name := range []string{"", "raw", "vhd", "vhd-fixed"} {
+	for _, name := range []string{"", "raw", "vhd", "vhd-fixed", "vmdk", "vmdk-stream"} {
 		if _, ok := formatNamed(name); !ok {
 			t.Errorf("formatNamed(%q) fails", name)
 		}

@@ -9,13 +9,14 @@ import (
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vmdk"
 )
 
 // ImageInfo describes a disk image file.
 type ImageInfo struct {
 	Path           string `json:"path"`
-	Format         string `json:"format"` // vhd
-	Type           string `json:"type"`   // fixed, dynamic, differencing
+	Format         string `json:"format"` // vhd, vmdk
+	Type           string `json:"type"`   // fixed, dynamic, differencing; a VMDK's createType
 	Size           int64  `json:"size_bytes"`
 	BlockSize      int64  `json:"block_size,omitempty"`
 	Blocks         int    `json:"blocks,omitempty"`
@@ -69,6 +70,26 @@ func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
 	return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
 		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
 		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+}
+
+// inspectVMDK is the format table's description of a VMDK: its
+// subformat, grain size and count, allocated grains and bytes, and the
+// ddb.uuid of its descriptor when it has one.
+func inspectVMDK(ctx context.Context, path string) (*ImageInfo, error) {
+	img, err := vmdk.Open(path)
+	if errors.Is(err, vmdk.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	i, err := img.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageInfo{Path: path, Format: "vmdk", Type: i.CreateType, Size: i.Size, BlockSize: i.GrainSize,
+		Blocks: int(i.Grains), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes, UUID: i.UUID}, nil
 }
 
 // PVInfo describes a physical volume: its VG and the logical volumes on it.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"strings"
 
@@ -130,14 +131,46 @@ func openSource(path string) (disk.Source, error) {
 		if img == disk.Source(vol) {
 			return vol, nil
 		}
-		return &closing{img, vol}, nil
+		return checkedReads(f, &closing{img, vol}, path), nil
 	}
 	f, err := fileFormat(path)
 	if err != nil {
 		return nil, err
 	}
 	img, err := f.open(path)
-	return img, imageError(path, err)
+	if err != nil {
+		return nil, imageError(path, err)
+	}
+	return checkedReads(f, img, path), nil
+}
+
+// checkedReads makes a malformed image that a read finds (a compressed
+// grain that does not inflate to its grain) an integrity failure, as one
+// found when the image is opened is: for formats with a corrupt sentinel.
+func checkedReads(f *imageFormat, img disk.Source, path string) disk.Source {
+	if f.corrupt == nil {
+		return img
+	}
+	return &imageSource{img, path}
+}
+
+// imageSource passes reads and extents through, mapping read errors with
+// imageError.
+type imageSource struct {
+	disk.Source
+	path string
+}
+
+func (s *imageSource) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.Source.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = imageError(s.path, err)
+	}
+	return n, err
+}
+
+func (s *imageSource) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
+	return disk.Extents(ctx, s.Source)
 }
 
 // fileFormat is the format of the file or device at path, by content.

@@ -24,7 +24,8 @@ the VM and each disk's image.
 
 Given a VHD image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and
-bytes, creator, UUID and parent. Given an LVM physical volume (a device or
+bytes, creator, UUID and parent; given a VMDK, its subformat (createType),
+virtual size, grain size and count, allocated grains and bytes. Given an LVM physical volume (a device or
 an image of one), it shows its volume group and logical volumes, read from
 the LVM2 metadata without the LVM tools.`,
 		Example: `  # What an archive holds: the VM, its disks and how they are stored
@@ -148,8 +149,12 @@ func imageInfo(cmd *cobra.Command, g *globals, path string) error {
 		fmt.Fprintf(w, "blocks:\t%d of %s, %d allocated\n", i.Blocks, humanize.IBytes(uint64(i.BlockSize)), i.Allocated)
 	}
 	fmt.Fprintf(w, "allocated:\t%s\n", humanize.IBytes(uint64(i.AllocatedBytes)))
-	fmt.Fprintf(w, "creator:\t%s\n", printable(i.Creator))
-	fmt.Fprintf(w, "uuid:\t%s\n", i.UUID)
+	if i.Creator != "" {
+		fmt.Fprintf(w, "creator:\t%s\n", printable(i.Creator))
+	}
+	if i.UUID != "" {
+		fmt.Fprintf(w, "uuid:\t%s\n", printable(i.UUID))
+	}
 	if i.Parent != "" {
 		fmt.Fprintf(w, "parent:\t%s (%s)\n", printable(i.Parent), i.ParentUUID)
 	}

@@ -23,7 +23,9 @@ plus one image per disk named after its device (sda.raw), in the format
 
 ` + diskFormatList() + `
 qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's
-size.
+size; qemu, VMware and VirtualBox read the VMDKs at it too (padded to a whole
+512-byte sector when it is not one). --jobs does not apply to vmdk-stream,
+whose grains are compressed on one worker per core.
 
 --disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
 /dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
@@ -133,9 +135,15 @@ func unpackJSON(r *xva.UnpackResult) unpackResultJSON {
 // library's format table.
 func diskFormatList() string {
 	var b strings.Builder
+	name, ext := 0, 0
 	for _, f := range xva.DiskFormats() {
 		if f.Write {
-			fmt.Fprintf(&b, "  %-10s sda%-5s %s\n", f.Name, f.Ext, f.Help)
+			name, ext = max(name, len(f.Name)), max(ext, len(f.Ext))
+		}
+	}
+	for _, f := range xva.DiskFormats() {
+		if f.Write {
+			fmt.Fprintf(&b, "  %-*s sda%-*s %s\n", name, f.Name, ext+1, f.Ext, f.Help)
 		}
 	}
 	return b.String()
