@@ -336,6 +336,8 @@ var imageFormats = []struct {
 	faster                       float64 // the speedup the target asks for
 }{
 	{"vhd", "vpc", "subformat=dynamic,force_size=on", ".vhd", "≥ qemu-img", 1},
+	{"vmdk", "vmdk", "subformat=monolithicSparse", ".vmdk", "≥ qemu-img", 1},
+	{"vmdk-stream", "vmdk", "subformat=streamOptimized", ".s.vmdk", "≥ 2× qemu-img (compressing)", 2},
 }
 
 // images converts the raw disk into each image format and back with

@@ -35,11 +35,8 @@ image in another format, reading only its data.`,
   # Compress an xapi archive with zstd
   xva convert current.xva current.xva.zst --compress zstd
 
-  # Turn an archive into the legacy directory form
-  xva convert current.xva legacy-dir/ --format legacy
-
   # Take one disk out of an archive as a dynamic VHD
-  xva convert web.xva xvda.vhd --disk xvda
+  xva convert web.xva sda.vhd --disk sda
 
   # Convert a disk image to another format
   xva convert disk.vhd disk.raw`,
@@ -90,6 +87,8 @@ func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat st
 		return false, nil
 	case image && device != "":
 		return true, usagef("--disk takes a disk out of an archive; %s is a disk image", in)
+	case image && named == "" && diskFormat == "":
+		return false, nil // an archive wanted from an image: the reader says what the input is
 	}
 	if err := refuseTerminal(out); err != nil {
 		return true, err
