@@ -10,6 +10,7 @@ import (
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
 )
@@ -63,6 +64,22 @@ var imageFormats = []imageFormat{
 		name: "vhd-fixed", ext: ".vhd", variantOf: "vhd",
 		help:   "fixed VHD, to a file only",
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhd.CreateFixed(path, size)) },
+	},
+	{
+		name: "qcow2", ext: ".qcow2",
+		help:   "qcow2 version 3 for qemu/KVM (64 KiB clusters, all-zero clusters unallocated)",
+		detect: qcow2.Detect,
+		open:   func(path string) (disk.Source, error) { return asSource(qcow2.Open(path)) },
+		openOn: func(m disk.Source, name string) (disk.Source, error) {
+			return asSource(qcow2.OpenOn(m, m.Size(), name))
+		},
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(qcow2.Create(path, size)) },
+		createOn: func(m *medium, size int64, _ bool) (disk.Sink, error) {
+			return m.imageSink(func(rw rwMedium, end int64) (disk.Sink, error) { return asSink(qcow2.CreateOn(rw, size, end)) })
+		},
+		corrupt:  qcow2.ErrCorrupt,
+		tooSmall: qcow2.ErrTooSmall,
+		inspect:  inspectQcow2,
 	},
 }
 

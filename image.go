@@ -8,13 +8,14 @@ import (
 
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
 )
 
 // ImageInfo describes a disk image file.
 type ImageInfo struct {
 	Path           string `json:"path"`
-	Format         string `json:"format"` // vhd
+	Format         string `json:"format"` // vhd, qcow2
 	Type           string `json:"type"`   // fixed, dynamic, differencing
 	Size           int64  `json:"size_bytes"`
 	BlockSize      int64  `json:"block_size,omitempty"`
@@ -25,11 +26,13 @@ type ImageInfo struct {
 	UUID           string `json:"uuid"`
 	ParentUUID     string `json:"parent_uuid,omitempty"`
 	Parent         string `json:"parent,omitempty"`
+	// Backing is a qcow2 image's backing chain, nearest first.
+	Backing []string `json:"backing_chain,omitempty"`
 }
 
 // IsImage reports whether path is a disk image xva can describe (a format
 // of the table that recognises itself by content and can be described:
-// a VHD) rather than an archive.
+// a VHD or a qcow2) rather than an archive.
 func IsImage(path string) bool {
 	st, err := os.Stat(path)
 	if err != nil || st.IsDir() {
@@ -69,6 +72,34 @@ func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
 	return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
 		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
 		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+}
+
+// inspectQcow2 is the format table's description of a qcow2 image: a
+// "dynamic" disk, or "differencing" over a backing file (Parent, the
+// nearest; Backing, the whole chain).
+func inspectQcow2(ctx context.Context, path string) (*ImageInfo, error) {
+	img, err := qcow2.Open(path)
+	if errors.Is(err, qcow2.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	i, err := img.Info(ctx)
+	if errors.Is(err, qcow2.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	info := &ImageInfo{Path: path, Format: "qcow2", Type: "dynamic", Size: i.Size, BlockSize: i.ClusterSize,
+		Blocks: int(i.Clusters), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes,
+		Creator: fmt.Sprintf("qcow2 version %d", i.Version), Backing: i.Backing}
+	if len(i.Backing) > 0 {
+		info.Type, info.Parent = "differencing", i.Backing[0]
+	}
+	return info, nil
 }
 
 // PVInfo describes a physical volume: its VG and the logical volumes on it.
