@@ -436,3 +436,64 @@ func TestCompressedAndUnaligned(t *testing.T) {
 		t.Fatalf("unaligned L2 entry: %v", err)
 	}
 }
+
+// TestWriteCompressed: compressed output, zlib and zstd, byte-packed,
+// incompressible clusters stored as they are, through qemu-img.
+func TestWriteCompressed(t *testing.T) {
+	testutil.NeedTools(t, "qemu-img")
+	dir := t.TempDir()
+	for _, kind := range []string{"zlib", "zstd"} {
+		for _, c := range []struct {
+			cs, size int64
+			fill     string
+		}{
+			{0, 9<<20 + 512, "mixed"}, {512, 1<<20 + 4096, "mixed"}, {512, 600 << 10, "same"},
+			{4096, 3<<20 - 512, "random"}, {2 << 20, 5<<20 + 512, "mixed"}, {0, 0, "same"},
+		} {
+			name := fmt.Sprintf("%s-cs%d-size%d-%s", kind, c.cs, c.size, c.fill)
+			t.Run(name, func(t *testing.T) {
+				var data []byte
+				switch c.fill {
+				case "same":
+					data = bytes.Repeat([]byte{0x5a}, int(c.size))
+				case "random":
+					data = make([]byte, c.size)
+					r := rand.New(rand.NewPCG(uint64(c.size), 2))
+					for i := range data {
+						data[i] = byte(r.Uint32())
+					}
+					clear(data[c.size/3 : c.size/2])
+				default:
+					data = image(c.size, uint64(c.size), 256<<10)
+					r := rand.New(rand.NewPCG(3, 3))
+					for i := c.size / 2; i < min(c.size, c.size/2+300<<10); i++ {
+						data[i] = byte(r.Uint32()) // incompressible
+					}
+				}
+				opts := []Option{WithCompression(kind, 3)}
+				if c.cs != 0 {
+					opts = append(opts, WithClusterSize(c.cs))
+				}
+				p := filepath.Join(dir, name+".qcow2")
+				writeQcow2(t, p, data, opts...)
+				vsize := (c.size + 511) &^ 511
+				raw := filepath.Join(dir, name+".raw")
+				os.WriteFile(raw, append(bytes.Clone(data), make([]byte, vsize-c.size)...), 0o644)
+				checkQemu(t, p, raw, vsize)
+				if got := readAll(t, p); !bytes.Equal(got[:c.size], data) {
+					t.Fatal("our reader reads our image differently")
+				}
+				if out := qemuImg(t, "check", p); c.fill != "random" && c.size > 0 && strings.Contains(out, " 0.00% compressed") {
+					t.Fatalf("nothing compressed:\n%s", out)
+				}
+				info := qemuImg(t, "info", p)
+				if kind == "zstd" && !strings.Contains(info, "compression type: zstd") {
+					t.Fatalf("qemu-img info:\n%s", info)
+				}
+				if st, _ := os.Stat(p); c.fill == "same" && c.size > 0 && st.Size() > c.size/4 {
+					t.Fatalf("%d bytes of one value make a %d-byte image", c.size, st.Size())
+				}
+			})
+		}
+	}
+}

@@ -1,15 +1,22 @@
 package qcow2
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
 	"os"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/internal/pipeline"
 )
 
 var _ disk.Sink = (*Sink)(nil)
@@ -52,6 +59,25 @@ type Sink struct {
 	buf       []byte
 	dirty     bool
 	last      int64 // the last guest cluster written, -1 for none
+
+	// Refcounts, kept a block at a time: a block is written as soon as
+	// the file grows past the clusters it counts.
+	rbRange  int64    // the range of clusters rb counts
+	rb       []byte   // its refcount block
+	reftable []uint64 // where the blocks of the ranges before it went
+
+	// Compressed output: clusters are compressed on a pool, in order.
+	compression int // 0 none, else compressionZlib+1 or compressionZstd+1
+	jobs        int
+	pool        *pipeline.Ordered[compressed]
+	bufs        sync.Pool
+}
+
+// compressed is a cluster and its compressed form (nil when compressing
+// does not make it smaller).
+type compressed struct {
+	c         int64
+	raw, data []byte
 }
 
 // Medium is what CreateOn writes onto: a block device or a logical volume.
@@ -74,6 +100,28 @@ func WithClusterSize(n int64) Option {
 			return fmt.Errorf("qcow2: cluster size %d is not a power of two from 512 bytes to 2 MiB", n)
 		}
 		s.cs = n
+		return nil
+	}
+}
+
+// WithCompression makes every cluster that compresses smaller a
+// compressed cluster: "zlib" (raw deflate, qemu's default compression
+// type) or "zstd" (compression type 1, which needs qemu 5.1 or later);
+// "" for none. Clusters are compressed on jobs goroutines (0: one per
+// CPU), with at most 3 × jobs clusters in memory.
+func WithCompression(kind string, jobs int) Option {
+	return func(s *Sink) error {
+		switch kind {
+		case "":
+			s.compression = 0
+		case "zlib":
+			s.compression = compressionZlib + 1
+		case "zstd":
+			s.compression = compressionZstd + 1
+		default:
+			return fmt.Errorf("qcow2: unknown compression %q (zlib or zstd)", kind)
+		}
+		s.jobs = pipeline.Jobs(jobs)
 		return nil
 	}
 }
@@ -131,7 +179,13 @@ func newSink(size int64, opts []Option) (*Sink, error) {
 		return nil, fmt.Errorf("qcow2: a %d-byte disk needs an L1 table over qemu's 32 MiB with %d-byte clusters; use larger clusters", size, s.cs)
 	}
 	s.l1 = make([]uint64, l1)
-	s.pos = s.cs // cluster 0 is the header's
+	s.rb = make([]byte, s.cs)
+	s.ref(0) // cluster 0 is the header's
+	s.pos = s.cs
+	if s.compression != 0 {
+		s.bufs.New = func() any { return make([]byte, s.cs) }
+		s.pool = pipeline.NewOrdered(context.Background(), s.jobs, s.emit, func(c compressed) { s.bufs.Put(c.raw) })
+	}
 	return s, nil
 }
 
@@ -140,11 +194,78 @@ func (s *Sink) maxFile() int64 {
 	clusters := (s.vsize + s.cs - 1) >> s.bits
 	t := 1 + clusters + int64(len(s.l1)) + s.l1Clusters()
 	nrb, nrt := s.refcountClusters(t)
-	return (t + nrb + nrt) * s.cs
+	// Compressed clusters are stored in fewer bytes, or as they are; what
+	// packing them can waste is a cluster before each table and block.
+	return (t + int64(len(s.l1)) + 2*nrb + nrt + 2) * s.cs
 }
 
 // l1Clusters is the L1 table's size in clusters; an empty disk has none
 // (qemu counts only the table's bytes as used).
+// perBlock is the clusters a refcount block counts (16-bit refcounts).
+func (s *Sink) perBlock() int64 { return s.cs / 2 }
+
+// alloc takes the next cluster of the file (pos aligned up first) and
+// returns its offset. A refcount block whose range the file has left is
+// written first, in the cluster that would have been taken.
+func (s *Sink) alloc() (int64, error) {
+	s.pos = (s.pos + s.cs - 1) &^ (s.cs - 1)
+	if err := s.leaveRange(); err != nil {
+		return 0, err
+	}
+	off := s.pos
+	s.ref(off >> s.bits)
+	s.pos += s.cs
+	return off, nil
+}
+
+// leaveRange writes the refcount block of the range before pos's if pos
+// (cluster-aligned) has left it: in the cluster at pos, which it counts
+// in the next block.
+func (s *Sink) leaveRange() error {
+	if (s.pos>>s.bits)/s.perBlock() == s.rbRange {
+		return nil
+	}
+	if _, err := s.w.WriteAt(s.rb, s.pos); err != nil {
+		return err
+	}
+	s.reftable = append(s.reftable, uint64(s.pos))
+	clear(s.rb)
+	s.rbRange++
+	s.ref(s.pos >> s.bits)
+	s.pos += s.cs
+	return nil
+}
+
+// ref counts one more reference to cluster c, which is in rbRange.
+func (s *Sink) ref(c int64) {
+	i := 2 * (c % s.perBlock())
+	binary.BigEndian.PutUint16(s.rb[i:], binary.BigEndian.Uint16(s.rb[i:])+1)
+}
+
+// refs is cluster c's refcount so far (c in rbRange).
+func (s *Sink) refs(c int64) uint16 { return binary.BigEndian.Uint16(s.rb[2*(c%s.perBlock()):]) }
+
+// placeBytes takes n bytes at pos for a compressed cluster, never across
+// a range of refcount blocks and never making a refcount overflow, and
+// counts a reference to each cluster they touch.
+func (s *Sink) placeBytes(n int64) (int64, error) {
+	first, last := s.pos>>s.bits, (s.pos+n-1)>>s.bits
+	if s.pos&(s.cs-1) != 0 && (last/s.perBlock() != s.rbRange || s.refs(first) == 0xffff) {
+		s.pos = (s.pos + s.cs - 1) &^ (s.cs - 1)
+	}
+	if s.pos&(s.cs-1) == 0 {
+		if err := s.leaveRange(); err != nil {
+			return 0, err
+		}
+	}
+	off := s.pos
+	for c := off >> s.bits; c <= (off+n-1)>>s.bits; c++ {
+		s.ref(c)
+	}
+	s.pos += n
+	return off, nil
+}
+
 func (s *Sink) l1Clusters() int64 { return (int64(len(s.l1))*8 + s.cs - 1) / s.cs }
 
 // refcountClusters sizes the refcount blocks and table that cover t
@@ -225,25 +346,98 @@ func (s *Sink) flushCluster() error {
 	return err
 }
 
-// writeData puts guest cluster c at the end of the file, after the L2
-// table of the range before if c starts a new one.
+// writeData stores guest cluster c: at the end of the file, or, when
+// compressing, through the pool (a copy: data is the caller's).
 func (s *Sink) writeData(c int64, data []byte) error {
+	s.last = c
+	if s.pool == nil {
+		return s.place(c, data, nil)
+	}
+	raw := s.bufs.Get().([]byte)
+	copy(raw, data)
+	return s.pool.Submit(func(context.Context) (compressed, error) {
+		z, err := s.compress(raw)
+		return compressed{c, raw, z}, err
+	})
+}
+
+// emit places a compressed cluster, in guest order.
+func (s *Sink) emit(z compressed) error {
+	err := s.place(z.c, z.raw, z.data)
+	s.bufs.Put(z.raw)
+	return err
+}
+
+// compress returns raw compressed, or nil when that is not smaller than
+// a cluster less a byte (qemu then stores it as it is, as we do).
+func (s *Sink) compress(raw []byte) ([]byte, error) {
+	var b bytes.Buffer
+	if s.compression == compressionZstd+1 {
+		z := zstdEnc().EncodeAll(raw, make([]byte, 0, len(raw)))
+		if len(z) >= len(raw)-1 {
+			return nil, nil
+		}
+		return z, nil
+	}
+	w, err := flate.NewWriter(&b, flate.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	w.Write(raw)
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if b.Len() >= len(raw)-1 {
+		return nil, nil
+	}
+	return b.Bytes(), nil
+}
+
+var zstdEnc = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err)
+	}
+	return e
+})
+
+// place puts guest cluster c in the file: raw in a cluster of its own,
+// or z, its compressed form, packed after what came before; after the L2
+// table of the range before if c starts a new one.
+func (s *Sink) place(c int64, raw, z []byte) error {
 	if slot := c / s.l2Entries; slot != s.slot {
 		if err := s.flushL2(); err != nil {
 			return err
 		}
 		s.slot = slot
 	}
-	if _, err := s.w.WriteAt(data, s.pos); err != nil {
-		return err
+	var e uint64
+	if z == nil {
+		off, err := s.alloc()
+		if err != nil {
+			return err
+		}
+		if _, err := s.w.WriteAt(raw, off); err != nil {
+			return err
+		}
+		e = uint64(off) | copiedFlag
+	} else {
+		off, err := s.placeBytes(int64(len(z)))
+		if err != nil {
+			return err
+		}
+		if _, err := s.w.WriteAt(z, off); err != nil {
+			return err
+		}
+		x := 62 - (s.bits - 8)
+		nsect := (off+int64(len(z))-1)/512 - off/512
+		e = compressedFlag | uint64(nsect)<<x | uint64(off)
 	}
 	if s.l2 == nil {
 		s.l2 = make([]byte, s.cs)
 	}
-	binary.BigEndian.PutUint64(s.l2[8*(c%s.l2Entries):], uint64(s.pos)|copiedFlag)
+	binary.BigEndian.PutUint64(s.l2[8*(c%s.l2Entries):], e)
 	s.l2n++
-	s.pos += s.cs
-	s.last = c
 	return nil
 }
 
@@ -252,11 +446,14 @@ func (s *Sink) flushL2() error {
 	if s.slot < 0 || s.l2n == 0 {
 		return nil
 	}
-	if _, err := s.w.WriteAt(s.l2, s.pos); err != nil {
+	off, err := s.alloc()
+	if err != nil {
 		return err
 	}
-	s.l1[s.slot] = uint64(s.pos) | copiedFlag
-	s.pos += s.cs
+	if _, err := s.w.WriteAt(s.l2, off); err != nil {
+		return err
+	}
+	s.l1[s.slot] = uint64(off) | copiedFlag
 	clear(s.l2)
 	s.l2n, s.slot = 0, -1
 	return nil
@@ -288,55 +485,86 @@ func (s *Sink) finish() error {
 	if err := s.flushCluster(); err != nil {
 		return err
 	}
+	if s.pool != nil {
+		err := s.pool.Close()
+		s.pool = nil
+		if err != nil {
+			return err
+		}
+	}
 	if err := s.flushL2(); err != nil {
 		return err
 	}
 	// The L1 table, whole clusters.
-	l1Off := s.pos
-	if len(s.l1) == 0 {
-		l1Off = 0
-	}
-	b := make([]byte, s.l1Clusters()*s.cs)
-	for i, e := range s.l1 {
-		binary.BigEndian.PutUint64(b[8*i:], e)
-	}
-	if _, err := s.w.WriteAt(b, l1Off); err != nil {
-		return err
-	}
-	s.pos += int64(len(b))
-	// The refcounts: every cluster of the file, them included, is used once.
-	t := s.pos / s.cs
-	nrb, nrt := s.refcountClusters(t)
-	total := t + nrb + nrt
-	perBlock := s.cs / 2
-	rbOff := s.pos
-	block := make([]byte, s.cs)
-	for k := range nrb {
-		clear(block)
-		for j := range perBlock {
-			if k*perBlock+j >= total {
-				break
+	var l1Off int64
+	b := make([]byte, s.cs)
+	for k := range s.l1Clusters() {
+		clear(b)
+		for i := range s.l2Entries {
+			if j := k*s.l2Entries + i; j < int64(len(s.l1)) {
+				binary.BigEndian.PutUint64(b[8*i:], s.l1[j])
 			}
-			binary.BigEndian.PutUint16(block[2*j:], 1)
 		}
-		if _, err := s.w.WriteAt(block, s.pos); err != nil {
+		off, err := s.alloc()
+		if err != nil {
 			return err
 		}
-		s.pos += s.cs
+		if k == 0 {
+			l1Off = off
+		}
+		if _, err := s.w.WriteAt(b, off); err != nil {
+			return err
+		}
+	}
+	// The refcount blocks left, from rbRange's on, and the table after
+	// them, sized to count themselves too.
+	s.pos = (s.pos + s.cs - 1) &^ (s.cs - 1)
+	if err := s.leaveRange(); err != nil {
+		return err
+	}
+	t := s.pos >> s.bits
+	per := s.perBlock()
+	var nrb, nrt int64
+	for {
+		total := t + nrb + nrt
+		b := (total+per-1)/per - s.rbRange
+		r := ((s.rbRange+b)*8 + s.cs - 1) / s.cs
+		if b == nrb && r == nrt {
+			break
+		}
+		nrb, nrt = b, r
+	}
+	total := t + nrb + nrt
+	for k := range nrb {
+		rng := s.rbRange + k
+		if k > 0 {
+			clear(s.rb)
+		}
+		for c := max(t, rng*per); c < min(total, (rng+1)*per); c++ {
+			s.ref(c)
+		}
+		off := (t + k) << s.bits
+		if _, err := s.w.WriteAt(s.rb, off); err != nil {
+			return err
+		}
+		s.reftable = append(s.reftable, uint64(off))
 	}
 	rt := make([]byte, nrt*s.cs)
-	for k := range nrb {
-		binary.BigEndian.PutUint64(rt[8*k:], uint64(rbOff+k*s.cs))
+	for k, off := range s.reftable {
+		binary.BigEndian.PutUint64(rt[8*k:], off)
 	}
-	rtOff := s.pos
+	rtOff := (t + nrb) << s.bits
 	if _, err := s.w.WriteAt(rt, rtOff); err != nil {
 		return err
 	}
-	s.pos += int64(len(rt))
 	h := header{Version: 3, ClusterBits: uint32(s.bits), Size: uint64(s.vsize),
 		L1Size: uint32(len(s.l1)), L1Offset: uint64(l1Off),
 		RefTableOffset: uint64(rtOff), RefTableCluster: uint32(nrt),
 		RefcountOrder: refcountOrder16, HeaderLength: v3HeaderLen}
+	if s.compression == compressionZstd+1 {
+		h.CompressionType = compressionZstd
+		h.Incompatible |= incCompression
+	}
 	hc := make([]byte, s.cs) // the header, then the end of extensions (zeros)
 	copy(hc, h.marshal())
 	_, err := s.w.WriteAt(hc, 0)
@@ -350,6 +578,9 @@ func (s *Sink) Abort() error {
 		return nil
 	}
 	s.done = true
+	if s.pool != nil {
+		s.pool.Abort(errors.New("qcow2: aborted"))
+	}
 	if s.medium == nil {
 		fsutil.Discard(s.f)
 	}
