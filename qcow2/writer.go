@@ -26,18 +26,23 @@ var _ disk.Sink = (*Sink)(nil)
 //
 //	cluster 0            the header, written last
 //	for each L2 range    its data clusters in guest order (all-zero
-//	                     clusters are left unallocated), then its L2 table
+//	                     clusters are left unallocated; compressed ones
+//	                     byte-packed), then its L2 table
 //	the L1 table
-//	the refcount blocks  every cluster above has refcount 1
-//	the refcount table
+//	the refcount table   at the very end
 //
-// which qemu-img check finds exact: no leaks, the copied flag on every
-// entry. Memory is the L1 table (8 bytes per L2 range: cluster_size/8
-// clusters, 512 MiB of disk with 64 KiB clusters, so O(size / cluster_size
-// / 8192) at the default), one L2 table and one cluster of data; the
-// refcounts are computed at the end from the cluster count, a cluster at a
-// time, and the refcount table is 8 bytes per refcount block (cluster_size/2
-// clusters, 2 GiB of file at 64 KiB).
+// with each refcount block written where the file stands when it grows
+// past the clusters the block counts (cluster_size/2 clusters, 2 GiB of
+// file with 64 KiB clusters), and the last ones before the refcount table.
+// qemu-img check finds it exact: no leaks, the copied flag on every normal
+// entry, none on compressed ones.
+//
+// Memory: the L1 table, 8 bytes per L2 range (cluster_size/8 clusters,
+// 512 MiB of disk with 64 KiB clusters: O(size / cluster_size / 8192) at
+// the default, 32 KiB for 2 TiB), the refcount table's entries, 8 bytes
+// per refcount block (4 KiB for 1 TiB of file at 64 KiB), one L2 table,
+// one refcount block and one cluster being gathered; compressing, 3 ×
+// jobs clusters more.
 type Sink struct {
 	f      *os.File // nil on a medium
 	medium Medium
