@@ -427,10 +427,8 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	}
 	q, at := p[:n], off
 	for len(q) > 0 {
-		c := at >> img.bits
-		in := at & (img.cs - 1)
-		m := min(int64(len(q)), img.cs-in)
-		if err := img.readCluster(q[:m], c, in); err != nil {
+		m, err := img.readRun(q, at)
+		if err != nil {
 			return 0, fmt.Errorf("%s: %w", img.path, err)
 		}
 		q, at = q[m:], at+m
@@ -452,6 +450,51 @@ func (img *Image) entry(c int64) (uint64, error) {
 		return 0, err
 	}
 	return binary.BigEndian.Uint64(t[8*(c%img.l2Entries):]), nil
+}
+
+// isData reports whether L2 entry e is a normal data cluster.
+func isData(e uint64) bool {
+	return e&(compressedFlag|l2ReservedMask|zeroFlag) == 0 && e&offsetMask != 0
+}
+
+// readRun reads the start of p from guest offset at: the cluster there,
+// and when it is a data cluster, the data clusters that follow it in the
+// file too, in one read. It returns the bytes read.
+func (img *Image) readRun(p []byte, at int64) (int64, error) {
+	c := at >> img.bits
+	in := at & (img.cs - 1)
+	m := min(int64(len(p)), img.cs-in)
+	e, err := img.entry(c)
+	if err != nil {
+		return 0, err
+	}
+	if !isData(e) {
+		return m, img.readCluster(p[:m], c, in)
+	}
+	host := e & offsetMask
+	if err := img.checkCluster(host, "the L2 entry of guest offset", c<<img.bits); err != nil {
+		return 0, err
+	}
+	for m < int64(len(p)) {
+		next, err := img.entry(c + 1)
+		if err != nil {
+			return 0, err
+		}
+		if !isData(next) || next&offsetMask != host+uint64((c+1-at>>img.bits)<<img.bits) {
+			break
+		}
+		c++
+		if err := img.checkCluster(next&offsetMask, "the L2 entry of guest offset", c<<img.bits); err != nil {
+			return 0, err
+		}
+		m += min(img.cs, int64(len(p))-m)
+	}
+	got, err := img.ra.ReadAt(p[:m], int64(host)+in)
+	if err == io.EOF || (err == nil && int64(got) < m) {
+		clear(p[got:m]) // a last cluster written short reads zeros past the file's end, as in qemu
+		return m, nil
+	}
+	return m, err
 }
 
 // readCluster reads p from guest cluster c at offset in within it.
