@@ -2,7 +2,8 @@
 // KVM (Proxmox, OpenStack, libvirt): versions 2 and 3 are read (L1/L2
 // tables, zero clusters, deflate and zstd compressed clusters, backing
 // files), and version 3 is written in one pass, data in guest order with
-// every table after it.
+// every table after it, optionally with zlib or zstd compressed clusters
+// (compressed in parallel).
 //
 // The format is qemu's docs/interop/qcow2.txt; where that text is silent,
 // qemu 7.2's block/qcow2*.c decides, and qemu-img is the test peer.
