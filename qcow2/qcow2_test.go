@@ -497,3 +497,46 @@ func TestWriteCompressed(t *testing.T) {
 		}
 	}
 }
+
+// The writer refuses what it cannot do, and Abort leaves nothing.
+func TestSinkErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.qcow2")
+	for _, opt := range []Option{WithClusterSize(1000), WithClusterSize(256), WithClusterSize(4 << 20), WithCompression("lz4", 0)} {
+		if _, err := Create(p, 1<<20, opt); err == nil {
+			t.Error("a bad option accepted")
+		}
+	}
+	if _, err := Create(p, 1<<50, WithClusterSize(512)); err == nil || !strings.Contains(err.Error(), "L1 table") {
+		t.Errorf("a disk too large for its clusters: %v", err)
+	}
+	for _, kind := range []string{"", "zstd"} {
+		s, err := Create(p, 1<<20, WithCompression(kind, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.WriteAt(bytes.Repeat([]byte{1}, 256<<10), 256<<10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.WriteAt([]byte{1}, 4096); err == nil {
+			t.Error("a write going back accepted")
+		}
+		if _, err := s.WriteAt([]byte{1, 2}, 1<<20-1); err == nil {
+			t.Error("a write past the end accepted")
+		}
+		if err := s.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("Abort left %v", ents)
+		}
+	}
+	os.WriteFile(p, nil, 0o644)
+	if _, err := Create(p, 1<<20); err == nil {
+		t.Error("an existing file overwritten")
+	}
+	m := make(memMedium, 1<<20)
+	if _, err := CreateOn(m, 1<<20, int64(len(m))); !errors.Is(err, ErrTooSmall) {
+		t.Errorf("a medium as large as the disk: %v", err)
+	}
+}

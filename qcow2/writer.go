@@ -488,6 +488,10 @@ func (s *Sink) Commit() error {
 
 func (s *Sink) finish() error {
 	if err := s.flushCluster(); err != nil {
+		if s.pool != nil {
+			s.pool.Abort(err)
+			s.pool = nil
+		}
 		return err
 	}
 	if s.pool != nil {
