@@ -540,3 +540,67 @@ func TestSinkErrors(t *testing.T) {
 		t.Errorf("a medium as large as the disk: %v", err)
 	}
 }
+
+func qemuIO(t *testing.T, path string, cmds ...string) {
+	t.Helper()
+	args := []string{"-f", "qcow2"}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	if out, err := exec.Command("qemu-io", append(args, path)...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io %v: %v\n%s", cmds, err, out)
+	}
+}
+
+// Images qemu-img makes of sizes on and off cluster and MiB boundaries,
+// a 2 TiB one holding a MiB, and zero clusters over a backing file read
+// as qemu-img reads them.
+func TestReadQemuSizesAndZeroClusters(t *testing.T) {
+	testutil.NeedTools(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	for _, size := range []int64{0, 512, 1 << 20, 5<<20 + 1536, 64<<10 - 512} {
+		raw := filepath.Join(dir, fmt.Sprintf("%d.raw", size))
+		os.WriteFile(raw, image(size, uint64(size)+9, 128<<10), 0o644)
+		for _, opts := range [][]string{{"-O", "qcow2"}, {"-c", "-O", "qcow2", "-o", "compression_type=zstd"}, {"-O", "qcow2", "-o", "cluster_size=2M"}} {
+			p := filepath.Join(dir, fmt.Sprintf("%d-%d.qcow2", size, len(opts)))
+			qemuImg(t, append(append([]string{"convert"}, opts...), raw, p)...)
+			compareWithQemu(t, dir, p)
+		}
+	}
+	// 2 TiB, a MiB of it written.
+	big := filepath.Join(dir, "big.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", big, "2T")
+	qemuIO(t, big, "write -P 0x5a 1T 1M", "write -z 1G 64k")
+	img, err := Open(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ext []disk.Extent
+	for e, err := range img.Extents(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext = append(ext, e)
+	}
+	got := make([]byte, 2<<20)
+	if _, err := img.ReadAt(got, 1<<40-512<<10); err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	want := append(make([]byte, 512<<10), bytes.Repeat([]byte{0x5a}, 1<<20)...)
+	if len(ext) != 1 || ext[0] != (disk.Extent{Off: 1 << 40, Len: 1 << 20}) || !bytes.Equal(got[:len(want)], want) || !disk.IsZero(got[len(want):]) {
+		t.Fatalf("extents %v; data right: %v", ext, bytes.Equal(got[:len(want)], want))
+	}
+	// Zero clusters (the zero flag) over a backing file's data, and
+	// data written over it.
+	base := filepath.Join(dir, "base.qcow2")
+	src := filepath.Join(dir, "5244416.raw")
+	qemuImg(t, "convert", "-O", "qcow2", src, base)
+	top := filepath.Join(dir, "top.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top)
+	qemuIO(t, top, "write -z 64k 192k", "write -P 7 1M 4k", "write -z 4M 64k")
+	got = compareWithQemu(t, dir, top)
+	if !disk.IsZero(got[64<<10:256<<10]) || got[1<<20] != 7 {
+		t.Fatal("zero clusters or data over the backing file read wrong")
+	}
+}
