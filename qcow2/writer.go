@@ -131,6 +131,18 @@ func WithCompression(kind string, jobs int) Option {
 	}
 }
 
+// CheckOptions reports an option that Create would refuse, creating
+// nothing.
+func CheckOptions(opts ...Option) error {
+	s := &Sink{}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Create starts a qcow2 image of size bytes at path, which must not exist.
 // A size that is not a whole number of 512-byte sectors is rounded up with
 // zeros (qemu reads whole sectors).

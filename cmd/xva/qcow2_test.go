@@ -95,3 +95,46 @@ func sameFile(t *testing.T, a, b string) {
 		t.Fatalf("%s and %s differ (%v, %v)", a, b, err1, err2)
 	}
 }
+
+// --compress and --cluster-size shape the qcow2 images unpack writes,
+// and are refused (exit 2, nothing written) where they mean nothing.
+func TestQcow2CompressAndClusterSize(t *testing.T) {
+	qemuImg(t, "--version")
+	dir, _ := setupSectors(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "a.xva")
+	for _, c := range []struct{ name, compress, cluster, want string }{
+		{"z", "zstd", "4KiB", "compression type: zstd"}, {"d", "zlib", "", "cluster_size: 65536"}, {"c", "", "2MiB", "cluster_size: 2097152"},
+	} {
+		args := []string{"unpack", "--disk-format", "qcow2", "a.xva", c.name}
+		if c.compress != "" {
+			args = append(args, "--compress", c.compress)
+		}
+		if c.cluster != "" {
+			args = append(args, "--cluster-size", c.cluster)
+		}
+		mustRun(t, dir, nil, args...)
+		for _, dev := range []string{"sda", "sdb"} {
+			img := filepath.Join(dir, c.name, dev+".qcow2")
+			out := qemuImg(t, "check", img)
+			if !strings.Contains(out, "No errors were found") || strings.Contains(out, "leak") || (c.compress != "" && strings.Contains(out, " 0.00% compressed")) {
+				t.Fatalf("qemu-img check %s:\n%s", img, out)
+			}
+			if info := qemuImg(t, "info", img); !strings.Contains(info, c.want) {
+				t.Fatalf("qemu-img info %s:\n%s", img, info)
+			}
+			qemuImg(t, "compare", "-f", "raw", "-F", "qcow2", filepath.Join(dir, dev+".img"), img)
+		}
+	}
+	for _, args := range [][]string{
+		{"--disk-format", "vhd", "--compress", "zstd"}, {"--cluster-size", "64KiB"},
+		{"--disk-format", "qcow2", "--cluster-size", "1000"}, {"--disk-format", "qcow2", "--compress", "lz4"},
+	} {
+		r := run(t, dir, nil, append(append([]string{"unpack"}, args...), "a.xva", "bad")...)
+		if r.code != 2 {
+			t.Errorf("unpack %v: exit %d, want 2\n%s", args, r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "bad")); err == nil {
+			t.Errorf("unpack %v left its output", args)
+		}
+	}
+}
