@@ -81,8 +81,9 @@ type Sink struct {
 // compressed is a cluster and its compressed form (nil when compressing
 // does not make it smaller).
 type compressed struct {
-	c         int64
-	raw, data []byte
+	c    int64
+	raw  *[]byte // a buffer of bufs
+	data []byte
 }
 
 // Medium is what CreateOn writes onto: a block device or a logical volume.
@@ -200,7 +201,7 @@ func newSink(size int64, opts []Option) (*Sink, error) {
 	s.ref(0) // cluster 0 is the header's
 	s.pos = s.cs
 	if s.compression != 0 {
-		s.bufs.New = func() any { return make([]byte, s.cs) }
+		s.bufs.New = func() any { b := make([]byte, s.cs); return &b }
 		s.pool = pipeline.NewOrdered(context.Background(), s.jobs, s.emit, func(c compressed) { s.bufs.Put(c.raw) })
 	}
 	return s, nil
@@ -370,17 +371,17 @@ func (s *Sink) writeData(c int64, data []byte) error {
 	if s.pool == nil {
 		return s.place(c, data, nil)
 	}
-	raw := s.bufs.Get().([]byte)
-	copy(raw, data)
+	raw := s.bufs.Get().(*[]byte)
+	copy(*raw, data)
 	return s.pool.Submit(func(context.Context) (compressed, error) {
-		z, err := s.compress(raw)
+		z, err := s.compress(*raw)
 		return compressed{c, raw, z}, err
 	})
 }
 
 // emit places a compressed cluster, in guest order.
 func (s *Sink) emit(z compressed) error {
-	err := s.place(z.c, z.raw, z.data)
+	err := s.place(z.c, *z.raw, z.data)
 	s.bufs.Put(z.raw)
 	return err
 }
