@@ -397,10 +397,16 @@ func (s *Sink) compress(raw []byte) ([]byte, error) {
 		}
 		return z, nil
 	}
-	w, err := flate.NewWriter(&b, flate.DefaultCompression)
-	if err != nil {
-		return nil, err
+	w, _ := flateWriters.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriter(&b, flate.DefaultCompression); err != nil {
+			return nil, err
+		}
+	} else {
+		w.Reset(&b)
 	}
+	defer flateWriters.Put(w)
 	w.Write(raw)
 	if err := w.Close(); err != nil {
 		return nil, err
@@ -410,6 +416,9 @@ func (s *Sink) compress(raw []byte) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// flateWriters are raw deflate writers, reused: each holds its tables.
+var flateWriters sync.Pool
 
 var zstdEnc = sync.OnceValue(func() *zstd.Encoder {
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
