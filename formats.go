@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -118,6 +119,24 @@ func tunedFormat(name string, t imageTuning) (*imageFormat, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadOptions, err)
 	}
 	return tf, nil
+}
+
+// checkTargetName refuses a target whose extension is another format's
+// than the one it is to be written in (disk.qcow2 written raw), which a
+// reader would take at its word.
+func checkTargetName(target, format string) error {
+	f, ok := formatNamed(format)
+	if !ok {
+		return nil // refused with the format
+	}
+	ext := strings.ToLower(filepath.Ext(target))
+	for _, g := range imageFormats {
+		if g.ext == ext && g.ext != f.ext {
+			return fmt.Errorf("%w: %s is named as a %s image, but the disk format is %s: give --disk-format %s, or another name",
+				ErrBadOptions, target, g.name, f.name, g.name)
+		}
+	}
+	return nil
 }
 
 // qcow2Row is the table's qcow2 row, writing with opts.

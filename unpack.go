@@ -43,6 +43,11 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	if _, err := tunedFormat(o.diskFormat, o.imageTuning()); err != nil {
 		return nil, err
 	}
+	for _, target := range o.targets {
+		if err := checkTargetName(target, o.diskFormat); err != nil {
+			return nil, err
+		}
+	}
 	outdir = filepath.Clean(outdir)
 	exists, err := prepareDir(outdir)
 	if err != nil {

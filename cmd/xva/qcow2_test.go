@@ -138,3 +138,20 @@ func TestQcow2CompressAndClusterSize(t *testing.T) {
 		}
 	}
 }
+
+// --disk DEVICE=PATH.qcow2 writes a qcow2 there with --disk-format qcow2,
+// and is refused (exit 2) rather than written raw under a qcow2 name.
+func TestQcow2DiskTarget(t *testing.T) {
+	qemuImg(t, "--version")
+	dir, _ := setupSectors(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "a.xva")
+	if r := run(t, dir, nil, "unpack", "--disk", "sda=boot.qcow2", "a.xva", "vm"); r.code != 2 || !strings.Contains(r.stderr, "--disk-format qcow2") {
+		t.Fatalf("a .qcow2 target written raw: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "boot.qcow2")); err == nil {
+		t.Fatal("the refused target was written")
+	}
+	mustRun(t, dir, nil, "unpack", "--disk-format", "qcow2", "--disk", "sda=boot.qcow2", "a.xva", "vm")
+	qemuImg(t, "compare", "-f", "raw", "-F", "qcow2", filepath.Join(dir, "sda.img"), filepath.Join(dir, "boot.qcow2"))
+	qemuImg(t, "compare", "-f", "raw", "-F", "qcow2", filepath.Join(dir, "sdb.img"), filepath.Join(dir, "vm", "sdb.qcow2"))
+}
