@@ -365,6 +365,12 @@ func TestHostile(t *testing.T) {
 		{"L1 past EOF", func(b []byte) []byte { be.PutUint32(b[36:], 1<<20); be.PutUint64(b[24:], 512); return b }, ErrCorrupt, "past the end"},
 		{"L1 in header", func(b []byte) []byte { be.PutUint64(b[40:], 0); return b }, ErrCorrupt, "L1 table offset"},
 		{"L1 entry past EOF", func(b []byte) []byte { be.PutUint64(b[h.L1Offset:], uint64(len(b)+512)|copiedFlag); return b }, ErrCorrupt, "past the end"},
+		{"L1 shared L2", func(b []byte) []byte {
+			be.PutUint64(b[24:], 64<<10)
+			be.PutUint32(b[36:], 2)
+			copy(b[h.L1Offset+8:], b[h.L1Offset:h.L1Offset+8])
+			return b
+		}, ErrCorrupt, "share the L2 table"},
 		{"L1 reserved", func(b []byte) []byte { b[h.L1Offset+7] |= 1; return b }, ErrCorrupt, "reserved"},
 		{"L2 entry past EOF", func(b []byte) []byte { be.PutUint64(b[l2:], uint64(len(b)+1024)|copiedFlag); return b }, ErrCorrupt, "past the end"},
 		{"L2 reserved", func(b []byte) []byte { b[l2+7] |= 2; return b }, ErrCorrupt, "reserved"},

@@ -308,6 +308,20 @@ func (img *Image) loadL1() error {
 			}
 		}
 	}
+	// Each L2 table serves one range, so that the tables walked are
+	// bounded by the file's size, not by the disk's.
+	tables := make([]uint64, 0, len(img.l1))
+	for _, e := range img.l1 {
+		if off := e & offsetMask; off != 0 {
+			tables = append(tables, off)
+		}
+	}
+	slices.Sort(tables)
+	for i := 1; i < len(tables); i++ {
+		if tables[i] == tables[i-1] {
+			return corrupt("two L1 entries share the L2 table at %d", tables[i])
+		}
+	}
 	return nil
 }
 
