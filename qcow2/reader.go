@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -752,38 +753,61 @@ func frameLen(src []byte) (int, error) {
 }
 
 // Extents implements disk.Extenter: the allocated clusters (data and
-// compressed), and those of the backing chain, merged.
+// compressed), and those of the backing chain, merged as they come.
 func (img *Image) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
-	return func(yield func(disk.Extent, error) bool) {
-		if img.backing == nil {
-			for e, err := range img.ownExtents(ctx) {
-				if !yield(e, err) || err != nil {
-					return
-				}
-			}
-			return
-		}
-		var own, below []disk.Extent
-		for e, err := range img.ownExtents(ctx) {
-			if err != nil {
-				yield(e, err)
-				return
-			}
-			own = append(own, e)
-		}
+	if img.backing == nil {
+		return img.ownExtents(ctx)
+	}
+	below := func(yield func(disk.Extent, error) bool) {
 		for e, err := range disk.Extents(ctx, img.backing) {
-			if err != nil {
-				yield(e, err)
+			if err == nil && e.Off >= img.Size() {
 				return
 			}
-			if e.Off < img.Size() {
-				below = append(below, disk.Extent{Off: e.Off, Len: min(e.Len, img.Size()-e.Off)})
+			if err == nil {
+				e.Len = min(e.Len, img.Size()-e.Off)
+			}
+			if !yield(e, err) || err != nil {
+				return
 			}
 		}
-		for _, e := range union(own, below) {
-			if !yield(e, nil) {
+	}
+	return union(img.ownExtents(ctx), below)
+}
+
+// union merges two sequences of sorted extents.
+func union(a, b iter.Seq2[disk.Extent, error]) iter.Seq2[disk.Extent, error] {
+	return func(yield func(disk.Extent, error) bool) {
+		nextA, stopA := iter.Pull2(a)
+		defer stopA()
+		nextB, stopB := iter.Pull2(b)
+		defer stopB()
+		ea, errA, okA := nextA()
+		eb, errB, okB := nextB()
+		var cur disk.Extent
+		for okA || okB {
+			if err := cmp.Or(errA, errB); err != nil {
+				yield(disk.Extent{}, err)
 				return
 			}
+			var e disk.Extent
+			if !okB || okA && ea.Off <= eb.Off {
+				e = ea
+				ea, errA, okA = nextA()
+			} else {
+				e = eb
+				eb, errB, okB = nextB()
+			}
+			if cur.Len > 0 && e.Off <= cur.End() {
+				cur.Len = max(cur.End(), e.End()) - cur.Off
+				continue
+			}
+			if cur.Len > 0 && !yield(cur, nil) {
+				return
+			}
+			cur = e
+		}
+		if cur.Len > 0 {
+			yield(cur, nil)
 		}
 	}
 }
@@ -834,22 +858,6 @@ func (img *Image) ownExtents(ctx context.Context) iter.Seq2[disk.Extent, error] 
 			yield(cur, nil)
 		}
 	}
-}
-
-// union merges two sorted extent lists.
-func union(a, b []disk.Extent) []disk.Extent {
-	all := append(slices.Clone(a), b...)
-	slices.SortFunc(all, func(x, y disk.Extent) int { return int(min(max(x.Off-y.Off, -1), 1)) })
-	var out []disk.Extent
-	for _, e := range all {
-		if len(out) > 0 && e.Off <= out[len(out)-1].End() {
-			last := &out[len(out)-1]
-			last.Len = max(last.End(), e.End()) - last.Off
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // Info describes an image.
