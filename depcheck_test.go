@@ -21,7 +21,7 @@ var formatImports = []string{"disk", "internal/pipeline", "internal/fsutil", "in
 
 // formatPackages are the format packages there are today; a new top-level
 // package is one too.
-var formatPackages = []string{"ova", "chunk", "raw", "vhd", "lvm"}
+var formatPackages = []string{"ova", "chunk", "raw", "vhd", "qcow2", "lvm"}
 
 // allowed is the package map of DESIGN.md §2 and docs/design.md as an
 // allow-list: each package of the module and what it may import of the

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
 	"github.com/xva-tools/xva/vmdk"
@@ -81,6 +83,7 @@ var imageFormats = []imageFormat{
 		help:   "streamOptimized VMDK (compressed, for ESXi and OVF), to a file only",
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, 0)) },
 	},
+	qcow2Row(),
 }
 
 // imageFormat is a row of the format table. Only name, ext and help are
@@ -102,6 +105,92 @@ type imageFormat struct {
 	tooSmall error // the package's sentinel for a medium too small
 	lv       *lvConvention
 	inspect  func(ctx context.Context, path string) (*ImageInfo, error) // for xva info
+
+	// tuned is the row writing with a cluster size or compression other
+	// than the default; nil for a format that has neither.
+	tuned func(t imageTuning) (*imageFormat, error)
+}
+
+// imageTuning is how an image is written, beyond its format: zero values
+// are the format's defaults.
+type imageTuning struct {
+	clusterSize int64  // qcow2
+	compress    string // qcow2: zlib, zstd
+	jobs        int    // compressing
+}
+
+// tunedFormat is the row of a --disk-format value, set to write with t.
+func tunedFormat(name string, t imageTuning) (*imageFormat, error) {
+	f, ok := formatNamed(name)
+	if !ok {
+		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", name, DiskFormatNames())
+	}
+	if t.clusterSize == 0 && t.compress == "" {
+		return f, nil
+	}
+	if f.tuned == nil {
+		return nil, fmt.Errorf("%w: a %s image has no cluster size or compression to set (qcow2 has)", ErrBadOptions, f.name)
+	}
+	tf, err := f.tuned(t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadOptions, err)
+	}
+	return tf, nil
+}
+
+// checkTargetName refuses a target whose extension is another format's
+// than the one it is to be written in (disk.qcow2 written raw), which a
+// reader would take at its word.
+func checkTargetName(target, format string) error {
+	f, ok := formatNamed(format)
+	if !ok {
+		return nil // refused with the format
+	}
+	ext := strings.ToLower(filepath.Ext(target))
+	for _, g := range imageFormats {
+		if g.ext == ext && g.ext != f.ext {
+			return fmt.Errorf("%w: %s is named as a %s image, but the disk format is %s: give --disk-format %s, or another name",
+				ErrBadOptions, target, g.name, f.name, g.name)
+		}
+	}
+	return nil
+}
+
+// qcow2Row is the table's qcow2 row, writing with opts.
+func qcow2Row(opts ...qcow2.Option) imageFormat {
+	return imageFormat{
+		name: "qcow2", ext: ".qcow2",
+		help:   "qcow2 version 3 for qemu/KVM (64 KiB clusters, all-zero clusters unallocated)",
+		detect: qcow2.Detect,
+		open:   func(path string) (disk.Source, error) { return asSource(qcow2.Open(path)) },
+		openOn: func(m disk.Source, name string) (disk.Source, error) {
+			return asSource(qcow2.OpenOn(m, m.Size(), name))
+		},
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(qcow2.Create(path, size, opts...)) },
+		createOn: func(m *medium, size int64, _ bool) (disk.Sink, error) {
+			return m.imageSink(func(rw rwMedium, end int64) (disk.Sink, error) {
+				return asSink(qcow2.CreateOn(rw, size, end, opts...))
+			})
+		},
+		corrupt:  qcow2.ErrCorrupt,
+		tooSmall: qcow2.ErrTooSmall,
+		inspect:  inspectQcow2,
+		tuned: func(t imageTuning) (*imageFormat, error) {
+			var opts []qcow2.Option
+			if t.clusterSize != 0 {
+				opts = append(opts, qcow2.WithClusterSize(t.clusterSize))
+			}
+			if t.compress != "" {
+				opts = append(opts, qcow2.WithCompression(t.compress, t.jobs))
+			}
+			// Checked here, before any output is made.
+			if err := qcow2.CheckOptions(opts...); err != nil {
+				return nil, err
+			}
+			r := qcow2Row(opts...)
+			return &r, nil
+		},
+	}
 }
 
 // lvConvention is how a XenServer LVM SR names and sizes the volume of a

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
 )
 
@@ -46,19 +47,19 @@ func TestFormatTableIsConsistent(t *testing.T) {
 	if fallbacks != 1 || imageFormats[0].name != "raw" || imageFormats[0].detect != nil {
 		t.Errorf("want one fallback of detection, raw, first (the default); have %d", fallbacks)
 	}
-	if got := DiskFormatNames(); got != "raw, vhd, vhd-fixed, vmdk or vmdk-stream" {
+	if got := DiskFormatNames(); got != "raw, vhd, vhd-fixed, vmdk, vmdk-stream or qcow2" {
 		t.Errorf("DiskFormatNames = %q", got)
 	}
-	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd", ".vmdk"}) {
+	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd", ".vmdk", ".qcow2"}) {
 		t.Errorf("imageExts = %q", got)
 	}
-	for _, name := range []string{"", "raw", "vhd", "vhd-fixed", "vmdk", "vmdk-stream"} {
+	for _, name := range []string{"", "raw", "vhd", "vhd-fixed", "vmdk", "vmdk-stream", "qcow2"} {
 		if _, ok := formatNamed(name); !ok {
 			t.Errorf("formatNamed(%q) fails", name)
 		}
 	}
-	if _, ok := formatNamed("qed"); ok {
-		t.Error("formatNamed accepts qed")
+	if _, ok := formatNamed("qcow"); ok {
+		t.Error("formatNamed accepts qcow")
 	}
 }
 
@@ -102,7 +103,25 @@ func TestDetectionByContent(t *testing.T) {
 			t.Errorf("%s: InspectImage %+v, %v", c.name, info, err)
 		}
 	}
-	p := filepath.Join(dir, "disk.vhd")
+	// A qcow2 named as anything.
+	p := filepath.Join(dir, "disk.img")
+	s, err := qcow2.Create(p, int64(len(data)))
+	if err == nil {
+		_, err = s.WriteAt(data, 0)
+	}
+	if err == nil {
+		err = s.Commit()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := fileFormat(p); err != nil || f.name != "qcow2" {
+		t.Fatalf("a qcow2 named .img: detected as %v (%v)", f, err)
+	}
+	if info, err := InspectImage(context.Background(), p); err != nil || info.Format != "qcow2" || info.Size != int64(len(data)) || info.AllocatedBytes != int64(len(data)) {
+		t.Errorf("InspectImage of a qcow2: %+v, %v", info, err)
+	}
+	p = filepath.Join(dir, "disk.vhd")
 	os.WriteFile(p, data, 0o600)
 	if f, err := fileFormat(p); err != nil || f.name != "raw" {
 		t.Fatalf("raw bytes named .vhd: detected as %v (%v)", f, err)

@@ -67,7 +67,7 @@ var (
 // sector 16 of 2048 bytes, byte 1.
 const isoOffset = 16*2048 + 1
 
-const convertHint = "xva packs raw images and VHDs: convert it first with " +
+const convertHint = "xva packs raw images, VHDs and qcow2 images: convert it first with " +
 	"'qemu-img convert -O raw %[1]s disk.img', then 'xva pack --disk xvda=disk.img VM.xva'"
 
 // identifyFile looks at the file at path, which is not a readable archive,
@@ -109,7 +109,8 @@ func identify(path string, size int64, head, tail []byte) error {
 	case size == 0:
 		e.What, e.Hint = "an empty file", "nothing was ever written to it: a copy or download that did not finish, or the wrong file?"
 	case at(0, qcowMagic):
-		e.What, e.Hint = "a qcow2 image", fmt.Sprintf(convertHint, path)
+		e.What = "a qcow2 image"
+		e.Hint = fmt.Sprintf("xva reads qcow2 images as they are: 'xva info %[1]s' describes it, 'xva pack --disk xvda=%[1]s VM.xva' packs it", path)
 	case at(0, vmdk4Magic), at(0, vmdk3Magic), at(0, vmdkDescMark):
 		e.What, e.Hint = "a VMDK image", fmt.Sprintf(convertHint, path)
 	case at(0, vhdxMagic):

@@ -8,6 +8,7 @@ import (
 
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
+	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
 	"github.com/xva-tools/xva/vmdk"
 )
@@ -15,7 +16,7 @@ import (
 // ImageInfo describes a disk image file.
 type ImageInfo struct {
 	Path           string `json:"path"`
-	Format         string `json:"format"` // vhd, vmdk
+	Format         string `json:"format"` // vhd, vmdk, qcow2
 	Type           string `json:"type"`   // fixed, dynamic, differencing; a VMDK's createType
 	Size           int64  `json:"size_bytes"`
 	BlockSize      int64  `json:"block_size,omitempty"`
@@ -25,6 +26,8 @@ type ImageInfo struct {
 	Creator        string `json:"creator"`
 	UUID           string `json:"uuid"`
 	ParentUUID     string `json:"parent_uuid,omitempty"`
+	// Backing is a qcow2 image's backing chain, nearest first.
+	Backing []string `json:"backing_chain,omitempty"`
 	Parent         string `json:"parent,omitempty"`
 }
 
@@ -90,6 +93,34 @@ func inspectVMDK(ctx context.Context, path string) (*ImageInfo, error) {
 	}
 	return &ImageInfo{Path: path, Format: "vmdk", Type: i.CreateType, Size: i.Size, BlockSize: i.GrainSize,
 		Blocks: int(i.Grains), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes, UUID: i.UUID}, nil
+}
+
+// inspectQcow2 is the format table's description of a qcow2 image: a
+// "dynamic" disk, or "differencing" over a backing file (Parent, the
+// nearest; Backing, the whole chain).
+func inspectQcow2(ctx context.Context, path string) (*ImageInfo, error) {
+	img, err := qcow2.Open(path)
+	if errors.Is(err, qcow2.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	i, err := img.Info(ctx)
+	if errors.Is(err, qcow2.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	info := &ImageInfo{Path: path, Format: "qcow2", Type: "dynamic", Size: i.Size, BlockSize: i.ClusterSize,
+		Blocks: int(i.Clusters), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes,
+		Creator: fmt.Sprintf("qcow2 version %d", i.Version), Backing: i.Backing}
+	if len(i.Backing) > 0 {
+		info.Type, info.Parent = "differencing", i.Backing[0]
+	}
+	return info, nil
 }
 
 // PVInfo describes a physical volume: its VG and the logical volumes on it.

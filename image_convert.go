@@ -77,7 +77,7 @@ func ConvertImage(ctx context.Context, in, out string, opts ...Option) (*ImageRe
 		return nil, err
 	}
 	defer src.Close()
-	sink, err := createFile(out, src.Size(), format)
+	sink, err := createFile(out, src.Size(), format, o.imageTuning())
 	if err != nil {
 		return nil, imageError(out, err)
 	}
@@ -145,7 +145,7 @@ func ExtractDisk(ctx context.Context, in, device, out string, opts ...Option) (*
 			continue
 		}
 		if sink == nil {
-			if sink, err = createFile(out, e.Disk.Size, format); err != nil {
+			if sink, err = createFile(out, e.Disk.Size, format, o.imageTuning()); err != nil {
 				return nil, imageError(out, err)
 			}
 			res.Size = e.Disk.Size
@@ -169,7 +169,7 @@ func ExtractDisk(ctx context.Context, in, device, out string, opts ...Option) (*
 	}
 	if sink == nil { // a disk without data: an empty image of its size
 		d := r.Metadata().diskByDevice(device)
-		if sink, err = createFile(out, d.Size, format); err != nil {
+		if sink, err = createFile(out, d.Size, format, o.imageTuning()); err != nil {
 			return nil, imageError(out, err)
 		}
 		res.Size = d.Size

@@ -26,7 +26,8 @@ type options struct {
 	onProblem  func(*CorruptError) error // see WithOnProblem
 	discard    bool                      // see WithDiscard
 	salvage    func(BadBlock)
-	diskFormat string            // raw, vhd, vhd-fixed
+	diskFormat string            // raw, vhd, vhd-fixed, qcow2
+	tuning     imageTuning       // cluster size and compression of the images written
 	targets    map[string]string // device → file, block device or lvm:PV:VG/LV
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
@@ -207,6 +208,29 @@ func WithDiskFormat(f string) Option {
 		}
 		return fmt.Errorf("%w: unknown disk format %q (want %s)", ErrBadOptions, f, DiskFormatNames())
 	}
+}
+
+// imageTuning is how images are written: the cluster size and compression
+// asked for, compressed on the job count.
+func (o *options) imageTuning() imageTuning {
+	t := o.tuning
+	t.jobs = o.jobs
+	return t
+}
+
+// WithClusterSize sets the cluster size of the qcow2 images Unpack writes:
+// a power of two from 512 bytes to 2 MiB (default 64 KiB). Other formats
+// refuse it (ErrBadOptions).
+func WithClusterSize(n int64) Option {
+	return func(o *options) error { o.tuning.clusterSize = n; return nil }
+}
+
+// WithImageCompression makes the qcow2 images Unpack writes compressed:
+// "zlib" or "zstd" (qemu's two compression types), each cluster compressed
+// on its own, up to WithJobs at once. Other formats refuse it
+// (ErrBadOptions).
+func WithImageCompression(kind string) Option {
+	return func(o *options) error { o.tuning.compress = kind; return nil }
 }
 
 // WithDiskTarget makes Unpack write disk device to target instead of a

@@ -200,10 +200,10 @@ func (c *closing) Close() error {
 
 // createTarget starts the image of disk d at target (a file, a block
 // device, or lvm:PV:VG/LV) in the given format.
-func createTarget(target string, d *Disk, format string, prezeroed bool) (disk.Sink, error) {
-	f, ok := formatNamed(format)
-	if !ok {
-		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", format, DiskFormatNames())
+func createTarget(target string, d *Disk, format string, t imageTuning, prezeroed bool) (disk.Sink, error) {
+	f, err := tunedFormat(format, t)
+	if err != nil {
+		return nil, err
 	}
 	m, err := parseMedium(target)
 	if err != nil {
@@ -240,10 +240,10 @@ func (c *closingSink) Abort() error {
 }
 
 // createFile starts an image file at path, which must not exist.
-func createFile(path string, size int64, format string) (disk.Sink, error) {
-	f, ok := formatNamed(format)
-	if !ok {
-		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", format, DiskFormatNames())
+func createFile(path string, size int64, format string, t imageTuning) (disk.Sink, error) {
+	f, err := tunedFormat(format, t)
+	if err != nil {
+		return nil, err
 	}
 	return f.create(path, size)
 }

@@ -40,6 +40,14 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	if err != nil {
 		return nil, err
 	}
+	if _, err := tunedFormat(o.diskFormat, o.imageTuning()); err != nil {
+		return nil, err
+	}
+	for _, target := range o.targets {
+		if err := checkTargetName(target, o.diskFormat); err != nil {
+			return nil, err
+		}
+	}
 	outdir = filepath.Clean(outdir)
 	exists, err := prepareDir(outdir)
 	if err != nil {
@@ -141,12 +149,12 @@ func (a *archive) createImage(ctx context.Context, dir string, d *Disk, o *optio
 		ok = true
 	}
 	if ok {
-		s, err := createTarget(target, d, o.diskFormat, o.prezeroed)
+		s, err := createTarget(target, d, o.diskFormat, o.imageTuning(), o.prezeroed)
 		return target, s, err
 	}
 	f, _ := formatNamed(o.diskFormat) // checked by WithDiskFormat
 	path := filepath.Join(dir, d.Device+f.ext)
-	s, err := createFile(path, d.Size, o.diskFormat)
+	s, err := createFile(path, d.Size, o.diskFormat, o.imageTuning())
 	return path, s, err
 }
 

@@ -12,7 +12,7 @@ import (
 
 func newInfoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "info ARCHIVE|VMDIR|IMAGE.vhd|PV",
+		Use:   "info ARCHIVE|VMDIR|IMAGE.vhd|IMAGE.qcow2|PV",
 		Short: "Show the VM an archive holds and how its disks are stored",
 		Long: `Show an archive's format (generation, form, compression; for the xapi
 generation its export_vsn and checksum kind), its VM (name, memory, vCPUs,
@@ -25,7 +25,9 @@ the VM and each disk's image.
 Given a VHD image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and
 bytes, creator, UUID and parent; given a VMDK, its subformat (createType),
-virtual size, grain size and count, allocated grains and bytes. Given an LVM physical volume (a device or
+virtual size, grain size and count, allocated grains and bytes; given a
+qcow2 image, the same with clusters for blocks and its backing chain (a
+qcow2 over a backing file is "differencing"). Given an LVM physical volume (a device or
 an image of one), it shows its volume group and logical volumes, read from
 the LVM2 metadata without the LVM tools.`,
 		Example: `  # What an archive holds: the VM, its disks and how they are stored
@@ -155,7 +157,12 @@ func imageInfo(cmd *cobra.Command, g *globals, path string) error {
 	if i.UUID != "" {
 		fmt.Fprintf(w, "uuid:\t%s\n", printable(i.UUID))
 	}
-	if i.Parent != "" {
+	switch {
+	case len(i.Backing) > 0:
+		for n, b := range i.Backing {
+			fmt.Fprintf(w, "backing file %d:\t%s\n", n+1, printable(b))
+		}
+	case i.Parent != "":
 		fmt.Fprintf(w, "parent:\t%s (%s)\n", printable(i.Parent), i.ParentUUID)
 	}
 	return w.Flush()

@@ -29,12 +29,13 @@ func stalled(t *testing.T, dir, archive string, args ...string) (stop func(sysca
 	cmd.Dir, cmd.Stdin = dir, pr
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
-	before := entries(t, dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A temporary name is made under a pending name ("~" at its end) and
+	// takes its own once locked: wait for that.
 	deadline := time.Now().Add(30 * time.Second)
-	for entries(t, dir) == before {
+	for len(temps(t, dir)) == 0 || strings.HasSuffix(temps(t, dir)[0], "~") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			t.Fatalf("xva %v made no temporary output", args)

@@ -139,9 +139,10 @@ The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
 plus one image per disk named after its device, ` + readExts() + `; packed in the
 generation of its ova.xml unless --format says otherwise), or from --disk
 flags and the VM settings given as flags; the first --disk is the boot disk.
-Images are raw files, VHDs (fixed, dynamic or differencing) or VMDKs
+Images are raw files, VHDs (fixed, dynamic or differencing), VMDKs
 (monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse or
-twoGbMaxExtentFlat), recognised by content.
+twoGbMaxExtentFlat) or qcow2 images (with their backing files), recognised
+by content.
 
 OUTPUT is a single tar file, '-' for standard output (not a terminal), or,
 for a legacy archive, the directory form when it ends in '/', names an
@@ -171,7 +172,7 @@ and flags always give the same bytes, whatever --jobs is.`,
 	fl.IntVar(&f.vcpus, "vcpus", 1, "virtual CPUs")
 	fl.BoolVar(&f.hvm, "hvm", true, "boot in HVM mode (--hvm=false for PV)")
 	fl.StringVar(&f.kernelCmdline, "kernel-cmdline", "", "kernel command line for a PV guest")
-	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw, VHD or VMDK image; repeat for more disks, the first boots")
+	fl.StringArrayVar(&f.disks, "disk", nil, "DEVICE=PATH of a raw, VHD, VMDK or qcow2 image; repeat for more disks, the first boots")
 	f.out.register(cmd, "archive generation: xapi or legacy (default: the VM directory's, else xapi)")
 	addModeFlag(cmd)
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")

@@ -12,6 +12,7 @@ import (
 
 func newUnpackCmd(g *globals) *cobra.Command {
 	var salvage, prezeroed bool
+	var clusterSize, compress string
 	var format, createLV string
 	var targets []string
 	cmd := &cobra.Command{
@@ -25,7 +26,10 @@ plus one image per disk named after its device (sda.raw), in the format
 qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's
 size; qemu, VMware and VirtualBox read the VMDKs at it too (padded to a whole
 512-byte sector when it is not one). --jobs does not apply to vmdk-stream,
-whose grains are compressed on one worker per core.
+whose grains are compressed on one worker per core. qcow2 images are
+version 3, checked clean by qemu-img check; --cluster-size sets their
+cluster size and --compress zlib|zstd compresses each cluster that gets
+smaller, on --jobs cores.
 
 --disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
 /dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
@@ -55,6 +59,16 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := append(g.options(), xva.WithDiskFormat(format), xva.WithCreateLV(createLV), xva.WithPrezeroed(prezeroed))
+			if clusterSize != "" {
+				n, err := humanize.ParseBytes(clusterSize)
+				if err != nil || n > 1<<40 {
+					return usagef("--cluster-size %q: want a size such as 64KiB", clusterSize)
+				}
+				opts = append(opts, xva.WithClusterSize(int64(n)))
+			}
+			if compress != "" {
+				opts = append(opts, xva.WithImageCompression(compress))
+			}
 			for _, t := range targets {
 				dev, target, ok := strings.Cut(t, "=")
 				if !ok || dev == "" || target == "" {
@@ -95,6 +109,8 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 	cmd.Flags().StringVar(&createLV, "create-lv", "", "create a volume per disk in this VG, by XenServer's SR conventions")
 	cmd.Flags().BoolVar(&prezeroed, "prezeroed", false, "target devices already read as zeros: do not zero what the disk does not write")
 	cmd.Flags().BoolVar(&salvage, "salvage", false, "xapi archives: write blocks that fail their hash as found, report each, and exit 3")
+	cmd.Flags().StringVar(&clusterSize, "cluster-size", "", "qcow2: cluster size, 512B to 2MiB (default 64KiB)")
+	cmd.Flags().StringVar(&compress, "compress", "", "qcow2: compress clusters with zlib or zstd (zstd needs qemu 5.1 or later), on --jobs cores")
 	return cmd
 }
 
