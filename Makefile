@@ -95,7 +95,7 @@ unit:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
 	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
-	./vhd:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV
+	./vhd:FuzzOpen ./vhdx:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
