@@ -12,6 +12,7 @@ import (
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vhdx"
 )
 
 // The table of disk image formats: the one place a format's name maps to
@@ -63,6 +64,22 @@ var imageFormats = []imageFormat{
 		name: "vhd-fixed", ext: ".vhd", variantOf: "vhd",
 		help:   "fixed VHD, to a file only",
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhd.CreateFixed(path, size)) },
+	},
+	{
+		name: "vhdx", ext: ".vhdx",
+		help:    "dynamic VHDX (all-zero 32 MiB blocks unallocated), to a file only",
+		detect:  vhdx.Detect,
+		open:    func(path string) (disk.Source, error) { return asSource(vhdx.Open(path)) },
+		openOn:  func(m disk.Source, name string) (disk.Source, error) { return asSource(vhdx.OpenOn(m, m.Size(), name)) },
+		create:  func(path string, size int64) (disk.Sink, error) { return asSink(vhdx.Create(path, size)) },
+		corrupt: vhdx.ErrCorrupt,
+		inspect: inspectVHDX,
+	},
+	{
+		// Read as "vhdx": this row only writes.
+		name: "vhdx-fixed", ext: ".vhdx", variantOf: "vhdx",
+		help:   "fixed VHDX, to a file only",
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhdx.CreateFixed(path, size)) },
 	},
 }
 

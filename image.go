@@ -9,12 +9,13 @@ import (
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vhdx"
 )
 
 // ImageInfo describes a disk image file.
 type ImageInfo struct {
 	Path           string `json:"path"`
-	Format         string `json:"format"` // vhd
+	Format         string `json:"format"` // vhd, vhdx
 	Type           string `json:"type"`   // fixed, dynamic, differencing
 	Size           int64  `json:"size_bytes"`
 	BlockSize      int64  `json:"block_size,omitempty"`
@@ -29,7 +30,7 @@ type ImageInfo struct {
 
 // IsImage reports whether path is a disk image xva can describe (a format
 // of the table that recognises itself by content and can be described:
-// a VHD) rather than an archive.
+// a VHD or a VHDX) rather than an archive.
 func IsImage(path string) bool {
 	st, err := os.Stat(path)
 	if err != nil || st.IsDir() {
@@ -67,6 +68,25 @@ func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
 		return nil, err
 	}
 	return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
+		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
+		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+}
+
+// inspectVHDX is the format table's description of a VHDX.
+func inspectVHDX(ctx context.Context, path string) (*ImageInfo, error) {
+	img, err := vhdx.Open(path)
+	if errors.Is(err, vhdx.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	i, err := img.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageInfo{Path: path, Format: "vhdx", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
 		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
 		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
 }
