@@ -139,8 +139,8 @@ The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
 plus one image per disk named after its device, ` + readExts() + `; packed in the
 generation of its ova.xml unless --format says otherwise), or from --disk
 flags and the VM settings given as flags; the first --disk is the boot disk.
-Images are raw files or VHDs (fixed, dynamic or differencing), recognised by
-content.
+Images are raw files, VHDs or VHDXs (fixed, dynamic or differencing),
+recognised by content.
 
 OUTPUT is a single tar file, '-' for standard output (not a terminal), or,
 for a legacy archive, the directory form when it ends in '/', names an
@@ -315,8 +315,8 @@ func plural(n int, what string) string {
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
-// readExts is the image names a VM directory may hold, "sda.raw or
-// sda.vhd", from the library's format table.
+// readExts is the image names a VM directory may hold, "sda.raw, sda.vhd
+// or sda.vhdx", from the library's format table.
 func readExts() string {
 	var names []string
 	for _, f := range xva.DiskFormats() {
@@ -324,5 +324,8 @@ func readExts() string {
 			names = append(names, n)
 		}
 	}
-	return strings.Join(names, " or ")
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -23,7 +23,8 @@ plus one image per disk named after its device (sda.raw), in the format
 
 ` + diskFormatList() + `
 qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's
-size.
+size; qemu reads the VHDXs at the disk's size rounded up to whole 512-byte
+sectors (the rest zeros).
 
 --disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
 /dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
