@@ -247,10 +247,9 @@ func parseRegions(b []byte) (rs []region, ok bool, err error) {
 
 // metaItem is an entry of the metadata table with its data.
 type metaItem struct {
-	id     GUID
-	flags  uint32 // bit 0 IsUser, 1 IsVirtualDisk, 2 IsRequired
-	data   []byte
-	offset uint32 // within the region (reading)
+	id    GUID
+	flags uint32 // bit 0 IsUser, 1 IsVirtualDisk, 2 IsRequired
+	data  []byte
 }
 
 const (
