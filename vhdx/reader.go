@@ -287,12 +287,12 @@ func (img *Image) loadMetadata(r region) error {
 		return corrupt("the metadata table has %d entries; at most %d fit", n, maxEntries)
 	}
 	items := map[GUID][]byte{}
+	want := map[GUID]int64{guidFileParams: 8, guidDiskSize: 8, guidPage83: 16, guidLogical: 4, guidPhysical: 4, guidLocator: -1}
 	for i := range n {
 		e := t[32+32*i:]
 		id := GUID(e[:16])
 		off, length := int64(binary.LittleEndian.Uint32(e[16:])), int64(binary.LittleEndian.Uint32(e[20:]))
 		flags := binary.LittleEndian.Uint32(e[24:])
-		want := map[GUID]int64{guidFileParams: 8, guidDiskSize: 8, guidPage83: 16, guidLogical: 4, guidPhysical: 4, guidLocator: -1}
 		w, known := want[id]
 		if !known {
 			if flags&metaRequired != 0 {

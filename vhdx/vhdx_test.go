@@ -565,3 +565,46 @@ func TestParentLoop(t *testing.T) {
 		t.Fatalf("a self-parented disk: %v", err)
 	}
 }
+
+// Differencing disks with one thing wrong are refused: a partially present
+// block without a sector bitmap, a bad bitmap state, a locator string
+// outside the locator, a parent_linkage that is not a GUID.
+func TestHostileDifferencing(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.vhdx")
+	write(t, base, memSource(image(4<<20, 5)), Options{BlockSize: 1 << 20})
+	child := filepath.Join(dir, "child.vhdx")
+	diffImage(t, child, base, 4<<20, dataWriteGUID(t, base), map[int64][]byte{4096: bytes.Repeat([]byte{9}, 512)})
+	good, err := os.ReadFile(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(child); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := newLayout(4<<20, Options{BlockSize: 1 << 20}, []byte{})
+	bitmapSlot := l.batOff + 8*bitmapIndex(0, l.ratio)
+	locator := l.metaOff + metaTableLen + 40 // after the five items
+	le := binary.LittleEndian
+	for name, mutate := range map[string]func(b []byte){
+		"no sector bitmap":    func(b []byte) { le.PutUint64(b[bitmapSlot:], 0) },
+		"bitmap state zero":   func(b []byte) { le.PutUint64(b[bitmapSlot:], le.Uint64(b[bitmapSlot:])&^7|stateZero) },
+		"bitmap past the end": func(b []byte) { le.PutUint64(b[bitmapSlot:], 1<<40|stateFull) },
+		"locator key outside": func(b []byte) { le.PutUint32(b[locator+20:], 1<<20) },
+		"locator type":        func(b []byte) { b[locator] ^= 1 },
+		"locator count":       func(b []byte) { le.PutUint16(b[locator+18:], 5000) },
+		"linkage not a GUID":  func(b []byte) { le.PutUint16(b[locator+20+10:], 6) }, // value length: 3 characters
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := bytes.Clone(good)
+			mutate(b)
+			p := filepath.Join(dir, "bad.vhdx")
+			os.WriteFile(p, b, 0o644)
+			_, err := Open(p)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("opened, or another error: %v", err)
+			}
+			t.Log(err)
+		})
+	}
+}

@@ -143,8 +143,10 @@ func (l *layout) marshalBAT(blocks func(b int64) int64) []byte {
 // metadata) into the room left for it at the start. It is created under a
 // temporary name beside the target and renamed by Commit.
 //
-// Memory: the BAT, 8 bytes per block (512 KiB for a 2 TiB disk at 32 MiB
-// blocks; 64 TiB at 1 MiB blocks, the worst, 512 MiB), and no data buffer.
+// Memory: the block map, 8 bytes per block, and the BAT Commit writes from
+// it, 8 bytes per entry (with 32 MiB blocks 512 KiB each for a 2 TiB disk,
+// 16 MiB for 64 TiB; 1 MiB blocks cost 32 times that), and no data buffer:
+// what WriteAt is given goes to the file as it is.
 type Sink struct {
 	f     *os.File
 	final string
