@@ -352,6 +352,9 @@ func TestEmptyAndFull(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err == nil {
 		qemuCheck(t, empty)
 		qemuCheck(t, full)
+		raw := filepath.Join(dir, "full.raw")
+		os.WriteFile(raw, data, 0o644)
+		qemuCompare(t, full, raw)
 	}
 }
 
