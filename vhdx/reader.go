@@ -383,6 +383,9 @@ func (img *Image) loadBAT(r region) error {
 			return corrupt("BAT entry %d is partially present in a disk without a parent", i)
 		case state == stateFull, state == statePartial:
 			blk := int64(i) - int64(i)/(img.ratio+1)
+			if blk >= img.blocks {
+				continue // the last chunk's slots past the disk, never read
+			}
 			length = min(img.blockSize, img.size-blk*img.blockSize)
 		default:
 			return corrupt("BAT entry %d has state %d", i, state)
