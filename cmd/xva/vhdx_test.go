@@ -60,6 +60,30 @@ func TestVHDXThroughTheBinary(t *testing.T) {
 	}
 }
 
+// pack reads VHDX images qemu-img writes, dynamic and fixed, to the
+// bytes of the disk they were made from.
+func TestPackQemuVHDX(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	dir, sums := setupSectors(t)
+	for _, sub := range []string{"dynamic", "fixed"} {
+		for dev := range sums {
+			out := filepath.Join(dir, sub, dev+".vhdx")
+			os.MkdirAll(filepath.Dir(out), 0o755)
+			if b, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat="+sub, filepath.Join(dir, dev+".img"), out).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img convert: %v\n%s", err, b)
+			}
+		}
+		mustRun(t, dir, nil, "pack", "--disk", "sda="+sub+"/sda.vhdx", "--disk", "sdb="+sub+"/sdb.vhdx", sub+".xva")
+		mustRun(t, dir, nil, "unpack", sub+".xva", sub+"-out")
+		checkDisks(t, filepath.Join(dir, sub+"-out"), sums)
+		if info := mustRun(t, dir, nil, "info", sub+"/sda.vhdx"); !strings.Contains(info, "vhdx)") || !strings.Contains(info, "QEMU") {
+			t.Fatalf("info of qemu's %s VHDX:\n%s", sub, info)
+		}
+	}
+}
+
 // A disk whose size is not a whole number of sectors becomes a VHDX of the
 // next multiple of 512, the rest zeros; a VHDX with both headers damaged
 // is a corrupt image (exit 3), naming them.
