@@ -109,7 +109,23 @@ func TestDetectionByContent(t *testing.T) {
 			t.Errorf("%s: InspectImage %+v, %v", c.name, info, err)
 		}
 	}
-	p := filepath.Join(dir, "disk.vhd")
+	// A VHDX of a disk whose last sector is a VHD footer (a fixed VHD
+	// copied onto a disk) is a VHDX.
+	guest := make([]byte, 32<<20)
+	copy(guest[len(guest)-512:], "conectix")
+	p := filepath.Join(dir, "footer-inside.vhdx")
+	s, err := vhdx.Create(p, int64(len(guest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WriteAt(guest, 0)
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := fileFormat(p); err != nil || f.name != "vhdx" {
+		t.Fatalf("a VHDX ending in a VHD footer: detected as %v (%v)", f, err)
+	}
+	p = filepath.Join(dir, "disk.vhd")
 	os.WriteFile(p, data, 0o600)
 	if f, err := fileFormat(p); err != nil || f.name != "raw" {
 		t.Fatalf("raw bytes named .vhd: detected as %v (%v)", f, err)
