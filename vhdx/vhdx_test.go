@@ -611,3 +611,31 @@ func TestHostileDifferencing(t *testing.T) {
 		})
 	}
 }
+
+// Logical sectors of 4096 bytes are read: the metadata says so, the chunk
+// ratio follows, and a virtual size must be a whole number of them.
+func TestLogicalSector4096(t *testing.T) {
+	data := image(5<<20, 9)
+	path := filepath.Join(t.TempDir(), "4k.vhdx")
+	write(t, path, memSource(data), Options{BlockSize: 1 << 20})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logical := fuzzMeta + metaTableLen + 32 // the fourth item, after 8+8+16 bytes
+	binary.LittleEndian.PutUint32(b[logical:], 4096)
+	img, err := OpenOn(bytes.NewReader(b), int64(len(b)), "4k.vhdx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, _ := img.Info(context.Background()); i.LogicalSector != 4096 || img.ratio != 32768 {
+		t.Fatalf("%+v, chunk ratio %d", i, img.ratio)
+	}
+	if !bytes.Equal(readThroughExtents(t, img), data) {
+		t.Fatal("reads wrong")
+	}
+	binary.LittleEndian.PutUint64(b[fuzzMeta+metaTableLen+8:], 5<<20+512) // not whole 4 KiB sectors
+	if _, err := OpenOn(bytes.NewReader(b), int64(len(b)), "4k.vhdx"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a size of 512-byte sectors with 4 KiB logical sectors: %v", err)
+	}
+}
