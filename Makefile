@@ -95,7 +95,7 @@ unit:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
 	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
-	./vhd:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
+	./vhd:FuzzOpen ./vhdx:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
 	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -14,6 +14,7 @@ import (
 	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/raw"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vhdx"
 	"github.com/xva-tools/xva/vmdk"
 )
 
@@ -84,6 +85,22 @@ var imageFormats = []imageFormat{
 		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, 0)) },
 	},
 	qcow2Row(),
+	{
+		name: "vhdx", ext: ".vhdx",
+		help:    "dynamic VHDX (all-zero 32 MiB blocks unallocated), to a file only",
+		detect:  vhdx.Detect,
+		open:    func(path string) (disk.Source, error) { return asSource(vhdx.Open(path)) },
+		openOn:  func(m disk.Source, name string) (disk.Source, error) { return asSource(vhdx.OpenOn(m, m.Size(), name)) },
+		create:  func(path string, size int64) (disk.Sink, error) { return asSink(vhdx.Create(path, size)) },
+		corrupt: vhdx.ErrCorrupt,
+		inspect: inspectVHDX,
+	},
+	{
+		// Read as "vhdx": this row only writes.
+		name: "vhdx-fixed", ext: ".vhdx", variantOf: "vhdx",
+		help:   "fixed VHDX, to a file only",
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vhdx.CreateFixed(path, size)) },
+	},
 }
 
 // imageFormat is a row of the format table. Only name, ext and help are

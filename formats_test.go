@@ -8,8 +8,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vhdx"
 )
 
 // TestFormatTableIsConsistent holds every row, today's and the next
@@ -47,13 +49,13 @@ func TestFormatTableIsConsistent(t *testing.T) {
 	if fallbacks != 1 || imageFormats[0].name != "raw" || imageFormats[0].detect != nil {
 		t.Errorf("want one fallback of detection, raw, first (the default); have %d", fallbacks)
 	}
-	if got := DiskFormatNames(); got != "raw, vhd, vhd-fixed, vmdk, vmdk-stream or qcow2" {
+	if got := DiskFormatNames(); got != "raw, vhd, vhd-fixed, vmdk, vmdk-stream, qcow2, vhdx or vhdx-fixed" {
 		t.Errorf("DiskFormatNames = %q", got)
 	}
-	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd", ".vmdk", ".qcow2"}) {
+	if got := imageExts(); !slices.Equal(got, []string{".raw", ".vhd", ".vmdk", ".qcow2", ".vhdx"}) {
 		t.Errorf("imageExts = %q", got)
 	}
-	for _, name := range []string{"", "raw", "vhd", "vhd-fixed", "vmdk", "vmdk-stream", "qcow2"} {
+	for _, name := range []string{"", "raw", "vhd", "vhd-fixed", "vmdk", "vmdk-stream", "qcow2", "vhdx", "vhdx-fixed"} {
 		if _, ok := formatNamed(name); !ok {
 			t.Errorf("formatNamed(%q) fails", name)
 		}
@@ -63,15 +65,20 @@ func TestFormatTableIsConsistent(t *testing.T) {
 	}
 }
 
-// TestDetectionByContent: a VHD of either kind is read as a VHD whatever
-// its name; anything else is raw.
+// TestDetectionByContent: a VHD or VHDX of either kind is read as one
+// whatever its name; anything else is raw.
 func TestDetectionByContent(t *testing.T) {
 	dir := t.TempDir()
 	data := bytes.Repeat([]byte("xva!"), 1<<10)
 	for _, c := range []struct {
-		name   string
-		create func(string, int64) (*vhd.Sink, error)
-	}{{"dynamic.img", vhd.Create}, {"fixed.raw", vhd.CreateFixed}} {
+		name, format string
+		create       func(string, int64) (disk.Sink, error)
+	}{
+		{"dynamic.img", "vhd", func(p string, n int64) (disk.Sink, error) { return asSink(vhd.Create(p, n)) }},
+		{"fixed.raw", "vhd", func(p string, n int64) (disk.Sink, error) { return asSink(vhd.CreateFixed(p, n)) }},
+		{"dynamic-x.vhd", "vhdx", func(p string, n int64) (disk.Sink, error) { return asSink(vhdx.Create(p, n)) }},
+		{"fixed-x.img", "vhdx", func(p string, n int64) (disk.Sink, error) { return asSink(vhdx.CreateFixed(p, n)) }},
+	} {
 		p := filepath.Join(dir, c.name)
 		s, err := c.create(p, int64(len(data)))
 		if err != nil {
@@ -83,7 +90,7 @@ func TestDetectionByContent(t *testing.T) {
 		if err := s.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if f, err := fileFormat(p); err != nil || f.name != "vhd" {
+		if f, err := fileFormat(p); err != nil || f.name != c.format {
 			t.Fatalf("%s: detected as %v (%v)", c.name, f, err)
 		}
 		src, err := openSource(p)
@@ -99,7 +106,7 @@ func TestDetectionByContent(t *testing.T) {
 		if !IsImage(p) {
 			t.Errorf("%s: IsImage false", c.name)
 		}
-		if info, err := InspectImage(context.Background(), p); err != nil || info.Format != "vhd" {
+		if info, err := InspectImage(context.Background(), p); err != nil || info.Format != c.format {
 			t.Errorf("%s: InspectImage %+v, %v", c.name, info, err)
 		}
 	}
@@ -120,6 +127,22 @@ func TestDetectionByContent(t *testing.T) {
 	}
 	if info, err := InspectImage(context.Background(), p); err != nil || info.Format != "qcow2" || info.Size != int64(len(data)) || info.AllocatedBytes != int64(len(data)) {
 		t.Errorf("InspectImage of a qcow2: %+v, %v", info, err)
+	}
+	// A VHDX of a disk whose last sector is a VHD footer (a fixed VHD
+	// copied onto a disk) is a VHDX.
+	guest := make([]byte, 32<<20)
+	copy(guest[len(guest)-512:], "conectix")
+	p = filepath.Join(dir, "footer-inside.vhdx")
+	xs, err := vhdx.Create(p, int64(len(guest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs.WriteAt(guest, 0)
+	if err := xs.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := fileFormat(p); err != nil || f.name != "vhdx" {
+		t.Fatalf("a VHDX ending in a VHD footer: detected as %v (%v)", f, err)
 	}
 	p = filepath.Join(dir, "disk.vhd")
 	os.WriteFile(p, data, 0o600)

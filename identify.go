@@ -70,6 +70,9 @@ const isoOffset = 16*2048 + 1
 const convertHint = "xva packs raw images, VHDs and qcow2 images: convert it first with " +
 	"'qemu-img convert -O raw %[1]s disk.img', then 'xva pack --disk xvda=disk.img VM.xva'"
 
+// readsHint is the hint for an image xva reads as it is.
+const readsHint = "xva reads %[1]s as they are: 'xva info %[2]s' describes it, 'xva pack --disk xvda=%[2]s VM.xva' packs it"
+
 // identifyFile looks at the file at path, which is not a readable archive,
 // and says what it is instead: a *NotArchiveError, or nil when it may be a
 // damaged archive after all (a tar header, a directory).
@@ -114,10 +117,9 @@ func identify(path string, size int64, head, tail []byte) error {
 	case at(0, vmdk4Magic), at(0, vmdk3Magic), at(0, vmdkDescMark):
 		e.What, e.Hint = "a VMDK image", fmt.Sprintf(convertHint, path)
 	case at(0, vhdxMagic):
-		e.What, e.Hint = "a VHDX image", fmt.Sprintf(convertHint, path)
+		e.What, e.Hint = "a VHDX image", fmt.Sprintf(readsHint, "VHDXs", path)
 	case at(0, vhdCookie), len(tail) == 512 && bytes.Equal(tail[:len(vhdCookie)], vhdCookie):
-		e.What = "a VHD image"
-		e.Hint = fmt.Sprintf("xva reads VHDs as they are: 'xva info %[1]s' describes it, 'xva pack --disk xvda=%[1]s VM.xva' packs it", path)
+		e.What, e.Hint = "a VHD image", fmt.Sprintf(readsHint, "VHDs", path)
 	case at(isoOffset, isoMagic):
 		e.What = "an ISO 9660 (CD/DVD) image"
 		e.Hint = "an ISO is not imported as a VM: put it in an ISO library SR and attach it to a VM as its CD drive"

@@ -10,13 +10,14 @@ import (
 	"github.com/xva-tools/xva/lvm"
 	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
+	"github.com/xva-tools/xva/vhdx"
 	"github.com/xva-tools/xva/vmdk"
 )
 
 // ImageInfo describes a disk image file.
 type ImageInfo struct {
 	Path           string `json:"path"`
-	Format         string `json:"format"` // vhd, vmdk, qcow2
+	Format         string `json:"format"` // vhd, vmdk, qcow2, vhdx
 	Type           string `json:"type"`   // fixed, dynamic, differencing; a VMDK's createType
 	Size           int64  `json:"size_bytes"`
 	BlockSize      int64  `json:"block_size,omitempty"`
@@ -28,7 +29,7 @@ type ImageInfo struct {
 	ParentUUID     string `json:"parent_uuid,omitempty"`
 	// Backing is a qcow2 image's backing chain, nearest first.
 	Backing []string `json:"backing_chain,omitempty"`
-	Parent         string `json:"parent,omitempty"`
+	Parent  string   `json:"parent,omitempty"`
 }
 
 // IsImage reports whether path is a disk image xva can describe (a format
@@ -121,6 +122,25 @@ func inspectQcow2(ctx context.Context, path string) (*ImageInfo, error) {
 		info.Type, info.Parent = "differencing", i.Backing[0]
 	}
 	return info, nil
+}
+
+// inspectVHDX is the format table's description of a VHDX.
+func inspectVHDX(ctx context.Context, path string) (*ImageInfo, error) {
+	img, err := vhdx.Open(path)
+	if errors.Is(err, vhdx.ErrCorrupt) {
+		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	i, err := img.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageInfo{Path: path, Format: "vhdx", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
+		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
+		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
 }
 
 // PVInfo describes a physical volume: its VG and the logical volumes on it.

@@ -338,6 +338,8 @@ var imageFormats = []struct {
 	{"vhd", "vpc", "subformat=dynamic,force_size=on", ".vhd", "≥ qemu-img", 1},
 	{"vmdk", "vmdk", "subformat=monolithicSparse", ".vmdk", "≥ qemu-img", 1},
 	{"vmdk-stream", "vmdk", "subformat=streamOptimized", ".s.vmdk", "≥ 2× qemu-img (compressing)", 2},
+	{"qcow2", "qcow2", "compat=1.1", ".qcow2", "≥ qemu-img", 1},
+	{"vhdx", "vhdx", "subformat=dynamic", ".vhdx", "≥ qemu-img", 1},
 }
 
 // images converts the raw disk into each image format and back with

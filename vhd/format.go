@@ -30,6 +30,10 @@ const (
 	headerSize = 1024
 )
 
+// vhdxSignature starts a VHDX file (MS-VHDX §2.2.1), which Detect must not
+// take for a VHD.
+const vhdxSignature = "vhdxfile"
+
 // Disk types.
 const (
 	TypeFixed   = 2

@@ -568,9 +568,17 @@ func IsVHD(path string) bool {
 }
 
 // Detect reports whether r, size bytes long, holds a VHD footer cookie
-// at its end (or a 511-byte footer's), or at its start.
+// at its end (or a 511-byte footer's), or at its start. A file that starts
+// with the VHDX identifier is a VHDX, whatever its last sector holds (the
+// guest's last sector, which may be a VHD footer: a fixed VHD copied onto
+// a disk).
 func Detect(r io.ReaderAt, size int64) bool {
 	b := make([]byte, 8)
+	if size >= 8 {
+		if _, err := r.ReadAt(b, 0); err == nil && string(b) == vhdxSignature {
+			return false
+		}
+	}
 	for _, off := range []int64{0, size - footerSize, size - footerSize + 1} {
 		if off >= 0 && off+8 <= size {
 			if _, err := r.ReadAt(b, off); err == nil && string(b) == footerCookie {

@@ -22,12 +22,12 @@ archives; 'xva unpack' checks the data. ARCHIVE is a file, an archive
 directory or '-'; given a VM directory (what 'xva unpack' writes), it shows
 the VM and each disk's image.
 
-Given a VHD image instead, it shows its type (fixed, dynamic,
+Given a VHD or VHDX image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and
-bytes, creator, UUID and parent; given a VMDK, its subformat (createType),
-virtual size, grain size and count, allocated grains and bytes; given a
-qcow2 image, the same with clusters for blocks and its backing chain (a
-qcow2 over a backing file is "differencing"). Given an LVM physical volume (a device or
+bytes, creator, UUID (a VHDX's virtual disk id) and parent; given a VMDK,
+its subformat (createType), virtual size, grain size and count, allocated
+grains and bytes; given a qcow2 image, the same with clusters for blocks and
+its backing chain (a qcow2 over a backing file is "differencing"). Given an LVM physical volume (a device or
 an image of one), it shows its volume group and logical volumes, read from
 the LVM2 metadata without the LVM tools.`,
 		Example: `  # What an archive holds: the VM, its disks and how they are stored

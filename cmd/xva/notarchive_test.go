@@ -64,8 +64,8 @@ func TestNotAnArchive(t *testing.T) {
 	dir, _ := setupSectors(t)
 	for f, what := range notArchives(t, dir) {
 		for _, args := range [][]string{{"unpack", f, "out"}, {"info", f}, {"convert", f, "c.xva"}, {"verify", f}} {
-			if args[0] == "info" && (strings.HasSuffix(what, "VHD image") || strings.HasSuffix(what, "VMDK image") || what == "a qcow2 image") {
-				continue // info describes a VHD, a VMDK and a qcow2
+			if args[0] == "info" && (strings.HasSuffix(what, "VHD image") || strings.HasSuffix(what, "VHDX image") || strings.HasSuffix(what, "VMDK image") || what == "a qcow2 image") {
+				continue // info describes a VHD, a VHDX, a VMDK and a qcow2
 			}
 			r := run(t, dir, nil, args...)
 			if r.code != exitFailure || !strings.Contains(r.stderr+r.stdout, what+", not an XVA archive") || !strings.Contains(r.stderr, "xva: hint: ") {

@@ -139,10 +139,10 @@ The VM comes either from a VM directory (what 'xva unpack' writes: ova.xml
 plus one image per disk named after its device, ` + readExts() + `; packed in the
 generation of its ova.xml unless --format says otherwise), or from --disk
 flags and the VM settings given as flags; the first --disk is the boot disk.
-Images are raw files, VHDs (fixed, dynamic or differencing), VMDKs
-(monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse or
-twoGbMaxExtentFlat) or qcow2 images (with their backing files), recognised
-by content.
+Images are raw files, VHDs or VHDXs (fixed, dynamic or differencing),
+VMDKs (monolithicSparse, streamOptimized, monolithicFlat,
+twoGbMaxExtentSparse or twoGbMaxExtentFlat) or qcow2 images (with their
+backing files), recognised by content.
 
 OUTPUT is a single tar file, '-' for standard output (not a terminal), or,
 for a legacy archive, the directory form when it ends in '/', names an

@@ -29,7 +29,9 @@ size; qemu, VMware and VirtualBox read the VMDKs at it too (padded to a whole
 whose grains are compressed on one worker per core. qcow2 images are
 version 3, checked clean by qemu-img check; --cluster-size sets their
 cluster size and --compress zlib|zstd compresses each cluster that gets
-smaller, on --jobs cores.
+smaller, on --jobs cores. qemu reads the
+VHDXs at the disk's size rounded up to whole 512-byte sectors (the rest
+zeros).
 
 --disk DEVICE=TARGET sends a disk elsewhere: a file, a block device such as
 /dev/sdb or /dev/VG/LV (written with O_DIRECT; every byte the disk does not
