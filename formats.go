@@ -78,12 +78,7 @@ var imageFormats = []imageFormat{
 		corrupt: vmdk.ErrCorrupt,
 		inspect: inspectVMDK,
 	},
-	{
-		// Read as "vmdk": this row only writes.
-		name: "vmdk-stream", ext: ".vmdk", variantOf: "vmdk",
-		help:   "streamOptimized VMDK (compressed, for ESXi and OVF), to a file only",
-		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, 0)) },
-	},
+	vmdkStreamRow(0),
 	qcow2Row(),
 	{
 		name: "vhdx", ext: ".vhdx",
@@ -142,7 +137,7 @@ func tunedFormat(name string, t imageTuning) (*imageFormat, error) {
 	if !ok {
 		return nil, fmt.Errorf("xva: unknown disk format %q (want %s)", name, DiskFormatNames())
 	}
-	if t.clusterSize == 0 && t.compress == "" {
+	if t.clusterSize == 0 && t.compress == "" && (f.tuned == nil || t.jobs == 0) {
 		return f, nil
 	}
 	if f.tuned == nil {
@@ -171,6 +166,24 @@ func checkTargetName(target, format string) error {
 		}
 	}
 	return nil
+}
+
+// vmdkStreamRow is the table's vmdk-stream row, compressing grains on
+// jobs workers (0: one per core). It is read as "vmdk": it only writes, and
+// has no cluster size or compression to set.
+func vmdkStreamRow(jobs int) imageFormat {
+	return imageFormat{
+		name: "vmdk-stream", ext: ".vmdk", variantOf: "vmdk",
+		help:   "streamOptimized VMDK (compressed, for ESXi and OVF), to a file only",
+		create: func(path string, size int64) (disk.Sink, error) { return asSink(vmdk.CreateStream(path, size, jobs)) },
+		tuned: func(t imageTuning) (*imageFormat, error) {
+			if t.clusterSize != 0 || t.compress != "" {
+				return nil, errors.New("a vmdk-stream image has no cluster size or compression to set (qcow2 has)")
+			}
+			r := vmdkStreamRow(t.jobs)
+			return &r, nil
+		},
+	}
 }
 
 // qcow2Row is the table's qcow2 row, writing with opts.

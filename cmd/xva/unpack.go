@@ -25,8 +25,8 @@ plus one image per disk named after its device (sda.raw), in the format
 ` + diskFormatList() + `
 qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's
 size; qemu, VMware and VirtualBox read the VMDKs at it too (padded to a whole
-512-byte sector when it is not one). --jobs does not apply to vmdk-stream,
-whose grains are compressed on one worker per core. qcow2 images are
+512-byte sector when it is not one); vmdk-stream's grains are compressed
+on --jobs workers. qcow2 images are
 version 3, checked clean by qemu-img check; --cluster-size sets their
 cluster size and --compress zlib|zstd compresses each cluster that gets
 smaller, on --jobs cores. qemu reads the
