@@ -28,7 +28,8 @@ With --disk DEVICE, OUT is one disk of the archive as an image, in the
 format --disk-format names or OUT's extension says (.qcow2, .vmdk, .vhdx,
 .vhd, .raw): the archive is read no further than that disk. Given a disk
 image (recognised by content, or a .raw/.img file), convert writes it as an
-image in another format, reading only its data.`,
+image in another format, reading only its data. For a qcow2 output,
+--compress zlib|zstd compresses its clusters, on --jobs cores.`,
 		Example: `  # Make an old archive importable by a current host
   xva convert old.xva new.xva --format xapi
 
@@ -45,7 +46,11 @@ image in another format, reading only its data.`,
 			if err := refuseTerminal(args[1]); err != nil {
 				return err
 			}
-			if done, err := convertImage(cmd, g, args[0], args[1], device, diskFormat); done || err != nil {
+			imageCompress := ""
+			if cmd.Flags().Changed("compress") {
+				imageCompress = f.compress
+			}
+			if done, err := convertImage(cmd, g, args[0], args[1], device, diskFormat, imageCompress); done || err != nil {
 				return err
 			}
 			opts, err := f.options(cmd, args[1])
@@ -75,7 +80,7 @@ image in another format, reading only its data.`,
 // convertImage handles the conversions whose output is a disk image: an
 // image input, or --disk. It reports whether it did the work. An archive
 // to an output whose name says an image format is refused.
-func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat string) (bool, error) {
+func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat, compress string) (bool, error) {
 	image := xva.IsDiskImage(in) || xva.ImageFormatOf(in) == "raw"
 	named := xva.ImageFormatOf(out)
 	switch {
@@ -96,6 +101,13 @@ func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat st
 	opts := g.options()
 	if diskFormat != "" {
 		opts = append(opts, xva.WithDiskFormat(diskFormat))
+	}
+	switch compress {
+	case "":
+	case "zlib", "zstd":
+		opts = append(opts, xva.WithImageCompression(compress)) // qcow2's compression types
+	default:
+		return true, usagef("--compress %s: an image output takes zlib or zstd (qcow2's compressed clusters)", compress)
 	}
 	var res *xva.ImageResult
 	var err error

@@ -35,6 +35,14 @@ func TestConvertWritesImages(t *testing.T) {
 	out := mustRun(t, dir, nil, "convert", "--json", "sda.vhd", "back.raw")
 	checkDoc(t, "image", out)
 	compare("vm/sda.raw", "back.raw")
+	// A compressed qcow2, each of qemu's compression types.
+	for _, c := range []string{"zlib", "zstd"} {
+		mustRun(t, dir, nil, "convert", "--compress", c, "vm/sdb.raw", c+".qcow2")
+		if out, err := exec.Command("qemu-img", "check", filepath.Join(dir, c+".qcow2")).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img check %s.qcow2: %v\n%s", c, err, out)
+		}
+		compare("vm/sdb.raw", c+".qcow2")
+	}
 	// One disk of an archive of either generation, by extension and by flag.
 	for _, format := range []string{"xapi", "legacy"} {
 		mustRun(t, dir, nil, "pack", "--format", format, "vm", format+".xva")
@@ -44,16 +52,17 @@ func TestConvertWritesImages(t *testing.T) {
 		compare("vm/sda.raw", format+"-sda.img", "-f", "raw", "-F", "vpc") // a fixed VHD has no header qemu probes for
 	}
 	for _, c := range [][]string{
-		{"convert", "xapi.xva", "web.vhd"},                       // an archive named as an image
-		{"convert", "xapi.xva", "x.vhd", "--disk", "sdz"},        // no such disk
-		{"convert", "sda.vhd", "y.raw", "--disk", "sda"},         // --disk of an image
-		{"convert", "xapi.xva", "z.xva", "--disk-format", "vhd"}, // --disk-format without --disk
+		{"convert", "xapi.xva", "web.vhd"},                         // an archive named as an image
+		{"convert", "xapi.xva", "x.vhd", "--disk", "sdz"},          // no such disk
+		{"convert", "sda.vhd", "y.raw", "--disk", "sda"},           // --disk of an image
+		{"convert", "xapi.xva", "z.xva", "--disk-format", "vhd"},   // --disk-format without --disk
+		{"convert", "--compress", "gzip", "vm/sda.raw", "w.qcow2"}, // an archive's compression for an image
 	} {
 		if r := run(t, dir, nil, c...); r.code != exitUsage {
 			t.Errorf("xva %s: exit %d, want 2\n%s", strings.Join(c, " "), r.code, r.stderr)
 		}
 	}
-	for _, name := range []string{"web.vhd", "x.vhd", "y.raw", "z.xva"} {
+	for _, name := range []string{"web.vhd", "x.vhd", "y.raw", "z.xva", "w.qcow2"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			t.Errorf("a refused convert left %s", name)
 		}
