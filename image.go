@@ -57,90 +57,81 @@ func InspectImage(ctx context.Context, path string) (*ImageInfo, error) {
 	return f.inspect(ctx, path)
 }
 
-// inspectVHD is the format table's description of a VHD.
-func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
-	img, err := vhd.Open(path)
-	if errors.Is(err, vhd.ErrCorrupt) {
+// inspected opens the image at path with open and describes it with
+// describe; a malformed image (an error matching corrupt, on opening or
+// reading) is an integrity failure naming it.
+func inspected[I interface{ Close() error }](path string, corrupt error, open func(string) (I, error), describe func(I) (*ImageInfo, error)) (*ImageInfo, error) {
+	img, err := open(path)
+	if err == nil {
+		defer img.Close()
+		var info *ImageInfo
+		if info, err = describe(img); err == nil {
+			return info, nil
+		}
+	}
+	if errors.Is(err, corrupt) {
 		return nil, &CorruptError{Kind: KindImage, Member: path, Offset: -1, Err: err}
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	i, err := img.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
-		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
-		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+	return nil, err
+}
+
+// inspectVHD is the format table's description of a VHD.
+func inspectVHD(ctx context.Context, path string) (*ImageInfo, error) {
+	return inspected(path, vhd.ErrCorrupt, vhd.Open, func(img *vhd.Image) (*ImageInfo, error) {
+		i, err := img.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &ImageInfo{Path: path, Format: "vhd", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
+			Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
+			UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+	})
 }
 
 // inspectVMDK is the format table's description of a VMDK: its
 // subformat, grain size and count, allocated grains and bytes, and the
 // ddb.uuid of its descriptor when it has one.
 func inspectVMDK(ctx context.Context, path string) (*ImageInfo, error) {
-	img, err := vmdk.Open(path)
-	if errors.Is(err, vmdk.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	i, err := img.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &ImageInfo{Path: path, Format: "vmdk", Type: i.CreateType, Size: i.Size, BlockSize: i.GrainSize,
-		Blocks: int(i.Grains), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes, UUID: i.UUID}, nil
+	return inspected(path, vmdk.ErrCorrupt, vmdk.Open, func(img *vmdk.Image) (*ImageInfo, error) {
+		i, err := img.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &ImageInfo{Path: path, Format: "vmdk", Type: i.CreateType, Size: i.Size, BlockSize: i.GrainSize,
+			Blocks: int(i.Grains), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes, UUID: i.UUID}, nil
+	})
 }
 
 // inspectQcow2 is the format table's description of a qcow2 image: a
 // "dynamic" disk, or "differencing" over a backing file (Parent, the
 // nearest; Backing, the whole chain).
 func inspectQcow2(ctx context.Context, path string) (*ImageInfo, error) {
-	img, err := qcow2.Open(path)
-	if errors.Is(err, qcow2.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	i, err := img.Info(ctx)
-	if errors.Is(err, qcow2.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	info := &ImageInfo{Path: path, Format: "qcow2", Type: "dynamic", Size: i.Size, BlockSize: i.ClusterSize,
-		Blocks: int(i.Clusters), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes,
-		Creator: fmt.Sprintf("qcow2 version %d", i.Version), Backing: i.Backing}
-	if len(i.Backing) > 0 {
-		info.Type, info.Parent = "differencing", i.Backing[0]
-	}
-	return info, nil
+	return inspected(path, qcow2.ErrCorrupt, qcow2.Open, func(img *qcow2.Image) (*ImageInfo, error) {
+		i, err := img.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		info := &ImageInfo{Path: path, Format: "qcow2", Type: "dynamic", Size: i.Size, BlockSize: i.ClusterSize,
+			Blocks: int(i.Clusters), Allocated: int(i.Allocated), AllocatedBytes: i.AllocatedBytes,
+			Creator: fmt.Sprintf("qcow2 version %d", i.Version), Backing: i.Backing}
+		if len(i.Backing) > 0 {
+			info.Type, info.Parent = "differencing", i.Backing[0]
+		}
+		return info, nil
+	})
 }
 
 // inspectVHDX is the format table's description of a VHDX.
 func inspectVHDX(ctx context.Context, path string) (*ImageInfo, error) {
-	img, err := vhdx.Open(path)
-	if errors.Is(err, vhdx.ErrCorrupt) {
-		return nil, &CorruptError{Member: path, Offset: -1, Err: err}
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	i, err := img.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &ImageInfo{Path: path, Format: "vhdx", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
-		Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
-		UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+	return inspected(path, vhdx.ErrCorrupt, vhdx.Open, func(img *vhdx.Image) (*ImageInfo, error) {
+		i, err := img.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &ImageInfo{Path: path, Format: "vhdx", Type: i.Type, Size: i.Size, BlockSize: i.BlockSize,
+			Blocks: i.Blocks, Allocated: i.Allocated, AllocatedBytes: i.AllocatedBytes, Creator: i.Creator,
+			UUID: i.UUID, ParentUUID: i.ParentUUID, Parent: i.Parent}, nil
+	})
 }
 
 // PVInfo describes a physical volume: its VG and the logical volumes on it.
