@@ -197,8 +197,8 @@ func (g *Gather) Fill(buf []byte, off int64) (bool, error) {
 // returns the number of data bytes handed to dst. progress, if not nil, is
 // told the offset reached after each piece. It moves an image into another
 // (NewReader over a Source into a Sink: xva.ConvertImage and the format
-// tests do);
-// archive decoders write their pieces into sinks themselves, in parallel
+// tests do); archive decoders write their pieces into sinks themselves, in
+// parallel
 // where the sink allows.
 func Copy(ctx context.Context, dst Sink, r Reader, progress func(off int64)) (int64, error) {
 	if dst.Size() < r.Size() {
