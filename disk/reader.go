@@ -198,8 +198,7 @@ func (g *Gather) Fill(buf []byte, off int64) (bool, error) {
 // told the offset reached after each piece. It moves an image into another
 // (NewReader over a Source into a Sink: xva.ConvertImage and the format
 // tests do); archive decoders write their pieces into sinks themselves, in
-// parallel
-// where the sink allows.
+// parallel where the sink allows.
 func Copy(ctx context.Context, dst Sink, r Reader, progress func(off int64)) (int64, error) {
 	if dst.Size() < r.Size() {
 		return 0, fmt.Errorf("disk: target holds %d bytes, the disk needs %d", dst.Size(), r.Size())
