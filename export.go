@@ -89,12 +89,13 @@ func checkStream(r io.Reader, res *ExportResult, opts []Option) error {
 	}
 }
 
-// stopWith records a corruption that stopped the check as a problem; any
-// other error is returned.
+// stopWith records a corruption that stopped the check as the first
+// problem (what came of it, such as disks left without data, was told
+// before it); any other error is returned.
 func stopWith(res *ExportResult, err error) error {
 	var ce *CorruptError
 	if errors.As(err, &ce) {
-		res.Problems = append(res.Problems, ce)
+		res.Problems = append([]*CorruptError{ce}, res.Problems...)
 		return nil
 	}
 	return err

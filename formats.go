@@ -59,8 +59,12 @@ var imageFormats = []imageFormat{
 		},
 		corrupt:  vhd.ErrCorrupt,
 		tooSmall: vhd.ErrTooSmall,
-		lv:       &lvConvention{size: lvm.VHDLVSize, name: func(uuid string) string { return lvm.LVName(uuid, true) }},
-		inspect:  inspectVHD,
+		// A VHD is recognised by the footer in its last sector, which a
+		// disk of another format can hold too: the formats with a
+		// signature at their start are tried first.
+		detectLast: true,
+		lv:         &lvConvention{size: lvm.VHDLVSize, name: func(uuid string) string { return lvm.LVName(uuid, true) }},
+		inspect:    inspectVHD,
 	},
 	{
 		// Read as "vhd": this row only writes.
@@ -107,11 +111,13 @@ type imageFormat struct {
 	variantOf string // another row that reads this format ("" for none)
 
 	// detect recognises the format by content; nil for raw, the fallback.
-	detect   func(r io.ReaderAt, size int64) bool
-	open     func(path string) (disk.Source, error)                         // a file or block device
-	openOn   func(m disk.Source, name string) (disk.Source, error)          // inside a medium (an LV on its PV)
-	create   func(path string, size int64) (disk.Sink, error)               // a new file
-	createOn func(m *medium, size int64, prezeroed bool) (disk.Sink, error) // onto a device or LV
+	// detectLast: tried after the others (a signature at the end).
+	detect     func(r io.ReaderAt, size int64) bool
+	detectLast bool
+	open       func(path string) (disk.Source, error)                         // a file or block device
+	openOn     func(m disk.Source, name string) (disk.Source, error)          // inside a medium (an LV on its PV)
+	create     func(path string, size int64) (disk.Sink, error)               // a new file
+	createOn   func(m *medium, size int64, prezeroed bool) (disk.Sink, error) // onto a device or LV
 
 	corrupt  error // the package's sentinel for a malformed image
 	tooSmall error // the package's sentinel for a medium too small
@@ -280,16 +286,18 @@ func formatNamed(name string) (*imageFormat, bool) {
 // content check matches, else the fallback (raw).
 func detectFormat(r io.ReaderAt, size int64) *imageFormat {
 	var fallback *imageFormat
-	for i := range imageFormats {
-		f := &imageFormats[i]
-		switch {
-		case f.variantOf != "" || f.open == nil:
-		case f.detect == nil:
-			if fallback == nil {
-				fallback = f
+	for _, last := range []bool{false, true} {
+		for i := range imageFormats {
+			f := &imageFormats[i]
+			switch {
+			case f.variantOf != "" || f.open == nil || f.detectLast != last:
+			case f.detect == nil:
+				if fallback == nil {
+					fallback = f
+				}
+			case f.detect(r, size):
+				return f
 			}
-		case f.detect(r, size):
-			return f
 		}
 	}
 	return fallback

@@ -12,6 +12,7 @@ import (
 	"github.com/xva-tools/xva/qcow2"
 	"github.com/xva-tools/xva/vhd"
 	"github.com/xva-tools/xva/vhdx"
+	"github.com/xva-tools/xva/vmdk"
 )
 
 // TestFormatTableIsConsistent holds every row, today's and the next
@@ -151,5 +152,41 @@ func TestDetectionByContent(t *testing.T) {
 	}
 	if IsImage(p) {
 		t.Error("raw bytes taken for a describable image")
+	}
+}
+
+// A VHD is recognised by a footer in the last sector, which the disk in a
+// VMDK can end with: the formats with a signature at their start are tried
+// first, so the VMDK is a VMDK.
+func TestSignaturesAtTheStartComeFirst(t *testing.T) {
+	dir := t.TempDir()
+	fixed := filepath.Join(dir, "f.vhd")
+	s, err := vhd.CreateFixed(fixed, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(fixed)
+	footer := b[len(b)-512:]
+	guest := make([]byte, 1<<20)
+	copy(guest[len(guest)-512:], footer)
+	p := filepath.Join(dir, "d.vmdk")
+	ms, err := vmdk.Create(p, int64(len(guest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.WriteAt(guest, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(p); !bytes.Equal(raw[len(raw)-512:], footer) {
+		t.Fatal("the VMDK does not end with the guest's last sector; the test proves nothing")
+	}
+	if f, err := fileFormat(p); err != nil || f.name != "vmdk" {
+		t.Fatalf("a VMDK ending in a VHD footer: detected as %v (%v)", f, err)
 	}
 }

@@ -45,16 +45,32 @@ func IsDiskImage(path string) bool {
 	return err == nil && f.detect != nil
 }
 
+// IsMedium reports whether path names a block device or a logical volume
+// on its PV (lvm:PV:VG/LV): a medium holding a disk image.
+func IsMedium(path string) bool {
+	m, err := parseMedium(path)
+	return err == nil && (m.device || m.isLV())
+}
+
 // outputFormat is the format to write out in: WithDiskFormat's, or the one
 // out's extension names.
+// An image output must be a file: an image is written with seeks, and its
+// name must not say another format.
 func outputFormat(o *options, out string) (string, error) {
-	if o.diskFormat != "" {
-		return o.diskFormat, nil
+	if out == "-" {
+		return "", fmt.Errorf("%w: an image cannot be written to standard output: name a file", ErrBadOptions)
 	}
-	if f := ImageFormatOf(out); f != "" {
-		return f, nil
+	format := o.diskFormat
+	if format == "" {
+		format = ImageFormatOf(out)
 	}
-	return "", fmt.Errorf("%w: %s names no image format by its extension: give --disk-format (%s)", ErrBadOptions, out, DiskFormatNames())
+	if format == "" {
+		return "", fmt.Errorf("%w: %s names no image format by its extension: give --disk-format (%s)", ErrBadOptions, out, DiskFormatNames())
+	}
+	if _, err := tunedFormat(format, o.imageTuning()); err != nil {
+		return "", err
+	}
+	return format, checkTargetName(out, format)
 }
 
 // ConvertImage writes the disk image at in (a file, a block device or
@@ -121,7 +137,8 @@ func ExtractDisk(ctx context.Context, in, device, out string, opts ...Option) (*
 	for _, d := range r.Metadata().Disks {
 		devices = append(devices, d.Device)
 	}
-	if !slices.Contains(devices, device) {
+	target := slices.Index(devices, device) // disks come in this order
+	if target < 0 {
 		return nil, fmt.Errorf("%w: the archive has no disk %s (it has %s)", ErrBadOptions, device, strings.Join(devices, ", "))
 	}
 	var sink disk.Sink
@@ -135,8 +152,8 @@ func ExtractDisk(ctx context.Context, in, device, out string, opts ...Option) (*
 	buf := make([]byte, 1<<20)
 	for {
 		e, err := r.Next()
-		if errors.Is(err, io.EOF) || err == nil && sink != nil && (e.Disk == nil || e.Disk.Device != device) {
-			break // past the disk: its last chunk was checked
+		if errors.Is(err, io.EOF) || err == nil && e.Disk != nil && slices.Index(devices, e.Disk.Device) > target {
+			break // past the disk (a later disk's data, or the end): its last chunk was checked
 		}
 		if err != nil {
 			return abort(err)

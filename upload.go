@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xva-tools/xva/chunk"
@@ -84,7 +85,7 @@ func Upload(ctx context.Context, c *xapi.Client, input string, uo UploadOptions,
 			return nil, fmt.Errorf("SR %s: %w", uo.SR, err)
 		}
 	}
-	body, length, err := uploadBody(ctx, input, uo.AsIs, sum, oldest, opts)
+	body, length, err := uploadBody(ctx, input, uo.AsIs, sum, uo.Checksum != 0, oldest, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,10 @@ func Upload(ctx context.Context, c *xapi.Client, input string, uo UploadOptions,
 	if perr := body.produced(); perr != nil {
 		return nil, perr // the input could not be read: that is the cause
 	}
-	if err != nil && body.legacy {
+	// The host answering the import of a legacy archive with an import
+	// error: current hosts import none.
+	var xe *xapi.Error
+	if err != nil && body.legacy && errors.As(err, &xe) && strings.HasPrefix(xe.Code, "IMPORT_ERROR") {
 		return nil, &LegacyAsIsError{err}
 	}
 	if err != nil {
@@ -154,18 +158,22 @@ func (b *body) produced() error {
 
 // uploadBody opens input for the upload. It returns the body and its
 // length, -1 when it is converted on the fly.
-func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum, oldest xapi.XapiVersion, opts []Option) (*body, int64, error) {
+func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum, chosen bool, oldest xapi.XapiVersion, opts []Option) (*body, int64, error) {
 	st, err := os.Stat(input)
 	if err != nil {
 		return nil, 0, err
+	}
+	if asIs && !st.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%w: --as-is sends an archive file as it is; %s is not one", ErrBadOptions, input)
 	}
 	if st.Mode().IsRegular() {
 		meta, kind, err := readHead(input)
 		if err != nil {
 			return nil, 0, err
 		}
-		// Every host reads SHA-1 .checksum members (stream_vdi.ml:613-614).
-		sendAsIs := asIs || meta.Generation == XAPI && (kind == sum || kind == 0 || kind == chunk.SHA1)
+		// Every host reads SHA-1 .checksum members (stream_vdi.ml:613-614),
+		// unless another hash was asked for.
+		sendAsIs := asIs || meta.Generation == XAPI && (kind == sum || kind == 0 || kind == chunk.SHA1 && !chosen)
 		if meta.Generation == XAPI && !asIs {
 			if err := preflight(meta.Export, oldest); err != nil {
 				return nil, 0, err

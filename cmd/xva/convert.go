@@ -81,7 +81,9 @@ image in another format, reading only its data. For a qcow2 output,
 // image input, or --disk. It reports whether it did the work. An archive
 // to an output whose name says an image format is refused.
 func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat, compress string) (bool, error) {
-	image := xva.IsDiskImage(in) || xva.ImageFormatOf(in) == "raw"
+	// A disk image: recognised by content, a .raw/.img file, or a medium
+	// (a block device, lvm:PV:VG/LV).
+	image := xva.IsDiskImage(in) || xva.ImageFormatOf(in) == "raw" || xva.IsMedium(in)
 	named := xva.ImageFormatOf(out)
 	switch {
 	case !image && device == "" && named != "" && diskFormat == "":
@@ -95,8 +97,10 @@ func convertImage(cmd *cobra.Command, g *globals, in, out, device, diskFormat, c
 	case image && named == "" && diskFormat == "":
 		return false, nil // an archive wanted from an image: the reader says what the input is
 	}
-	if err := refuseTerminal(out); err != nil {
-		return true, err
+	for _, flag := range []string{"format", "checksum", "level", "dir", "uuid-seed", "force"} {
+		if cmd.Flags().Changed(flag) {
+			return true, usagef("--%s is for archives; OUT %s is a disk image (an existing file is never replaced)", flag, out)
+		}
 	}
 	opts := g.options()
 	if diskFormat != "" {

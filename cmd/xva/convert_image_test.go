@@ -68,3 +68,48 @@ func TestConvertWritesImages(t *testing.T) {
 		}
 	}
 }
+
+// Refusals of image outputs (exit 2, nothing written), and --disk of a
+// blank disk that stops at that disk, before a damaged one after it.
+func TestConvertImageRefusalsAndBlankDisk(t *testing.T) {
+	dir := t.TempDir()
+	vm := fixtures.VM{Name: "blank", Memory: 1 << 29, VCPUs: 1, Disks: []fixtures.Disk{
+		{Size: 2 << 20, Seed: 811, Data: 0.5}, {Size: 4 << 20, Seed: 812, Data: 0.5}}}
+	if _, err := vm.WriteDir(filepath.Join(dir, "vm")); err != nil {
+		t.Fatal(err)
+	}
+	// sda blank: all zeros, so the archive carries no data for it but its
+	// first and last blocks.
+	if err := os.WriteFile(filepath.Join(dir, "vm", "sda.raw"), make([]byte, 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "vm", "a.xva")
+	b, _ := os.ReadFile(filepath.Join(dir, "a.xva"))
+	b[len(b)-4096] ^= 0xff // inside sdb's last block
+	os.WriteFile(filepath.Join(dir, "bad.xva"), b, 0o600)
+	if r := run(t, dir, nil, "verify", "bad.xva"); r.code != exitCorrupt {
+		t.Fatalf("the damage is not found: exit %d", r.code)
+	}
+	mustRun(t, dir, nil, "convert", "bad.xva", "sda.raw", "--disk", "sda")
+	if got, _ := os.ReadFile(filepath.Join(dir, "sda.raw")); len(got) != 2<<20 || strings.Trim(string(got), "\x00") != "" {
+		t.Fatalf("the blank disk came out as %d bytes", len(got))
+	}
+	if r := run(t, dir, nil, "convert", "bad.xva", "sdb.raw", "--disk", "sdb"); r.code != exitCorrupt {
+		t.Fatalf("the damaged disk: exit %d", r.code)
+	}
+	for _, c := range [][]string{
+		{"convert", "vm/sda.raw", "-", "--disk-format", "raw"},          // an image to standard output
+		{"convert", "vm/sda.raw", "boot.qcow2", "--disk-format", "raw"}, // named as another format
+		{"convert", "vm/sda.raw", "sda.raw", "--force"},                 // an archive's flag
+		{"convert", "vm/sda.raw", "x.vhd", "--format", "xapi"},          // an archive's flag
+	} {
+		if r := run(t, dir, nil, c...); r.code != exitUsage {
+			t.Errorf("xva %s: exit %d, want 2\n%s", strings.Join(c, " "), r.code, r.stderr)
+		}
+	}
+	for _, name := range []string{"-", "boot.qcow2", "x.vhd"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("a refused convert left %s", name)
+		}
+	}
+}

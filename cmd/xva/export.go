@@ -80,11 +80,17 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 	res, err := xva.Export(ctx, c, f.vm, out, xva.ExportOptions{Compression: f.compression,
 		Progress: g.rep.transfer("export", -1)}, xva.WithJobs(g.jobs), xva.WithLogger(g.log))
 	g.settle()
+	if xva.IsCorrupt(err) && res != nil && g.json {
+		return err // the error document names the first problem
+	}
 	if xva.IsCorrupt(err) && res != nil {
 		w := cmd.ErrOrStderr()
 		fmt.Fprintf(w, "CORRUPT  the download: %s\n", plural(len(res.Problems), "problem"))
 		for _, p := range res.Problems {
 			fmt.Fprintf(w, "  %-11s %s: %s\n", p.Kind, printable(xva.Where(p.Member, p.Disk, p.Offset)), printable(xva.PlainError(p.Err)))
+		}
+		if output == "-" {
+			return silentError{exitCorrupt, "the download is corrupt; what it held was written to standard output already: do not use it"}
 		}
 		return silentError{exitCorrupt, "the download is corrupt; nothing was written"}
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // tempPattern matches the base name TempName gives.
@@ -109,6 +110,10 @@ func release(tmp string) {
 	}
 }
 
+// pendingGrace is how long a pending temporary name is left alone: its
+// owner locks it microseconds after making it.
+const pendingGrace = time.Minute
+
 // Leftover is a temporary name a process that is gone left beside an output.
 type Leftover struct {
 	Path    string
@@ -135,7 +140,16 @@ func leftovers(path string) {
 	}
 	prefix := "." + base + ".xva-tmp-"
 	for _, e := range es {
-		if !strings.HasPrefix(e.Name(), prefix) || !tempPattern.MatchString(e.Name()) || len(e.Name()) != len(prefix)+8 {
+		if !strings.HasPrefix(e.Name(), prefix) || !tempPattern.MatchString(e.Name()) {
+			continue
+		}
+		// A pending name ("~") is a run killed while setting up its
+		// temporary: one unlocked for a while is a leftover too.
+		pending := len(e.Name()) == len(prefix)+9 && strings.HasSuffix(e.Name(), "~")
+		if len(e.Name()) != len(prefix)+8 && !pending {
+			continue
+		}
+		if info, err := e.Info(); pending && (err != nil || time.Since(info.ModTime()) < pendingGrace) {
 			continue
 		}
 		name := filepath.Join(dir, e.Name())
@@ -203,7 +217,15 @@ func claim(path string, create func(pending string) error) (string, error) {
 			return "", err
 		}
 		lock := ownLock(pending)
-		if err := RenameNoReplace(pending, name); err != nil {
+		err = RenameNoReplace(pending, name)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			// No no-replace rename here for a directory (NFS): the name
+			// is random, so look, then rename.
+			if _, lerr := os.Lstat(name); errors.Is(lerr, os.ErrNotExist) {
+				err = os.Rename(pending, name)
+			}
+		}
+		if err != nil {
 			lock.Close() // nil-safe
 			os.RemoveAll(pending)
 			if errors.Is(err, os.ErrExist) {
