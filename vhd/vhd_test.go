@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,23 +19,11 @@ import (
 	"unicode/utf16"
 
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // image is test data: bytes with some zero stretches.
-func image(size int64, seed uint64) []byte {
-	b := make([]byte, size)
-	r := rand.New(rand.NewPCG(seed, 1))
-	for off := int64(0); off < size; {
-		n := min(size-off, 1+r.Int64N(3<<20))
-		if r.IntN(3) > 0 {
-			for i := off; i < off+n; i++ {
-				b[i] = byte(r.Uint32())
-			}
-		}
-		off += n
-	}
-	return b
-}
+func image(size int64, seed uint64) []byte { return testutil.Image(size, seed, 3<<20) }
 
 // memSource serves a byte slice as a disk.
 type memSource []byte

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,23 +20,11 @@ import (
 	"github.com/klauspost/compress/zlib"
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/internal/testutil"
 )
 
 // image is test data: bytes with some zero stretches.
-func image(size int64, seed uint64) []byte {
-	b := make([]byte, size)
-	r := rand.New(rand.NewPCG(seed, 1))
-	for off := int64(0); off < size; {
-		n := min(size-off, 1+r.Int64N(300<<10))
-		if r.IntN(3) > 0 {
-			for i := off; i < off+n; i++ {
-				b[i] = byte(r.Uint32())
-			}
-		}
-		off += n
-	}
-	return b
-}
+func image(size int64, seed uint64) []byte { return testutil.Image(size, seed, 300<<10) }
 
 // full is data with no zero 4 KiB block: every grain allocated.
 func full(size int64) []byte {
