@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,19 +83,40 @@ func CreateStream(path string, size int64, jobs int) (*StreamSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &StreamSink{f: f, w: bufio.NewWriterSize(f, 1<<20), final: path, size: size, geo: newLayout(size), cur: -1, curGT: -1}
+	s, err := newStream(f, filepath.Base(path), size, jobs)
+	if err != nil {
+		fsutil.Discard(f)
+		return nil, err
+	}
+	s.f, s.final = f, path
+	return s, nil
+}
+
+// NewStreamWriter writes a streamOptimized VMDK of size bytes into w, front
+// to back, as CreateStream does into a file: what an OVA member or an HTTP
+// upload needs. name is the file name its descriptor gives the extent.
+// Commit writes the end of the image and flushes it into w, which it does
+// not close; Abort stops the workers. Written then gives the image's size.
+func NewStreamWriter(w io.Writer, name string, size int64, jobs int) (*StreamSink, error) {
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	return newStream(w, name, size, jobs)
+}
+
+func newStream(w io.Writer, name string, size int64, jobs int) (*StreamSink, error) {
+	s := &StreamSink{w: bufio.NewWriterSize(w, 1<<20), size: size, geo: newLayout(size), cur: -1, curGT: -1}
 	s.gt = make([]uint32, gtEntries)
 	s.gd = make([]uint32, s.geo.gts)
 	cid, err := newCID()
-	if err == nil {
-		// Header and descriptor, padded to the first grain at overHead.
-		head := make([]byte, grainSector*SectorSize)
-		copy(head, s.header(gdAtEnd).marshal())
-		copy(head[SectorSize:], descriptorText(cid, "streamOptimized", filepath.Base(path), s.geo.capacity, "lsilogic"))
-		err = s.write(head)
-	}
 	if err != nil {
-		fsutil.Discard(f)
+		return nil, err
+	}
+	// Header and descriptor, padded to the first grain at overHead.
+	head := make([]byte, grainSector*SectorSize)
+	copy(head, s.header(gdAtEnd).marshal())
+	copy(head[SectorSize:], descriptorText(cid, "streamOptimized", name, s.geo.capacity, "lsilogic"))
+	if err := s.write(head); err != nil {
 		return nil, err
 	}
 	s.pool = pipeline.NewOrdered(context.Background(), jobs, s.emit, func(p *packed) {
@@ -104,6 +126,10 @@ func CreateStream(path string, size int64, jobs int) (*StreamSink, error) {
 	})
 	return s, nil
 }
+
+// Written is the image's size in bytes, once Commit has returned (the
+// workers own the count until then).
+func (s *StreamSink) Written() int64 { return s.pos }
 
 // header is the header (gd = gdAtEnd) or the footer's copy of it.
 func (s *StreamSink) header(gd uint64) *Header {
@@ -253,8 +279,13 @@ func (s *StreamSink) Commit() error {
 	}
 	s.done = true
 	if err := s.finish(); err != nil {
-		fsutil.Discard(s.f)
+		if s.f != nil {
+			fsutil.Discard(s.f)
+		}
 		return err
+	}
+	if s.f == nil {
+		return nil
 	}
 	return fsutil.Publish(s.f, s.final, false)
 }
@@ -299,6 +330,8 @@ func (s *StreamSink) Abort() error {
 		s.buf = nil
 	}
 	s.pool.Abort(errors.New("vmdk: aborted"))
-	fsutil.Discard(s.f)
+	if s.f != nil {
+		fsutil.Discard(s.f)
+	}
 	return nil
 }

@@ -744,3 +744,32 @@ func TestChildRefused(t *testing.T) {
 		}
 	}
 }
+
+// NewStreamWriter writes into any writer the image CreateStream writes into
+// a file: the same bytes from the first grain on (the CID differs), and
+// Written is its size.
+func TestStreamWriter(t *testing.T) {
+	data := image(3<<20+512, 5)
+	path := filepath.Join(t.TempDir(), "s.vmdk")
+	write(t, path, memSource(data), func(p string, n int64) (disk.Sink, error) { return CreateStream(p, n, 2) })
+	want, _ := os.ReadFile(path)
+	var buf bytes.Buffer
+	s, err := NewStreamWriter(&buf, "s.vmdk", int64(len(data)), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := disk.NewReader(context.Background(), memSource(data))
+	defer r.Close()
+	if _, err := disk.Copy(context.Background(), s, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Written() != int64(buf.Len()) || buf.Len() != len(want) {
+		t.Fatalf("Written %d, wrote %d bytes, the file has %d", s.Written(), buf.Len(), len(want))
+	}
+	if sum(buf.Bytes()[GrainSize:]) != sum(want[GrainSize:]) {
+		t.Error("the writer's image differs from the file's")
+	}
+}
