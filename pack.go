@@ -123,6 +123,19 @@ func (spec *VMSpec) appliance() (*ova.Appliance, map[string]string, error) {
 // pack opens each disk's image, records its size in the metadata of the
 // generation to write, and writes the archive.
 func pack(ctx context.Context, m *Metadata, paths map[string]string, output string, o *options) (*PackResult, error) {
+	return packFrom(ctx, m, func(d *Disk) (disk.Source, error) {
+		path, ok := paths[d.Device]
+		if !ok {
+			return nil, fmt.Errorf("xva: no image given for disk %s", d.Device)
+		}
+		o.log.Debug("image opened", "device", d.Device, "path", path)
+		return openImage(path)
+	}, output, o)
+}
+
+// packFrom writes the archive of m, in the generation to write, with each
+// disk's data from the source open gives it (sized by that source).
+func packFrom(ctx context.Context, m *Metadata, open func(d *Disk) (disk.Source, error), output string, o *options) (*PackResult, error) {
 	target := o.format
 	if target == 0 {
 		target = m.Generation
@@ -138,18 +151,14 @@ func pack(ctx context.Context, m *Metadata, paths map[string]string, output stri
 		}
 	}()
 	sizes := map[string]int64{}
-	for _, d := range m.Disks {
-		path, ok := paths[d.Device]
-		if !ok {
-			return nil, fmt.Errorf("xva: no image given for disk %s", d.Device)
-		}
-		src, err := openImage(path)
+	for i := range m.Disks {
+		d := &m.Disks[i]
+		src, err := open(d)
 		if err != nil {
 			return nil, err
 		}
 		sources[d.Device] = src
 		sizes[d.Device] = src.Size()
-		o.log.Debug("image opened", "device", d.Device, "path", path, "size", src.Size())
 	}
 	if m, err = withSizes(m, sizes); err != nil {
 		return nil, err
