@@ -257,7 +257,7 @@ func (p *Package) indexTar(fileSize int64) error {
 			break
 		}
 		if err != nil {
-			return p.tarError(err)
+			return p.tarError(err, tr.Pos())
 		}
 		if headers++; headers > maxMembers {
 			return fmt.Errorf("ovf: %s holds more than %d members", p.path, maxMembers)
@@ -291,10 +291,15 @@ func (p *Package) indexTar(fileSize int64) error {
 	return nil
 }
 
-func (p *Package) tarError(err error) error {
+// tarError names the member or the offset where the tar went wrong.
+func (p *Package) tarError(err error, pos int64) error {
 	var te *tarx.TruncatedError
 	if errors.As(err, &te) {
 		return fmt.Errorf("ovf: %s ends inside member %q", p.path, te.Member)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The header starts at the last block boundary the reader passed.
+		return fmt.Errorf("ovf: %s ends inside a tar header at offset %d", p.path, pos&^(tarx.Block-1))
 	}
 	return fmt.Errorf("ovf: %s: %w", p.path, err)
 }
