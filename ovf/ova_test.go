@@ -698,3 +698,13 @@ func TestDirectoryForm(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An href is a URI: a name with a space may be written percent-encoded.
+func TestReaderPercentEncodedHref(t *testing.T) {
+	p := mustOpen(t, stdTar(t, "vm.ovf", "disk 1.vmdk"))
+	f, err := p.OpenFile("disk%201.vmdk", -1, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRandomReads(t, f, []byte("data of disk 1.vmdk"))
+}
