@@ -358,10 +358,19 @@ func checkRandomReads(t *testing.T, f File, data []byte) {
 
 func TestWriterRefuses(t *testing.T) {
 	w := NewWriter(io.Discard)
-	for _, name := range []string{"", "../x", "/x", `a\b`, "./x", strings.Repeat("x", 101), "a/../b"} {
+	for _, name := range []string{"", "../x", "/x", `a\b`, "./x", "a//b", strings.Repeat("x", 101), "a/../b"} {
 		if err := w.Add(name, nil); err == nil {
 			t.Fatalf("name %q accepted", name)
 		}
+	}
+	if err := w.Add("x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add("x", nil); err == nil {
+		t.Fatal("a name written twice")
+	}
+	if _, err := w.BeginChunked(strings.Repeat("x", 95), 512); err == nil {
+		t.Fatal("a chunk name longer than 100 bytes accepted")
 	}
 	if _, err := w.BeginChunked("d", 0); err == nil {
 		t.Fatal("chunk size 0 accepted")

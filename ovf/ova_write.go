@@ -6,7 +6,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/xva-tools/xva/internal/tarx"
 )
@@ -43,7 +42,8 @@ type Writer struct {
 	pos     int64    // bytes written to w
 	err     error
 	written []Written
-	open    *member // the member being written, if any
+	names   map[string]bool // members written, to refuse a second of a name
+	open    *member         // the member being written, if any
 	closed  bool
 }
 
@@ -196,8 +196,16 @@ func (w *Writer) ready(name string) error {
 	case w.open != nil:
 		return fmt.Errorf("ovf: member %s started while %s is open", name, w.open.name)
 	}
-	if _, err := memberName(name); err != nil || strings.HasPrefix(name, "./") {
+	if clean, err := memberName(name); err != nil || clean != name {
 		return fmt.Errorf("ovf: member name %q is not a plain local name", name)
+	}
+	if w.names[name] {
+		return fmt.Errorf("ovf: member %s written twice", name)
+	}
+	// Checked now, so that a name ustar cannot hold fails before any
+	// byte of the member is written.
+	if _, err := tarx.USTARHeader(name, 0, w.ModTime); err != nil {
+		return fmt.Errorf("ovf: member %s: %w", name, err)
 	}
 	return nil
 }
@@ -224,6 +232,10 @@ func (w *Writer) finish(m *member) error {
 		return err
 	}
 	m.ended = true
+	if w.names == nil {
+		w.names = map[string]bool{}
+	}
+	w.names[m.name] = true
 	wr := Written{Name: m.name, Size: m.size}
 	if m.hash != nil {
 		wr.Digest = m.hash.Sum(nil)
