@@ -562,7 +562,7 @@ func (p *Package) whole(name string) (File, error) {
 			return nil, fmt.Errorf("ovf: %s holds no file %q", p.path, name)
 		}
 		m := p.members[i]
-		return section{io.NewSectionReader(p.tar, m.Offset, m.Size)}, nil
+		return storedFile{io.NewSectionReader(p.tar, m.Offset, m.Size)}, nil
 	}
 	f, size, err := p.openInRoot(name)
 	if err != nil {
@@ -571,7 +571,7 @@ func (p *Package) whole(name string) (File, error) {
 	p.mu.Lock()
 	p.opened = append(p.opened, f)
 	p.mu.Unlock()
-	return section{io.NewSectionReader(f, 0, size)}, nil
+	return storedFile{io.NewSectionReader(f, 0, size)}, nil
 }
 
 // joinChunks opens the chunks of name as one file. Every chunk but the
@@ -588,7 +588,7 @@ func (p *Package) joinChunks(name string, size, chunkSize int64) (File, error) {
 		}
 		return nil, fmt.Errorf("ovf: missing chunk 0 of %s", name)
 	}
-	j := &joined{}
+	j := &joinedFile{}
 	for k, i := range idx {
 		if i != k {
 			return nil, fmt.Errorf("ovf: missing chunk %d of %s", k, name)
@@ -603,7 +603,7 @@ func (p *Package) joinChunks(name string, size, chunkSize int64) (File, error) {
 		if f.Size() > chunkSize {
 			return nil, fmt.Errorf("ovf: chunk %s is %d bytes, more than the chunk size %d", chunkName(name, i), f.Size(), chunkSize)
 		}
-		j.parts = append(j.parts, part{r: f, start: j.size, size: f.Size()})
+		j.parts = append(j.parts, chunkPart{r: f, start: j.size, size: f.Size()})
 		j.size += f.Size()
 	}
 	if size >= 0 && j.size != size {
@@ -667,34 +667,34 @@ func (p *Package) namesIn(dir string) ([]string, error) {
 	return names, nil
 }
 
-// section is a stored file with random access.
-type section struct{ *io.SectionReader }
+// storedFile is a stored file with random access.
+type storedFile struct{ *io.SectionReader }
 
-func (section) Sequential() bool { return false }
+func (storedFile) Sequential() bool { return false }
 
-func (s section) Reader() (io.ReadCloser, error) {
+func (s storedFile) Reader() (io.ReadCloser, error) {
 	return io.NopCloser(io.NewSectionReader(s, 0, s.Size())), nil
 }
 
-// joined is chunks read as one file.
-type joined struct {
-	parts []part
+// joinedFile is chunks read as one file.
+type joinedFile struct {
+	parts []chunkPart
 	size  int64
 }
 
-type part struct {
+type chunkPart struct {
 	r           io.ReaderAt
 	start, size int64
 }
 
-func (j *joined) Size() int64      { return j.size }
-func (j *joined) Sequential() bool { return false }
+func (j *joinedFile) Size() int64      { return j.size }
+func (j *joinedFile) Sequential() bool { return false }
 
-func (j *joined) Reader() (io.ReadCloser, error) {
+func (j *joinedFile) Reader() (io.ReadCloser, error) {
 	return io.NopCloser(io.NewSectionReader(j, 0, j.size)), nil
 }
 
-func (j *joined) ReadAt(b []byte, off int64) (int, error) {
+func (j *joinedFile) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("ovf: read at negative offset %d", off)
 	}

@@ -17,7 +17,7 @@ import (
 // opens has every member inside the file under a local name, and a
 // descriptor of at most 4 MiB.
 func FuzzOpenPackage(f *testing.F) {
-	for _, seed := range fuzzSeeds(f) {
+	for _, seed := range ovaFuzzSeeds(f) {
 		f.Add(seed, false)
 	}
 	// One file per worker, rewritten for each input (inputs run one at a
@@ -25,7 +25,7 @@ func FuzzOpenPackage(f *testing.F) {
 	path := filepath.Join(f.TempDir(), "in.ova")
 	f.Fuzz(func(t *testing.T, in []byte, fix bool) {
 		if fix {
-			fixChecksums(in)
+			fixTarChecksums(in)
 		}
 		if err := os.WriteFile(path, in, 0o644); err != nil {
 			t.Fatal(err)
@@ -69,9 +69,9 @@ func FuzzOpenPackage(f *testing.F) {
 	})
 }
 
-// fixChecksums gives every non-zero block a valid tar header checksum, so
+// fixTarChecksums gives every non-zero block a valid tar header checksum, so
 // that the fuzzer gets past the checksum to the fields behind it.
-func fixChecksums(in []byte) {
+func fixTarChecksums(in []byte) {
 	for off := 0; off+512 <= len(in); off += 512 {
 		b := in[off : off+512]
 		if bytes.Count(b, []byte{0}) == 512 {
@@ -86,14 +86,14 @@ func fixChecksums(in []byte) {
 	}
 }
 
-// fuzzSeeds are small OVAs: written by the Writer, plain and chunked, and
+// ovaFuzzSeeds are small OVAs: written by the Writer, plain and chunked, and
 // with the .ovf in a subdirectory.
-func fuzzSeeds(f *testing.F) [][]byte {
+func ovaFuzzSeeds(f *testing.F) [][]byte {
 	var seeds [][]byte
 	for _, dir := range []string{"", "vm/"} {
 		var buf bytes.Buffer
 		w := NewWriter(&buf)
-		w.Add(dir+"vm.ovf", []byte(ovfText))
+		w.Add(dir+"vm.ovf", []byte(testOVF))
 		w.Add(dir+"vm.mf", []byte("SHA256(vm.ovf)= 00\n"))
 		cw, _ := w.BeginChunked(dir+"disk1.vmdk", 512)
 		cw.Write(bytes.Repeat([]byte{7}, 1300))

@@ -21,9 +21,9 @@ import (
 	"github.com/xva-tools/xva/internal/testutil"
 )
 
-const ovfText = `<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"/>`
+const testOVF = `<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"/>`
 
-func randomBytes(n int, seed uint64) []byte {
+func testBytes(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, 1))
 	b := make([]byte, n)
 	for i := range b {
@@ -32,8 +32,8 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// writeTree writes files under dir, making directories as needed.
-func writeTree(t *testing.T, dir string, files map[string][]byte) {
+// writeTestTree writes files under dir, making directories as needed.
+func writeTestTree(t *testing.T, dir string, files map[string][]byte) {
 	t.Helper()
 	for name, data := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -66,7 +66,7 @@ func stdTar(t *testing.T, members ...string) string {
 	for _, name := range members {
 		data := []byte("data of " + name)
 		if strings.HasSuffix(name, ".ovf") {
-			data = []byte(ovfText)
+			data = []byte(testOVF)
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: name, Size: int64(len(data)), Mode: 0o644, Format: tar.FormatPAX}); err != nil {
 			t.Fatal(err)
@@ -74,10 +74,10 @@ func stdTar(t *testing.T, members ...string) string {
 		tw.Write(data)
 	}
 	tw.Close()
-	return writeTemp(t, buf.Bytes())
+	return writeTempOVA(t, buf.Bytes())
 }
 
-func writeTemp(t *testing.T, b []byte) string {
+func writeTempOVA(t *testing.T, b []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "p.ova")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -86,7 +86,7 @@ func writeTemp(t *testing.T, b []byte) string {
 	return p
 }
 
-func mustOpen(t *testing.T, path string) *Package {
+func mustOpenPackage(t *testing.T, path string) *Package {
 	t.Helper()
 	p, err := OpenPackage(path)
 	if err != nil {
@@ -96,7 +96,7 @@ func mustOpen(t *testing.T, path string) *Package {
 	return p
 }
 
-func openErr(t *testing.T, path string, want string) {
+func openPackageErr(t *testing.T, path string, want string) {
 	t.Helper()
 	p, err := OpenPackage(path)
 	if err == nil {
@@ -108,7 +108,7 @@ func openErr(t *testing.T, path string, want string) {
 	}
 }
 
-func names(ms []Member) string {
+func memberNames(ms []Member) string {
 	var s []string
 	for _, m := range ms {
 		s = append(s, m.Name)
@@ -130,8 +130,8 @@ func readMember(t *testing.T, p *Package, name string) []byte {
 	return b
 }
 
-// checkNotes fails unless the notes hold each of want, and no others.
-func checkNotes(t *testing.T, p *Package, want ...string) {
+// checkPackageNotes fails unless the notes hold each of want, and no others.
+func checkPackageNotes(t *testing.T, p *Package, want ...string) {
 	t.Helper()
 	got := p.Notes()
 	if len(got) != len(want) {
@@ -148,7 +148,7 @@ var writerSizes = []int{0, 1, 511, 512, 513, 3 << 20}
 
 // An OVA written with Add and Begin/End: GNU tar lists and extracts it
 // exactly, the digests match sha256sum, and our reader reads it back.
-func TestWriterPatched(t *testing.T) {
+func TestOVAWriterPatched(t *testing.T) {
 	testutil.NeedTools(t, "tar", "sha256sum")
 	path := filepath.Join(t.TempDir(), "out.ova")
 	f, err := os.Create(path)
@@ -161,14 +161,14 @@ func TestWriterPatched(t *testing.T) {
 	if !w.CanPatch() {
 		t.Fatal("a regular file cannot patch")
 	}
-	want := map[string][]byte{"vm.ovf": []byte(ovfText)}
+	want := map[string][]byte{"vm.ovf": []byte(testOVF)}
 	order := []string{"vm.ovf"}
 	if err := w.Add("vm.ovf", want["vm.ovf"]); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range writerSizes {
 		name := fmt.Sprintf("disk%d.vmdk", i)
-		data := randomBytes(n, uint64(i))
+		data := testBytes(n, uint64(i))
 		mw, err := w.Begin(name)
 		if err != nil {
 			t.Fatal(err)
@@ -195,11 +195,11 @@ func TestWriterPatched(t *testing.T) {
 	f.Close()
 	checkWithGNUTar(t, path, order, want, w.Written())
 
-	p := mustOpen(t, path)
-	if names(p.Members()) != strings.Join(order, " ") || p.ManifestName() != "vm.mf" || p.Form() != "ova" {
-		t.Fatalf("members %s, manifest %q", names(p.Members()), p.ManifestName())
+	p := mustOpenPackage(t, path)
+	if memberNames(p.Members()) != strings.Join(order, " ") || p.ManifestName() != "vm.mf" || p.Form() != "ova" {
+		t.Fatalf("members %s, manifest %q", memberNames(p.Members()), p.ManifestName())
 	}
-	checkNotes(t, p)
+	checkPackageNotes(t, p)
 	for name, data := range want {
 		if !bytes.Equal(readMember(t, p, name), data) {
 			t.Fatalf("%s reads back differently", name)
@@ -250,7 +250,7 @@ func checkWithGNUTar(t *testing.T, path string, order []string, want map[string]
 
 // A chunked member into a pipe-like writer: chunks of chunkSize but the
 // last, which archive/tar and GNU tar read, and which OpenFile joins.
-func TestWriterChunked(t *testing.T) {
+func TestOVAWriterChunked(t *testing.T) {
 	testutil.NeedTools(t, "tar", "sha256sum")
 	const chunk = 4096
 	for _, n := range []int{0, 1, chunk, 3*chunk + 100, 3 << 20} {
@@ -263,8 +263,8 @@ func TestWriterChunked(t *testing.T) {
 		if _, err := w.Begin("disk1.vmdk"); err == nil {
 			t.Fatal("Begin on a buffer")
 		}
-		data := randomBytes(n, uint64(n))
-		w.Add("vm.ovf", []byte(ovfText))
+		data := testBytes(n, uint64(n))
+		w.Add("vm.ovf", []byte(testOVF))
 		cw, err := w.BeginChunked("disk1.vmdk", chunk)
 		if err != nil {
 			t.Fatal(err)
@@ -286,7 +286,7 @@ func TestWriterChunked(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		want := map[string][]byte{"vm.ovf": []byte(ovfText)}
+		want := map[string][]byte{"vm.ovf": []byte(testOVF)}
 		order := []string{"vm.ovf"}
 		for i, c := range chunks {
 			if c.Name != fmt.Sprintf("disk1.vmdk.%09d", i) || i < len(chunks)-1 && c.Size != chunk || c.Size > chunk {
@@ -298,11 +298,11 @@ func TestWriterChunked(t *testing.T) {
 		if wantChunks := max(1, (n+chunk-1)/chunk); len(chunks) != wantChunks {
 			t.Fatalf("n %d: %d chunks, want %d", n, len(chunks), wantChunks)
 		}
-		readStd(t, buf.Bytes(), order, want)
-		path := writeTemp(t, buf.Bytes())
+		readWithArchiveTar(t, buf.Bytes(), order, want)
+		path := writeTempOVA(t, buf.Bytes())
 		checkWithGNUTar(t, path, order, want, w.Written())
 
-		p := mustOpen(t, path)
+		p := mustOpenPackage(t, path)
 		f, err := p.OpenFile("disk1.vmdk", int64(n), chunk, "")
 		if err != nil {
 			t.Fatal(err)
@@ -311,7 +311,7 @@ func TestWriterChunked(t *testing.T) {
 	}
 }
 
-func readStd(t *testing.T, b []byte, order []string, want map[string][]byte) {
+func readWithArchiveTar(t *testing.T, b []byte, order []string, want map[string][]byte) {
 	t.Helper()
 	tr := tar.NewReader(bytes.NewReader(b))
 	for _, name := range order {
@@ -356,7 +356,7 @@ func checkRandomReads(t *testing.T, f File, data []byte) {
 	}
 }
 
-func TestWriterRefuses(t *testing.T) {
+func TestOVAWriterRefuses(t *testing.T) {
 	w := NewWriter(io.Discard)
 	for _, name := range []string{"", "../x", "/x", `a\b`, "./x", "a//b", strings.Repeat("x", 101), "a/../b"} {
 		if err := w.Add(name, nil); err == nil {
@@ -389,7 +389,7 @@ func TestWriterRefuses(t *testing.T) {
 
 // A size of 8 GiB or more is written base-256 by End: checked on a header
 // the writer patched, without writing 8 GiB.
-func TestWriterLargeHeader(t *testing.T) {
+func TestOVAWriterLargeHeader(t *testing.T) {
 	h, err := tarx.USTARHeader("disk1.vmdk", 9<<30, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -402,15 +402,15 @@ func TestWriterLargeHeader(t *testing.T) {
 
 // The package used by the reader tests: an .ovf, a manifest, two disks.
 var pkgFiles = map[string][]byte{
-	"vm.ovf":     []byte(ovfText),
+	"vm.ovf":     []byte(testOVF),
 	"vm.mf":      []byte("SHA256(vm.ovf)= 00\n"),
-	"disk1.vmdk": randomBytes(5000, 1),
-	"disk2.vmdk": randomBytes(1<<20+3, 2),
+	"disk1.vmdk": testBytes(5000, 1),
+	"disk2.vmdk": testBytes(1<<20+3, 2),
 }
 
-func TestReaderOrders(t *testing.T) {
+func TestOVAReaderOrders(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, pkgFiles)
+	writeTestTree(t, dir, pkgFiles)
 	for _, c := range []struct {
 		order []string
 		notes []string
@@ -422,18 +422,18 @@ func TestReaderOrders(t *testing.T) {
 		{[]string{"vm.ovf", "disk1.vmdk", "vm.mf", "disk2.vmdk"}, []string{"vm.mf is neither right after the .ovf nor at the end"}},
 	} {
 		for _, format := range []string{"ustar", "gnu", "pax", "v7"} {
-			p := mustOpen(t, gnuTar(t, dir, format, c.order...))
-			if names(p.Members()) != strings.Join(c.order, " ") || p.DescriptorName() != "vm.ovf" {
-				t.Fatalf("%s %v: members %s", format, c.order, names(p.Members()))
+			p := mustOpenPackage(t, gnuTar(t, dir, format, c.order...))
+			if memberNames(p.Members()) != strings.Join(c.order, " ") || p.DescriptorName() != "vm.ovf" {
+				t.Fatalf("%s %v: members %s", format, c.order, memberNames(p.Members()))
 			}
-			checkNotes(t, p, c.notes...)
+			checkPackageNotes(t, p, c.notes...)
 			for _, name := range c.order {
 				if !p.Has(name) || !bytes.Equal(readMember(t, p, name), pkgFiles[name]) {
 					t.Fatalf("%s: %s reads differently", format, name)
 				}
 			}
 			d, err := p.Descriptor()
-			if err != nil || string(d) != ovfText {
+			if err != nil || string(d) != testOVF {
 				t.Fatalf("descriptor %q, %v", d, err)
 			}
 			wantMF := ""
@@ -464,17 +464,17 @@ func TestReaderOrders(t *testing.T) {
 
 // Long names, as GNU (././@LongLink) and PAX (path) write them, and the .ovf
 // in a subdirectory, which virt-v2v accepts: hrefs are relative to it.
-func TestReaderLongNamesAndSubdirectory(t *testing.T) {
+func TestOVAReaderLongNamesAndSubdirectory(t *testing.T) {
 	long := strings.Repeat("l", 120) + ".vmdk"
 	dir := t.TempDir()
-	files := map[string][]byte{"vm/vm.ovf": []byte(ovfText), "vm/" + long: randomBytes(700, 3), "vm/vm.mf": []byte("m")}
-	writeTree(t, dir, files)
+	files := map[string][]byte{"vm/vm.ovf": []byte(testOVF), "vm/" + long: testBytes(700, 3), "vm/vm.mf": []byte("m")}
+	writeTestTree(t, dir, files)
 	for _, format := range []string{"gnu", "pax"} {
-		p := mustOpen(t, gnuTar(t, dir, format, "vm/vm.ovf", "vm/vm.mf", "vm/"+long))
+		p := mustOpenPackage(t, gnuTar(t, dir, format, "vm/vm.ovf", "vm/vm.mf", "vm/"+long))
 		if !p.Has(long) || p.DescriptorName() != "vm.ovf" || p.ManifestName() != "vm.mf" {
-			t.Fatalf("%s: members %s", format, names(p.Members()))
+			t.Fatalf("%s: members %s", format, memberNames(p.Members()))
 		}
-		checkNotes(t, p, "directory vm")
+		checkPackageNotes(t, p, "directory vm")
 		f, err := p.OpenFile("./"+long, 700, 0, "")
 		if err != nil {
 			t.Fatal(err)
@@ -484,14 +484,14 @@ func TestReaderLongNamesAndSubdirectory(t *testing.T) {
 }
 
 // Members named twice are refused, naming the member.
-func TestReaderDuplicates(t *testing.T) {
+func TestOVAReaderDuplicates(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, pkgFiles)
-	openErr(t, stdTar(t, "vm.ovf", "disk1.vmdk", "disk1.vmdk"), `member "disk1.vmdk" twice`)
-	openErr(t, stdTar(t, "vm.ovf", "./disk1.vmdk", "disk1.vmdk"), `member "disk1.vmdk" twice`)
+	writeTestTree(t, dir, pkgFiles)
+	openPackageErr(t, stdTar(t, "vm.ovf", "disk1.vmdk", "disk1.vmdk"), `member "disk1.vmdk" twice`)
+	openPackageErr(t, stdTar(t, "vm.ovf", "./disk1.vmdk", "disk1.vmdk"), `member "disk1.vmdk" twice`)
 }
 
-func TestReaderRefusesNames(t *testing.T) {
+func TestOVAReaderRefusesNames(t *testing.T) {
 	for _, c := range []struct{ members, want string }{
 		{"vm.ovf ../x", `"../x" holds ".."`},
 		{"vm.ovf a/../../x", `"a/../../x" holds ".."`},
@@ -500,39 +500,39 @@ func TestReaderRefusesNames(t *testing.T) {
 		{"a.ovf b.ovf", "2 .ovf descriptors (a.ovf, b.ovf)"},
 		{"disk1.vmdk", "holds no .ovf descriptor"},
 	} {
-		openErr(t, stdTar(t, strings.Fields(c.members)...), c.want)
+		openPackageErr(t, stdTar(t, strings.Fields(c.members)...), c.want)
 	}
 }
 
-func TestReaderTruncated(t *testing.T) {
+func TestOVAReaderTruncated(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, pkgFiles)
+	writeTestTree(t, dir, pkgFiles)
 	full, err := os.ReadFile(gnuTar(t, dir, "ustar", "vm.ovf", "disk1.vmdk", "disk2.vmdk"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// disk2.vmdk's data begins after 2 + 11 + 1 blocks.
 	for _, cut := range []int{14*512 + 100, 14*512 + 1<<20 + 3 - 100, 14*512 + 1<<20 + 3 + 100} {
-		openErr(t, writeTemp(t, full[:cut]), `ends inside member "disk2.vmdk"`)
+		openPackageErr(t, writeTempOVA(t, full[:cut]), `ends inside member "disk2.vmdk"`)
 	}
-	openErr(t, writeTemp(t, full[:4*512+100]), `ends inside member "disk1.vmdk"`)
-	openErr(t, writeTemp(t, full[:13*512+100]), "ends inside a tar header at offset 6656")
+	openPackageErr(t, writeTempOVA(t, full[:4*512+100]), `ends inside member "disk1.vmdk"`)
+	openPackageErr(t, writeTempOVA(t, full[:13*512+100]), "ends inside a tar header at offset 6656")
 }
 
 // A size field claiming exabytes is refused from the header alone.
-func TestReaderHugeSize(t *testing.T) {
+func TestOVAReaderHugeSize(t *testing.T) {
 	h, _ := tarx.USTARHeader("vm.ovf", 1<<60, 0)
 	b := append(h[:], make([]byte, 4096)...)
-	path := writeTemp(t, b)
-	fuzzutil.Bounded(t, 1<<20, func() { openErr(t, path, `ends inside member "vm.ovf"`) })
+	path := writeTempOVA(t, b)
+	fuzzutil.Bounded(t, 1<<20, func() { openPackageErr(t, path, `ends inside member "vm.ovf"`) })
 }
 
-func TestReaderChunks(t *testing.T) {
+func TestOVAReaderChunks(t *testing.T) {
 	const chunk = 10240
-	data := randomBytes(32768, 9) // 10k + 10k + 12k, the V2V test's sizes, but fitting
+	data := testBytes(32768, 9) // 10k + 10k + 12k, the V2V test's sizes, but fitting
 	data = data[:3*chunk-1000]
 	dir := t.TempDir()
-	files := map[string][]byte{"vm.ovf": []byte(ovfText)}
+	files := map[string][]byte{"vm.ovf": []byte(testOVF)}
 	var chunks []string
 	for i := 0; i*chunk < len(data); i++ {
 		name := fmt.Sprintf("disk1.vmdk.%09d", i)
@@ -541,10 +541,10 @@ func TestReaderChunks(t *testing.T) {
 	}
 	files["short.vmdk.000000000"] = make([]byte, 100)
 	files["short.vmdk.000000001"] = make([]byte, 100)
-	writeTree(t, dir, files)
+	writeTestTree(t, dir, files)
 	all := append([]string{"vm.ovf"}, chunks...)
 
-	p := mustOpen(t, gnuTar(t, dir, "ustar", all...))
+	p := mustOpenPackage(t, gnuTar(t, dir, "ustar", all...))
 	for _, size := range []int64{int64(len(data)), -1} {
 		f, err := p.OpenFile("disk1.vmdk", size, chunk, "")
 		if err != nil {
@@ -563,7 +563,7 @@ func TestReaderChunks(t *testing.T) {
 		{all, int64(len(data)) + 1, "hold 29720 bytes, the References say 29721"},
 		{[]string{"vm.ovf", "short.vmdk.000000000", "short.vmdk.000000001"}, -1, "chunk short.vmdk.000000000 is 100 bytes, not the chunk size 10240"},
 	} {
-		p := mustOpen(t, gnuTar(t, dir, "ustar", c.members...))
+		p := mustOpenPackage(t, gnuTar(t, dir, "ustar", c.members...))
 		name, _, _ := strings.Cut(c.members[len(c.members)-1], ".vmdk")
 		_, err := p.OpenFile(name+".vmdk", c.size, chunk, "")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -574,15 +574,15 @@ func TestReaderChunks(t *testing.T) {
 
 // A stored size other than ovf:size is a note: XenCenter writes the
 // physical utilisation there.
-func TestReaderSizeMismatchIsANote(t *testing.T) {
+func TestOVAReaderSizeMismatchIsANote(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, pkgFiles)
-	p := mustOpen(t, gnuTar(t, dir, "ustar", "vm.ovf", "disk1.vmdk"))
+	writeTestTree(t, dir, pkgFiles)
+	p := mustOpenPackage(t, gnuTar(t, dir, "ustar", "vm.ovf", "disk1.vmdk"))
 	f, err := p.OpenFile("disk1.vmdk", 4000, 0, "")
 	if err != nil || f.Size() != 5000 {
 		t.Fatal(err)
 	}
-	checkNotes(t, p, "disk1.vmdk holds 5000 bytes where the References say 4000")
+	checkPackageNotes(t, p, "disk1.vmdk holds 5000 bytes where the References say 4000")
 	for _, href := range []string{"../disk1.vmdk", "http://example.com/disk1.vmdk", "missing.vmdk"} {
 		if _, err := p.OpenFile(href, -1, 0, ""); err == nil {
 			t.Fatalf("href %q opened", href)
@@ -593,8 +593,8 @@ func TestReaderSizeMismatchIsANote(t *testing.T) {
 	}
 }
 
-func TestReaderGzipFile(t *testing.T) {
-	data := randomBytes(300000, 4)
+func TestOVAReaderGzipFile(t *testing.T) {
+	data := testBytes(300000, 4)
 	// Two gzip members, as pigz or a concatenation writes: multistream.
 	var gz bytes.Buffer
 	for _, half := range [][]byte{data[:100000], data[100000:]} {
@@ -603,13 +603,13 @@ func TestReaderGzipFile(t *testing.T) {
 		zw.Close()
 	}
 	dir := t.TempDir()
-	writeTree(t, dir, map[string][]byte{"vm.ovf": []byte(ovfText), "disk1.vmdk.gz": gz.Bytes()})
+	writeTestTree(t, dir, map[string][]byte{"vm.ovf": []byte(testOVF), "disk1.vmdk.gz": gz.Bytes()})
 	for _, form := range []string{"ova", "ovf"} {
 		path := filepath.Join(dir, "vm.ovf")
 		if form == "ova" {
 			path = gnuTar(t, dir, "ustar", "vm.ovf", "disk1.vmdk.gz")
 		}
-		p := mustOpen(t, path)
+		p := mustOpenPackage(t, path)
 		if p.Form() != form {
 			t.Fatalf("form %s", p.Form())
 		}
@@ -642,20 +642,20 @@ func TestReaderGzipFile(t *testing.T) {
 	}
 }
 
-func TestReaderRefusesGzippedOVA(t *testing.T) {
+func TestOVAReaderRefusesGzippedOVA(t *testing.T) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Write(make([]byte, 2048))
 	zw.Close()
-	openErr(t, writeTemp(t, buf.Bytes()), "gunzip it first")
+	openPackageErr(t, writeTempOVA(t, buf.Bytes()), "gunzip it first")
 }
 
-func TestReaderDescriptorLimit(t *testing.T) {
+func TestOVAReaderDescriptorLimit(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	w.Add("vm.ovf", make([]byte, maxDescriptor+1))
 	w.Close()
-	p := mustOpen(t, writeTemp(t, buf.Bytes()))
+	p := mustOpenPackage(t, writeTempOVA(t, buf.Bytes()))
 	if _, err := p.Descriptor(); err == nil || !strings.Contains(err.Error(), "more than the 4194304 allowed") {
 		t.Fatal(err)
 	}
@@ -663,20 +663,20 @@ func TestReaderDescriptorLimit(t *testing.T) {
 
 // The directory form: files beside the .ovf, sorted after it; a symbolic
 // link out of the directory is refused, one inside it followed.
-func TestDirectoryForm(t *testing.T) {
+func TestOVADirectoryForm(t *testing.T) {
 	top := t.TempDir()
-	writeTree(t, top, map[string][]byte{"secret": []byte("outside")})
+	writeTestTree(t, top, map[string][]byte{"secret": []byte("outside")})
 	dir := filepath.Join(top, "pkg")
-	writeTree(t, dir, pkgFiles)
+	writeTestTree(t, dir, pkgFiles)
 	if err := os.Symlink(filepath.Join(top, "secret"), filepath.Join(dir, "evil.vmdk")); err != nil {
 		t.Skip("no symbolic links:", err)
 	}
 	os.Symlink("../secret", filepath.Join(dir, "evil2.vmdk"))
 	os.Symlink("disk1.vmdk", filepath.Join(dir, "alias.vmdk"))
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
-	p := mustOpen(t, filepath.Join(dir, "vm.ovf"))
-	if p.Form() != "ovf" || names(p.Members()) != "vm.ovf alias.vmdk disk1.vmdk disk2.vmdk vm.mf" || p.ManifestName() != "vm.mf" {
-		t.Fatalf("form %s, members %s", p.Form(), names(p.Members()))
+	p := mustOpenPackage(t, filepath.Join(dir, "vm.ovf"))
+	if p.Form() != "ovf" || memberNames(p.Members()) != "vm.ovf alias.vmdk disk1.vmdk disk2.vmdk vm.mf" || p.ManifestName() != "vm.mf" {
+		t.Fatalf("form %s, members %s", p.Form(), memberNames(p.Members()))
 	}
 	for _, name := range []string{"evil.vmdk", "evil2.vmdk", "../secret"} {
 		if p.Has(name) {
@@ -698,19 +698,19 @@ func TestDirectoryForm(t *testing.T) {
 	}
 	checkRandomReads(t, f, pkgFiles["disk2.vmdk"])
 	d, err := p.Descriptor()
-	if err != nil || string(d) != ovfText {
+	if err != nil || string(d) != testOVF {
 		t.Fatal(err)
 	}
 	// Chunks in the directory form too.
-	writeTree(t, dir, map[string][]byte{"c.vmdk.000000000": make([]byte, 512), "c.vmdk.000000002": make([]byte, 5)})
+	writeTestTree(t, dir, map[string][]byte{"c.vmdk.000000000": make([]byte, 512), "c.vmdk.000000002": make([]byte, 5)})
 	if _, err := p.OpenFile("c.vmdk", -1, 512, ""); err == nil || !strings.Contains(err.Error(), "missing chunk 1 of c.vmdk") {
 		t.Fatal(err)
 	}
 }
 
 // An href is a URI: a name with a space may be written percent-encoded.
-func TestReaderPercentEncodedHref(t *testing.T) {
-	p := mustOpen(t, stdTar(t, "vm.ovf", "disk 1.vmdk"))
+func TestOVAReaderPercentEncodedHref(t *testing.T) {
+	p := mustOpenPackage(t, stdTar(t, "vm.ovf", "disk 1.vmdk"))
 	f, err := p.OpenFile("disk%201.vmdk", -1, 0, "")
 	if err != nil {
 		t.Fatal(err)

@@ -43,12 +43,12 @@ type Writer struct {
 	err     error
 	written []Written
 	names   map[string]bool // members written, to refuse a second of a name
-	open    *member         // the member being written, if any
+	open    *openMember     // the member being written, if any
 	closed  bool
 }
 
-// member is a member being written.
-type member struct {
+// openMember is a member being written.
+type openMember struct {
 	name    string
 	header  int64 // offset of its header, for Begin/End
 	size    int64
@@ -152,7 +152,7 @@ func (w *Writer) BeginChunked(name string, chunkSize int64) (io.Writer, error) {
 		return nil, err
 	}
 	c := &chunker{w: w, name: name, size: chunkSize}
-	w.open = &member{name: name, chunked: c}
+	w.open = &openMember{name: name, chunked: c}
 	return c, nil
 }
 
@@ -210,8 +210,8 @@ func (w *Writer) ready(name string) error {
 	return nil
 }
 
-func (w *Writer) start(name string) *member {
-	m := &member{name: name}
+func (w *Writer) start(name string) *openMember {
+	m := &openMember{name: name}
 	if w.Hash != nil {
 		m.hash = w.Hash()
 	}
@@ -227,7 +227,7 @@ func (w *Writer) header(name string, size int64) error {
 }
 
 // finish pads the member to a block and records it.
-func (w *Writer) finish(m *member) error {
+func (w *Writer) finish(m *openMember) error {
 	if err := w.raw(make([]byte, -m.size&(tarx.Block-1))); err != nil {
 		return err
 	}
@@ -265,7 +265,7 @@ func (w *Writer) fail(err error) error {
 // memberWriter writes a member's data, counting and hashing it.
 type memberWriter struct {
 	w *Writer
-	m *member
+	m *openMember
 }
 
 func (mw memberWriter) Write(b []byte) (int, error) {
