@@ -21,7 +21,7 @@ var formatImports = []string{"disk", "internal/pipeline", "internal/fsutil", "in
 
 // formatPackages are the format packages there are today; a new top-level
 // package is one too.
-var formatPackages = []string{"ova", "chunk", "raw", "vhd", "qcow2", "lvm"}
+var formatPackages = []string{"ova", "chunk", "raw", "vhd", "qcow2", "lvm", "ovf"}
 
 // allowed is the package map of DESIGN.md §2 and docs/design.md as an
 // allow-list: each package of the module and what it may import of the
@@ -37,6 +37,10 @@ var allowed = map[string][]string{
 	"internal/testutil": {},
 	"internal/fsutil":   {"disk"},
 	"internal/blockdev": {"internal/fsutil"},
+
+	// OVF descriptors and OVA packages: a format package (the root package
+	// meets it) with a narrower list than formatImports.
+	"ovf": {"internal/tarx", "internal/fsutil"},
 
 	// The root package is where formats meet, and the only place a format
 	// name maps to a package (its format table).

@@ -51,6 +51,9 @@ func (e *TruncatedError) Error() string {
 
 func (e *TruncatedError) Unwrap() error { return io.ErrUnexpectedEOF }
 
+// maxSize caps a member's size (4 EiB), whichever field states it.
+const maxSize = 1 << 62
+
 // maxSpecial caps PAX records and GNU long names, as archive/tar does.
 const maxSpecial = 1 << 20
 
@@ -189,7 +192,9 @@ func (tr *Reader) next() (*Header, error) {
 		}
 		if s, ok := pax["size"]; ok {
 			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < 0 {
+			// Capped where the base-256 size field is, so that size and
+			// padding cannot overflow when the member is skipped.
+			if err != nil || n < 0 || n > maxSize {
 				return nil, fmt.Errorf("%w: PAX size %q at offset %d", ErrHeader, s, start)
 			}
 			h.Size = n
@@ -374,7 +379,7 @@ func parseNumeric(b []byte) (int64, error) {
 			if i == 0 {
 				c &= 0x7f
 			}
-			if v > (1<<62)>>8 {
+			if v > maxSize>>8 {
 				return 0, ErrHeader
 			}
 			v = v<<8 | int64(c)
