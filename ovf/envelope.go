@@ -281,6 +281,7 @@ type parser struct {
 	disks   map[string]bool
 	config  string // the default deployment option, "" when there are none
 	systems int    // virtual systems seen in the content
+	props   int    // ProductSection properties seen
 }
 
 // Parse reads an OVF descriptor (see the package comment for what it
@@ -300,6 +301,9 @@ func Parse(data []byte) (*Descriptor, error) {
 	p.d.Version = p.version(root)
 	if err := p.envelope(root); err != nil {
 		return nil, err
+	}
+	if p.props > 0 {
+		p.drop("ProductSection properties (%d)", p.props)
 	}
 	return p.d, nil
 }
@@ -412,15 +416,13 @@ func (p *parser) section(n *node) {
 	}
 }
 
+// properties counts ProductSection properties, which the model does not
+// carry; Parse notes them all in one sentence.
 func (p *parser) properties(n *node) {
-	count := 0
 	for _, k := range n.kids {
 		if k.name.Local == "Property" {
-			count++
+			p.props++
 		}
-	}
-	if count > 0 {
-		p.drop("ProductSection properties (%d)", count)
 	}
 }
 
@@ -1036,10 +1038,15 @@ func hostResource(it *node) (kind, id string) {
 
 func (p *parser) diskDrive(it *node, label string, s *System, h *hw) error {
 	kind, id := hostResource(it)
-	if kind != "disk" {
-		return fmt.Errorf("ovf: disk drive Item %s: no HostResource names a Disk (ovf:/disk/ID)", label)
-	}
-	if !p.disks[id] {
+	switch {
+	case kind == "file":
+		return fmt.Errorf("ovf: disk drive Item %s: HostResource names a file, not a Disk (ovf:/disk/ID)", label)
+	case kind == "":
+		var err error
+		if id, err = p.blankDisk(it, label); err != nil {
+			return err
+		}
+	case !p.disks[id]:
 		return fmt.Errorf("ovf: disk drive Item %s: HostResource names disk %q, which DiskSection does not hold", label, id)
 	}
 	r := DiskRef{DiskID: id, Address: -1, Device: -1}
@@ -1058,6 +1065,35 @@ func (p *parser) diskDrive(it *node, label string, s *System, h *hw) error {
 	s.Disks = append(s.Disks, r)
 	h.diskCtrl = append(h.diskCtrl, index)
 	return nil
+}
+
+// blankDisk adds to the Disks the blank disk an item without a
+// HostResource asks for, as vSphere writes them and govmomi reads them:
+// VirtualQuantity x AllocationUnits bytes. Its ID is "blank-" and the
+// item's InstanceID, made unique.
+func (p *parser) blankDisk(it *node, label string) (string, error) {
+	q, err := p.quantity(it, label)
+	if err != nil {
+		return "", fmt.Errorf("ovf: disk drive Item %s has no HostResource and no size: %v", label, err)
+	}
+	m, err := ParseUnits(firstOf(it.childText("AllocationUnits"), "byte"))
+	if err != nil {
+		return "", fmt.Errorf("ovf: disk drive Item %s: %v", label, err)
+	}
+	b, err := mulCheck(q, m)
+	if err != nil || b > MaxCapacity {
+		return "", fmt.Errorf("ovf: disk drive Item %s: capacity %d x %q is more than the %d bytes allowed", label, q, it.childText("AllocationUnits"), int64(MaxCapacity))
+	}
+	if len(p.d.Disks) >= maxEntries {
+		return "", fmt.Errorf("ovf: more than %d disks", maxEntries)
+	}
+	id := "blank-" + it.childText("InstanceID")
+	for i := 2; p.disks[id]; i++ {
+		id = fmt.Sprintf("blank-%s-%d", it.childText("InstanceID"), i)
+	}
+	p.disks[id] = true
+	p.d.Disks = append(p.d.Disks, Disk{ID: id, Capacity: b, PopulatedSize: -1})
+	return id, nil
 }
 
 // xenDevice reads XenCenter's "device=N" key in rasd:Connection, the

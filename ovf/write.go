@@ -393,14 +393,14 @@ var buses = map[string]bus{
 }
 
 // items lays out the hardware: CPU, memory, controllers, disks, CD
-// drives, network adapters, with InstanceIDs counted from 1.
+// drives, network adapters, with InstanceIDs counted from 1 in that
+// order.
 func (s *System) items() []rasd {
 	var head, ctrls, devs []rasd
-	next := 1
-	id := func() string { next++; return strconv.Itoa(next - 1) }
+	var parents []int // each device's controller, an index into ctrls
 	if s.VCPUs > 0 {
 		head = append(head, rasd{allocationUnits: "hertz * 10^6", description: "Number of virtual CPUs",
-			elementName: strconv.Itoa(s.VCPUs) + " virtual CPU(s)", instanceID: id(), resourceType: "3",
+			elementName: strconv.Itoa(s.VCPUs) + " virtual CPU(s)", resourceType: "3",
 			virtualQuantity: strconv.Itoa(s.VCPUs)})
 	}
 	if s.Memory > 0 {
@@ -409,19 +409,17 @@ func (s *System) items() []rasd {
 			units, q = "byte", s.Memory
 		}
 		head = append(head, rasd{allocationUnits: units, description: "Memory Size",
-			elementName: "Memory", instanceID: id(), resourceType: "4", virtualQuantity: itoa(q)})
+			elementName: "Memory", resourceType: "4", virtualQuantity: itoa(q)})
 	}
 	perKind := map[string]int{}
-	newCtrl := func(kind string) string {
+	newCtrl := func(kind string) int {
 		b, n := buses[kind], strconv.Itoa(perKind[kind])
 		perKind[kind]++
-		c := rasd{address: n, elementName: b.name + " " + n,
-			instanceID: id(), resourceSubType: b.subType, resourceType: b.resourceType}
-		ctrls = append(ctrls, c)
-		return c.instanceID
+		ctrls = append(ctrls, rasd{address: n, elementName: b.name + " " + n,
+			resourceSubType: b.subType, resourceType: b.resourceType})
+		return len(ctrls) - 1
 	}
-	var ctrl, prevKind string
-	prevAddr := -1
+	ctrl, prevKind, prevAddr := -1, "", -1
 	for i, r := range s.Disks {
 		kind := r.Controller
 		if _, ok := buses[kind]; !ok {
@@ -439,26 +437,36 @@ func (s *System) items() []rasd {
 		}
 		prevKind, prevAddr = kind, addr
 		d := rasd{addressOnParent: strconv.Itoa(addr), elementName: "Hard disk " + strconv.Itoa(i+1),
-			hostResource: "ovf:/disk/" + r.DiskID, instanceID: id(), parent: ctrl, resourceType: "17"}
+			hostResource: "ovf:/disk/" + r.DiskID, resourceType: "17"}
 		if r.Device >= 0 {
 			d.connection = "device=" + strconv.Itoa(r.Device) // XenCenter's userdevice
 		}
-		devs = append(devs, d)
+		devs, parents = append(devs, d), append(parents, ctrl)
 	}
 	for i := 0; i < s.CDs; i++ {
 		if i%2 == 0 {
 			ctrl = newCtrl("ide")
 		}
 		devs = append(devs, rasd{addressOnParent: strconv.Itoa(i % 2), automaticAllocation: "false",
-			elementName: "CD/DVD drive " + strconv.Itoa(i+1), instanceID: id(), parent: ctrl,
-			resourceType: "15", optional: true})
+			elementName: "CD/DVD drive " + strconv.Itoa(i+1), resourceType: "15", optional: true})
+		parents = append(parents, ctrl)
 	}
 	for i, n := range s.NICs {
 		devs = append(devs, rasd{address: n.MAC, automaticAllocation: "true", connection: n.Network,
-			elementName: "Network adapter " + strconv.Itoa(i+1), instanceID: id(),
+			elementName:     "Network adapter " + strconv.Itoa(i+1),
 			resourceSubType: firstOf(n.Model, "E1000"), resourceType: "10"})
+		parents = append(parents, -1)
 	}
-	return slices.Concat(head, ctrls, devs)
+	all := slices.Concat(head, ctrls, devs)
+	for i := range all {
+		all[i].instanceID = strconv.Itoa(i + 1)
+	}
+	for i, p := range parents {
+		if p >= 0 {
+			all[len(head)+len(ctrls)+i].parent = all[len(head)+p].instanceID
+		}
+	}
+	return all
 }
 
 // prevKindAddr is the last address used on the current controller when
