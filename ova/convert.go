@@ -633,7 +633,9 @@ func formatUUID(b []byte) string {
 
 // ToAppliance builds the legacy view of the exported VM: its name,
 // description, memory, vCPUs, boot mode, kernel command line and disks. A
-// disk's source directory is its device name, as the xe CLI expects.
+// disk's source directory is its device name, as the xe CLI expects. The
+// VM keeps its Firmware and VIFs, which MarshalLegacy cannot write: see
+// VM.LegacyDrops.
 func (e *Export) ToAppliance() (*Appliance, error) {
 	o, err := e.VMObject()
 	if err != nil {

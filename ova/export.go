@@ -246,7 +246,9 @@ func deviceName(userdevice string) string {
 	return "xvd" + string(rune('a'+n))
 }
 
-// VM returns the generation-neutral view of the exported VM.
+// VM returns the generation-neutral view of the exported VM, with its
+// firmware (HVM_boot_params:firmware of an HVM VM, "" for PV or when
+// unset) and its VIFs in device order.
 func (e *Export) VM() (VM, error) {
 	o, err := e.VMObject()
 	if err != nil {
