@@ -31,12 +31,20 @@ var ErrInvalidVM = errors.New("ova: the VM cannot be converted")
 // minStaticMemory is what xapi's legacy importer set as memory_static_min.
 const minStaticMemory = 16 << 20
 
-// FromAppliance builds an xapi ova.xml for the first VM of a legacy
-// appliance: complete VM, VBD, VDI and SR records, every field the importer
-// needs present and typed as it expects (no VIFs, as the legacy importer
-// created none). Object ids are Ref:100 upwards, all of one width, so that
-// the VDIs' lexicographic order, the order xapi reads disks in, is the
-// order of the VM's disks.
+// FromAppliance builds an xapi ova.xml for the only VM of an appliance:
+// complete VM, VBD, VDI and SR records, and a VIF record per network
+// interface with a network record per distinct network name, every field
+// the importer needs present and typed as it expects. A legacy appliance
+// has no interfaces, as the legacy importer created none. Object ids are
+// Ref:100 upwards (Ref:1000 upwards when there are more than 900 objects),
+// all of one width, so that the VDIs' lexicographic order, the order xapi
+// reads disks in, is the order of the VM's disks.
+//
+// The VM's Firmware must be "", FirmwareBIOS or, for an HVM VM,
+// FirmwareUEFI. Each VIF needs a Network name, an unsigned decimal Device
+// no other VIF of the VM has, an MTU of 0 (1500) to 65535, and a MAC that
+// is empty or six colon-separated hex pairs, which is written lower-case.
+// Whatever is wrong is an error naming the VIF.
 //
 // The uuids are random unless seed is given: then they are derived from
 // the seed and the document, so the same seed and input give the same
@@ -62,15 +70,39 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 	if len(vm.VBDs) > 400 {
 		return nil, fmt.Errorf("ova: %d disks are too many", len(vm.VBDs))
 	}
+	if err := checkFirmware(vm); err != nil {
+		return nil, err
+	}
+	vifs, err := checkVIFs(vm.VIFs)
+	if err != nil {
+		return nil, err
+	}
+	vm.VIFs = vifs
+	networks := networkNames(vifs)
 	doc, err := a.MarshalLegacy()
 	if err != nil {
 		return nil, err
+	}
+	// The legacy document leaves the interfaces and firmware out: the
+	// uuids derive from them too, so that VMs that differ only there do
+	// not share uuids. Without either, the input is the document alone,
+	// as before they existed.
+	if vm.Firmware != "" || len(vifs) > 0 {
+		doc = append(doc, "\x00firmware="+vm.Firmware...)
+		for _, v := range vifs {
+			doc = append(doc, fmt.Sprintf("\x00vif %q %q %q %d", v.Device, v.MAC, v.Network, v.MTU)...)
+		}
 	}
 	uuid := randomUUID
 	if seed != "" {
 		uuid = func(role string) string { return uuidFrom(append([]byte(seed+"\x00"), doc...), role) }
 	}
-	next := 100
+	// One width for every id: 100 upwards while they fit in three
+	// digits, as they always did, else the next power of ten.
+	next, count := 100, 2+2*len(vm.VBDs)+len(vifs)+len(networks)
+	for next+count > 10*next {
+		next *= 10
+	}
 	ref := func() string { next++; return "Ref:" + strconv.Itoa(next-1) }
 	vmID, srID := ref(), ""
 	type disk struct{ vbdID, vdiID string }
@@ -90,6 +122,14 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 		disks[i].vbdID = ref()
 	}
 	srID = ref()
+	vifIDs := make([]string, len(vifs))
+	for i := range vifs {
+		vifIDs[i] = ref()
+	}
+	netIDs := make([]string, len(networks))
+	for i := range networks {
+		netIDs[i] = ref()
+	}
 
 	var objects []*Value
 	add := func(class, id string, fields []Member) {
@@ -101,7 +141,7 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 		vbdIDs = append(vbdIDs, d.vbdID)
 		vdiIDs = append(vdiIDs, d.vdiID)
 	}
-	add("VM", vmID, vmRecord(vm, uuid("vm"), uuid("mac_seed"), vbdIDs))
+	add("VM", vmID, vmRecord(vm, uuid("vm"), uuid("mac_seed"), vbdIDs, vifIDs))
 	for i, b := range vm.VBDs {
 		vdi, ok := a.VDI(b.VDI)
 		if !ok {
@@ -114,6 +154,19 @@ func FromAppliance(a *Appliance, seed string) (*Export, error) {
 		add("VDI", disks[i].vdiID, vdiRecord(vdi, uuid("vdi"+strconv.Itoa(i)), srID, disks[i].vbdID))
 	}
 	add("SR", srID, srRecord(uuid("sr"), vdiIDs))
+	for i, v := range vifs {
+		n := slices.Index(networks, v.Network)
+		add("VIF", vifIDs[i], vifRecord(v, uuid("vif"+strconv.Itoa(i)), vmID, netIDs[n], networkMTU(vifs, v.Network)))
+	}
+	for i, name := range networks {
+		var members []string
+		for j, v := range vifs {
+			if v.Network == name {
+				members = append(members, vifIDs[j])
+			}
+		}
+		add("network", netIDs[i], networkRecord(name, uuid("network"+strconv.Itoa(i)), networkMTU(vifs, name), members))
+	}
 	root := NewStruct(
 		Member{"version", NewStruct(exportVersion...)},
 		Member{"objects", NewArray(objects...)},
@@ -151,14 +204,27 @@ func platformFor(vm VM) map[string]string {
 	return p
 }
 
-func vmRecord(vm VM, uuid, macSeed string, vbds []string) []Member {
+func vmRecord(vm VM, uuid, macSeed string, vbds, vifs []string) []Member {
 	mem := vm.Memory
 	policy, bootloader, domain := "", "pygrub", "pv"
 	bootParams := map[string]string{}
 	if vm.HVM {
 		policy, bootloader, domain = "BIOS order", "", "hvm"
 		bootParams["order"] = "cd"
-		bootParams["firmware"] = "bios"
+		// The firmware a host boots an HVM VM with is this key, "bios" or
+		// "uefi", BIOS when absent (xapi_xenops.ml:255-268; documented in
+		// doc/content/xen-api/topics/vm-lifecycle.md:58-65). A UEFI VM
+		// needs nothing else: its NVRAM starts empty and gets the
+		// defaults (xapi_xenops.ml:226-253); Secure Boot is off unless
+		// platform:secureboot is true (xapi_vm.ml:1740-1745,
+		// vm-lifecycle.md:64-65), so platform stays as for BIOS; and
+		// the device model the import adds, qemu-upstream-compat
+		// (import.ml:652-662), boots UEFI: only qemu-trad is refused
+		// with it (vm_platform.ml:167-186).
+		bootParams["firmware"] = FirmwareBIOS
+		if vm.Firmware == FirmwareUEFI {
+			bootParams["firmware"] = FirmwareUEFI
+		}
 	}
 	platform := platformFor(vm)
 	return []Member{
@@ -187,7 +253,7 @@ func vmRecord(vm VM, uuid, macSeed string, vbds []string) []Member {
 		{"actions_after_reboot", NewString("restart")},
 		{"actions_after_crash", NewString("restart")},
 		{"consoles", NewArray()},
-		{"VIFs", NewArray()},
+		{"VIFs", NewStrings(vifs...)},
 		{"VBDs", NewStrings(vbds...)},
 		{"crash_dumps", NewArray()},
 		{"VTPMs", NewArray()},
@@ -279,6 +345,190 @@ func vbdRecord(b VBD, index int, vdi VDI, uuid, vmID, vdiID string) []Member {
 		{"qos_algorithm_params", NewStruct()},
 		{"qos_supported_algorithms", NewArray()},
 		{"metrics", null()},
+	}
+}
+
+// maxVIFs bounds a VM's network interfaces. xapi offers devices 0 to 15
+// (xapi_vm_helpers.ml:1306-1308) though VIF.create takes any number.
+const maxVIFs = 256
+
+// maxVIFDevice bounds a VIF's device number: VIF.create makes a MAC by
+// hashing the VM's mac_seed 2×device+1 times (xapi_vif_helpers.ml:210-229, 264).
+const maxVIFDevice = 65535
+
+// checkFirmware refuses a firmware xapi does not know
+// (xapi_xenops.ml:255-268), and UEFI for a PV VM, which has no firmware.
+func checkFirmware(vm VM) error {
+	switch vm.Firmware {
+	case "", FirmwareBIOS:
+		return nil
+	case FirmwareUEFI:
+		if !vm.HVM {
+			return fmt.Errorf("%w: UEFI firmware for a PV VM, which boots no firmware", ErrInvalidVM)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: firmware %q (want %q or %q)", ErrInvalidVM, vm.Firmware, FirmwareBIOS, FirmwareUEFI)
+}
+
+// checkVIFs returns the VIFs as FromAppliance writes them: devices in
+// their plain decimal form, MACs lower-case, or the first thing a host
+// would refuse. VIF.create wants a device that Scanf "%u" reads whole
+// (INVALID_DEVICE, xapi_vif_helpers.ml:204-208, 257-258), no other VIF of
+// the VM with the same number (DEVICE_ALREADY_EXISTS, 292-302), and a MAC
+// of six two-digit hex groups (MAC_INVALID, 259-272, helpers.ml:1308-1318)
+// unless it is empty, when it makes one from the VM's mac_seed.
+func checkVIFs(in []VIF) ([]VIF, error) {
+	if len(in) > maxVIFs {
+		return nil, fmt.Errorf("%w: %d network interfaces, more than the %d allowed", ErrInvalidVM, len(in), maxVIFs)
+	}
+	out := make([]VIF, len(in))
+	devices := map[uint64]string{}
+	for i, v := range in {
+		n, err := strconv.ParseUint(v.Device, 10, 32)
+		if err != nil || !isDigits(v.Device) || n > maxVIFDevice {
+			return nil, fmt.Errorf("%w: VIF device %q: not an unsigned decimal up to %d", ErrInvalidVM, v.Device, maxVIFDevice)
+		}
+		if first, dup := devices[n]; dup {
+			return nil, fmt.Errorf("%w: VIF device %q: VIF device %q has the same number", ErrInvalidVM, v.Device, first)
+		}
+		devices[n] = v.Device
+		v.Device = strconv.FormatUint(n, 10)
+		if v.MAC != "" && !validMAC(v.MAC) {
+			return nil, fmt.Errorf("%w: VIF device %s: MAC %q is not six hex pairs like aa:bb:cc:dd:ee:ff", ErrInvalidVM, v.Device, v.MAC)
+		}
+		v.MAC = strings.ToLower(v.MAC)
+		if v.Network == "" {
+			return nil, fmt.Errorf("%w: VIF device %s names no network", ErrInvalidVM, v.Device)
+		}
+		if v.MTU < 0 || v.MTU > 65535 {
+			return nil, fmt.Errorf("%w: VIF device %s: MTU %d is out of range", ErrInvalidVM, v.Device, v.MTU)
+		}
+		if v.MTU == 0 {
+			v.MTU = 1500 // as Network.create makes it (xapi_network.ml:243-247)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validMAC is Helpers.is_valid_MAC (helpers.ml:1308-1318): six groups of
+// two hex digits, either case, separated by colons.
+func validMAC(s string) bool {
+	groups := strings.Split(s, ":")
+	if len(groups) != 6 {
+		return false
+	}
+	for _, g := range groups {
+		if len(g) != 2 || !isHex(g[0]) || !isHex(g[1]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// networkNames lists the distinct networks of vifs, in order of first use.
+func networkNames(vifs []VIF) []string {
+	var names []string
+	for _, v := range vifs {
+		if !slices.Contains(names, v.Network) {
+			names = append(names, v.Network)
+		}
+	}
+	return names
+}
+
+// networkMTU is the MTU of the network name: that of its first VIF.
+func networkMTU(vifs []VIF, name string) int64 {
+	for _, v := range vifs {
+		if v.Network == name {
+			return v.MTU
+		}
+	}
+	return 1500
+}
+
+// vifRecord is a VIF as xapi exports one of a halted VM. The import
+// blanks MAC unless it is a restore (import.ml:1548-1559) and VIF.create
+// then makes one from the VM's mac_seed and sets MAC_autogenerated, which
+// is not a constructor field, itself (xapi_vif_helpers.ml:259-270): the
+// record says what an export of that VIF would. The MTU a guest gets is
+// its network's unless other_config:mtu says otherwise
+// (xapi_xenops.ml:758-771): a VIF whose MTU is not its network's has it
+// there too.
+func vifRecord(v VIF, uuid, vmID, netID string, networkMTU int64) []Member {
+	other := map[string]string{}
+	if v.MTU != networkMTU {
+		other["mtu"] = strconv.FormatInt(v.MTU, 10)
+	}
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"device", NewString(v.Device)},
+		{"network", NewString(netID)},
+		{"VM", NewString(vmID)},
+		{"MAC", NewString(v.MAC)},
+		{"MTU", NewInt(v.MTU)},
+		{"other_config", NewMap(other)},
+		{"currently_attached", NewBool(false)},
+		{"status_code", NewInt(0)},
+		{"status_detail", NewString("")},
+		{"runtime_properties", NewStruct()},
+		{"qos_algorithm_type", NewString("")},
+		{"qos_algorithm_params", NewStruct()},
+		{"qos_supported_algorithms", NewArray()},
+		{"metrics", null()},
+		{"MAC_autogenerated", NewBool(v.MAC == "")},
+		{"locking_mode", NewString("network_default")},
+		{"ipv4_allowed", NewArray()},
+		{"ipv6_allowed", NewArray()},
+		{"ipv4_configuration_mode", NewString("None")},
+		{"ipv4_addresses", NewArray()},
+		{"ipv4_gateway", NewString("")},
+		{"ipv6_configuration_mode", NewString("None")},
+		{"ipv6_addresses", NewArray()},
+		{"ipv6_gateway", NewString("")},
+		{"trunks", NewArray()},
+	}
+}
+
+// networkRecord is a network the VM's VIFs are on. The import uses the
+// host's network of the same name_label, else one whose bridge is the
+// record's, else creates it from the record (import.ml:1211-1278). The
+// bridge is left empty: no network of a host has an empty bridge, so the
+// name alone decides, and a created network gets a fresh xapiN bridge
+// (xapi_network.ml:254-256) rather than one that may clash
+// (BRIDGE_NAME_EXISTS, 271-273).
+func networkRecord(name, uuid string, mtu int64, vifs []string) []Member {
+	return []Member{
+		{"uuid", NewString(uuid)},
+		{"name_label", NewString(name)},
+		{"name_description", NewString("")},
+		{"allowed_operations", NewArray()},
+		{"current_operations", NewStruct()},
+		{"VIFs", NewStrings(vifs...)},
+		{"PIFs", NewArray()},
+		{"MTU", NewInt(mtu)},
+		{"other_config", NewStruct()},
+		{"bridge", NewString("")},
+		{"managed", NewBool(true)},
+		{"blobs", NewStruct()},
+		{"tags", NewArray()},
+		{"default_locking_mode", NewString("unlocked")},
+		{"assigned_ips", NewStruct()},
+		{"purpose", NewArray()},
 	}
 }
 
@@ -383,7 +633,9 @@ func formatUUID(b []byte) string {
 
 // ToAppliance builds the legacy view of the exported VM: its name,
 // description, memory, vCPUs, boot mode, kernel command line and disks. A
-// disk's source directory is its device name, as the xe CLI expects.
+// disk's source directory is its device name, as the xe CLI expects. The
+// VM keeps its Firmware and VIFs, which MarshalLegacy cannot write: see
+// VM.LegacyDrops.
 func (e *Export) ToAppliance() (*Appliance, error) {
 	o, err := e.VMObject()
 	if err != nil {

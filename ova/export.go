@@ -1,9 +1,11 @@
 package ova
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -244,7 +246,9 @@ func deviceName(userdevice string) string {
 	return "xvd" + string(rune('a'+n))
 }
 
-// VM returns the generation-neutral view of the exported VM.
+// VM returns the generation-neutral view of the exported VM, with its
+// firmware (HVM_boot_params:firmware of an HVM VM, "" for PV or when
+// unset) and its VIFs in device order.
 func (e *Export) VM() (VM, error) {
 	o, err := e.VMObject()
 	if err != nil {
@@ -278,7 +282,48 @@ func (e *Export) VM() (VM, error) {
 		}
 		vm.VBDs = append(vm.VBDs, VBD{Device: d.Device, Function: fn, ReadOnly: d.ReadOnly, VDI: d.VDI.ID})
 	}
+	if vm.HVM {
+		// As the record says it: a host reads exactly "bios" and "uefi"
+		// and refuses to start the VM with anything else
+		// (xapi_xenops.ml:255-268).
+		vm.Firmware = o.Field("HVM_boot_params").Field("firmware").Str()
+	}
+	vm.VIFs = e.vifs(o)
 	return vm, nil
+}
+
+// vifs reads the VIF objects of vm in order of device number (devices
+// that are not numbers after, by name). A VIF whose network object is not
+// in the document has Network ""; an MTU that is not a number reads as 0.
+// Nothing here fails: the interfaces are information, and an archive
+// whose disks are sound stays readable.
+func (e *Export) vifs(vm *Object) []VIF {
+	var vifs []VIF
+	for _, o := range e.Objects {
+		if o.Class != "VIF" || o.Str("VM") != vm.ID {
+			continue
+		}
+		v := VIF{Device: o.Str("device"), MAC: o.Str("MAC")}
+		if n := e.Object(o.Str("network")); n != nil && n.Class == "network" {
+			v.Network = n.Str("name_label")
+		}
+		v.MTU, _ = OCamlInt64(o.Str("MTU"))
+		vifs = append(vifs, v)
+	}
+	slices.SortStableFunc(vifs, func(a, b VIF) int {
+		m, errA := strconv.ParseUint(a.Device, 10, 64)
+		n, errB := strconv.ParseUint(b.Device, 10, 64)
+		switch {
+		case errA == nil && errB == nil:
+			return cmp.Compare(m, n)
+		case errA == nil:
+			return -1
+		case errB == nil:
+			return 1
+		}
+		return strings.Compare(a.Device, b.Device)
+	})
+	return vifs
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -46,6 +46,50 @@ type VM struct {
 	Distrib        string // legacy config/@distrib, optional
 	DistribVersion string // legacy config/@distrib_version, optional
 	VBDs           []VBD
+	// Firmware is what an HVM VM boots with: "" (not stated: BIOS, the
+	// default), FirmwareBIOS or FirmwareUEFI. Only the xapi generation
+	// carries it, as HVM_boot_params:firmware.
+	Firmware string
+	// VIFs are the VM's network interfaces. Only the xapi generation
+	// carries them.
+	VIFs []VIF
+}
+
+// Firmware values (xen-api ocaml/xapi/xapi_xenops.ml:255-268 reads
+// HVM_boot_params:firmware as exactly these; absent is BIOS).
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
+
+// VIF is a network interface of a VM.
+type VIF struct {
+	Device  string // "0", "1", …: an unsigned decimal, unique in the VM
+	MAC     string // "aa:bb:cc:dd:ee:ff"; "" lets the host make one from the VM's mac_seed
+	Network string // the network's name_label
+	MTU     int64  // 0 is the default, 1500
+}
+
+// LegacyDrops lists, as plain phrases a caller can print, what of vm a
+// legacy (0.1) ova.xml cannot carry and MarshalLegacy therefore leaves
+// out: "2 network interfaces", "UEFI firmware". It is empty when the
+// legacy document says everything.
+func (vm VM) LegacyDrops() []string {
+	var drops []string
+	switch n := len(vm.VIFs); n {
+	case 0:
+	case 1:
+		drops = append(drops, "1 network interface")
+	default:
+		drops = append(drops, strconv.Itoa(n)+" network interfaces")
+	}
+	switch f := vm.Firmware; {
+	case f == FirmwareUEFI:
+		drops = append(drops, "UEFI firmware")
+	case f != "" && f != FirmwareBIOS:
+		drops = append(drops, fmt.Sprintf("firmware %q", f))
+	}
+	return drops
 }
 
 // VBD attaches a VDI to a VM.
@@ -318,6 +362,9 @@ func (a *Appliance) SetSize(name string, size int64) {
 // MarshalLegacy writes the appliance as a legacy ova.xml that pre-2021 xapi
 // imports: every vdi has a variety and type dir-gzipped-chunks, every vm a
 // <hacks>, modes are w or r, attributes in the order xapi's own writer used.
+// The format has no place for a VM's network interfaces or firmware: they
+// are left out, and each VM's LegacyDrops says what was, for the caller to
+// tell its user.
 func (a *Appliance) MarshalLegacy() ([]byte, error) {
 	if err := a.check(); err != nil {
 		return nil, err

@@ -442,7 +442,8 @@ func (s *Server) vifCreate(p []*ova.Value) (*ova.Value, []string) {
 		if vm.Ref != rec.Field("VM").Str() {
 			continue
 		}
-		v, err := s.createVIF(vm, rec.Field("device").Str(), net, rec.Field("MAC").Str())
+		mtu, _ := ova.OCamlInt64(rec.Field("MTU").Str())
+		v, err := s.createVIF(vm, rec.Field("device").Str(), net, rec.Field("MAC").Str(), mtu)
 		if err != nil {
 			return nil, err.(*ImportError).Info
 		}
