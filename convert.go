@@ -20,6 +20,9 @@ func Convert(ctx context.Context, in, output string, opts ...Option) (*PackResul
 	if err != nil {
 		return nil, err
 	}
+	if IsOVF(in) {
+		return convertOVF(ctx, in, output, o)
+	}
 	a, err := openArchive(in, o)
 	if err != nil {
 		return nil, err

@@ -38,6 +38,9 @@ type PackResult struct {
 	Output     string
 	Generation Generation
 	Disks      []PackedDisk
+	// Notes says what of the input the output could not carry (converting
+	// from OVF or to a legacy archive), and anything else worth knowing.
+	Notes []string
 }
 
 // PackedDisk describes one disk of a written archive.

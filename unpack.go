@@ -20,6 +20,7 @@ type UnpackResult struct {
 	Generation Generation
 	Disks      []UnpackedDisk
 	BadBlocks  []BadBlock // blocks written despite a bad hash (salvage)
+	Notes      []string   // what of an OVF package the VM directory could not carry
 }
 
 // UnpackedDisk describes one written disk image.
@@ -53,19 +54,16 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 	if err != nil {
 		return nil, err
 	}
+	if IsOVF(path) {
+		return unpackDir(outdir, exists, o, func(tmp string) (*UnpackResult, error) { return unpackOVF(ctx, path, tmp, o) })
+	}
 	a, err := openArchive(path, o)
 	if err != nil {
 		return nil, err
 	}
 	defer a.close()
-	for dev := range o.targets {
-		if a.meta.diskByDevice(dev) == nil {
-			var devs []string
-			for _, d := range a.meta.Disks {
-				devs = append(devs, d.Device)
-			}
-			return nil, fmt.Errorf("xva: --disk %s=…: the archive has no disk %s (it has %s)", dev, dev, strings.Join(devs, ", "))
-		}
+	if err := checkTargets(a.meta, o); err != nil {
+		return nil, err
 	}
 	var bad []BadBlock
 	if o.salvage != nil {
@@ -78,11 +76,40 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 			o.salvage(b)
 		}
 	}
+	res, err := unpackDir(outdir, exists, o, func(tmp string) (*UnpackResult, error) { return unpackInto(ctx, a, tmp, o) })
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		res.BadBlocks = bad
+		return res, &CorruptError{Kind: KindChecksum, Member: bad[0].Member, Offset: bad[0].Offset,
+			Err: fmt.Errorf("%d blocks failed their hash and were written as found (salvage)", len(bad))}
+	}
+	return res, nil
+}
+
+// checkTargets refuses a --disk target naming a disk m does not have.
+func checkTargets(m *Metadata, o *options) error {
+	for dev := range o.targets {
+		if m.diskByDevice(dev) == nil {
+			var devs []string
+			for _, d := range m.Disks {
+				devs = append(devs, d.Device)
+			}
+			return fmt.Errorf("xva: --disk %s=…: the archive has no disk %s (it has %s)", dev, dev, strings.Join(devs, ", "))
+		}
+	}
+	return nil
+}
+
+// unpackDir has fill write a VM directory under a temporary name beside
+// outdir and publishes it there when complete.
+func unpackDir(outdir string, exists bool, o *options, fill func(tmp string) (*UnpackResult, error)) (*UnpackResult, error) {
 	tmp, err := fsutil.MkdirTemp(outdir)
 	if err != nil {
 		return nil, err
 	}
-	res, err := unpackInto(ctx, a, tmp, o)
+	res, err := fill(tmp)
 	if err == nil {
 		err = fsutil.PublishDir(tmp, outdir, exists)
 	}
@@ -96,11 +123,6 @@ func Unpack(ctx context.Context, path, outdir string, opts ...Option) (*UnpackRe
 		if filepath.Dir(res.Disks[i].Path) == tmp {
 			res.Disks[i].Path = filepath.Join(outdir, filepath.Base(res.Disks[i].Path))
 		}
-	}
-	if len(bad) > 0 {
-		res.BadBlocks = bad
-		return res, &CorruptError{Kind: KindChecksum, Member: bad[0].Member, Offset: bad[0].Offset,
-			Err: fmt.Errorf("%d blocks failed their hash and were written as found (salvage)", len(bad))}
 	}
 	return res, nil
 }
@@ -118,7 +140,7 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 		if err != nil {
 			return nil, err
 		}
-		path, sink, err := a.createImage(ctx, dir, d, o)
+		path, sink, err := createImage(ctx, a.meta, dir, d, o)
 		if err != nil {
 			return nil, err
 		}
@@ -139,11 +161,11 @@ func unpackInto(ctx context.Context, a *archive, dir string, o *options) (*Unpac
 
 // createImage starts the image of disk d: at the target given for it, on a
 // volume created for it, or as a file in dir named after its device.
-func (a *archive) createImage(ctx context.Context, dir string, d *Disk, o *options) (string, disk.Sink, error) {
+func createImage(ctx context.Context, m *Metadata, dir string, d *Disk, o *options) (string, disk.Sink, error) {
 	target, ok := o.targets[d.Device]
 	if !ok && o.createLV != "" {
 		var err error
-		if target, err = createLV(ctx, o.createLV, d, a.meta.vdiUUID(d), o.diskFormat); err != nil {
+		if target, err = createLV(ctx, o.createLV, d, m.vdiUUID(d), o.diskFormat); err != nil {
 			return "", nil, err
 		}
 		ok = true

@@ -80,7 +80,7 @@ func OpenPackage(name string) (*Package, error) {
 	case n >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		f.Close()
 		// XenCenter's "compressed OVA" gzips the whole tar (.ova.gz).
-		return nil, fmt.Errorf("ovf: %s is gzip-compressed (an .ova.gz?): gunzip it first", name)
+		return nil, unsupportedf("ovf: %s is gzip-compressed (an .ova.gz?): gunzip it first", name)
 	case tarx.ValidHeader(head[:n]):
 		p := &Package{path: name, form: "ova", tar: f}
 		if err := p.indexTar(st.Size()); err != nil {
@@ -260,10 +260,10 @@ func (p *Package) indexTar(fileSize int64) error {
 			return p.tarError(err, tr.Pos())
 		}
 		if headers++; headers > maxMembers {
-			return fmt.Errorf("ovf: %s holds more than %d members", p.path, maxMembers)
+			return corruptf("ovf: %s holds more than %d members", p.path, maxMembers)
 		}
 		if h.Size > fileSize-h.DataOffset {
-			return fmt.Errorf("ovf: %s ends inside member %q (offset %d, %d bytes)", p.path, h.Name, h.DataOffset, h.Size)
+			return corruptf("ovf: %s ends inside member %q (offset %d, %d bytes)", p.path, h.Name, h.DataOffset, h.Size)
 		}
 		if h.Typeflag == tarx.TypeDir || h.IsRegular() && strings.HasSuffix(h.Name, "/") {
 			continue
@@ -277,7 +277,7 @@ func (p *Package) indexTar(fileSize int64) error {
 			return fmt.Errorf("ovf: %s: member at offset %d: %w", p.path, h.Offset, err)
 		}
 		if off, dup := seen[name]; dup {
-			return fmt.Errorf("ovf: %s holds member %q twice (offsets %d and %d)", p.path, name, off, h.Offset)
+			return corruptf("ovf: %s holds member %q twice (offsets %d and %d)", p.path, name, off, h.Offset)
 		}
 		seen[name] = h.Offset
 		all = append(all, Member{Name: name, Offset: h.DataOffset, Size: h.Size})
@@ -295,11 +295,11 @@ func (p *Package) indexTar(fileSize int64) error {
 func (p *Package) tarError(err error, pos int64) error {
 	var te *tarx.TruncatedError
 	if errors.As(err, &te) {
-		return fmt.Errorf("ovf: %s ends inside member %q", p.path, te.Member)
+		return corruptf("ovf: %s ends inside member %q", p.path, te.Member)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		// The header starts at the last block boundary the reader passed.
-		return fmt.Errorf("ovf: %s ends inside a tar header at offset %d", p.path, pos&^(tarx.Block-1))
+		return corruptf("ovf: %s ends inside a tar header at offset %d", p.path, pos&^(tarx.Block-1))
 	}
 	return fmt.Errorf("ovf: %s: %w", p.path, err)
 }
@@ -308,16 +308,16 @@ func (p *Package) tarError(err error, pos int64) error {
 // cleans it: "./vm.ovf", as tar writes when given ".", is "vm.ovf".
 func memberName(name string) (string, error) {
 	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || strings.IndexByte(name, 0) >= 0 {
-		return "", fmt.Errorf("member name %q is not a local name", name)
+		return "", corruptf("member name %q is not a local name", name)
 	}
 	for _, e := range strings.Split(name, "/") {
 		if e == ".." {
-			return "", fmt.Errorf("member name %q holds \"..\"", name)
+			return "", corruptf("member name %q holds \"..\"", name)
 		}
 	}
 	clean := path.Clean(name)
 	if clean == "." {
-		return "", fmt.Errorf("member name %q is not a file's", name)
+		return "", corruptf("member name %q is not a file's", name)
 	}
 	return clean, nil
 }
@@ -332,7 +332,7 @@ func (p *Package) findDescriptor(all []Member) (int, error) {
 	}
 	switch len(found) {
 	case 0:
-		return 0, fmt.Errorf("ovf: %s holds no .ovf descriptor", p.path)
+		return 0, corruptf("ovf: %s holds no .ovf descriptor", p.path)
 	case 1:
 		return found[0], nil
 	}
@@ -343,7 +343,7 @@ func (p *Package) findDescriptor(all []Member) (int, error) {
 	if len(found) > 5 {
 		names = append(names, "…")
 	}
-	return 0, fmt.Errorf("ovf: %s holds %d .ovf descriptors (%s); a package has one", p.path, len(found), strings.Join(names, ", "))
+	return 0, corruptf("ovf: %s holds %d .ovf descriptors (%s); a package has one", p.path, len(found), strings.Join(names, ", "))
 }
 
 // relativize keeps the members under the .ovf's directory, named relative
@@ -478,9 +478,9 @@ func (p *Package) listDir() error {
 	return nil
 }
 
-// File is a file of the References as a disk reader needs it: random
+// FileData is a file of the References as a disk reader needs it: random
 // access over the stored bytes, or, for a compressed file, a stream.
-type File interface {
+type FileData interface {
 	io.ReaderAt
 	// Size is the file's size, or -1 when Sequential.
 	Size() int64
@@ -497,18 +497,18 @@ type File interface {
 // is the inflated stream of the stored (joined) bytes. For a file neither
 // chunked nor compressed, a size other than the stored one is only noted:
 // XenCenter writes the disk's physical utilisation there.
-func (p *Package) OpenFile(href string, size int64, chunkSize int64, compression string) (File, error) {
+func (p *Package) OpenFile(href string, size int64, chunkSize int64, compression string) (FileData, error) {
 	name, err := p.resolve(href)
 	if err != nil {
 		return nil, err
 	}
 	if compression != "" && compression != "gzip" {
-		return nil, fmt.Errorf("ovf: %s: compression %q is not supported (only gzip)", href, compression)
+		return nil, unsupportedf("ovf: %s: compression %q is not supported (only gzip)", href, compression)
 	}
 	if chunkSize < 0 {
 		return nil, fmt.Errorf("ovf: %s: chunk size %d is negative", href, chunkSize)
 	}
-	var stored File
+	var stored FileData
 	if chunkSize > 0 {
 		stored, err = p.joinChunks(name, size, chunkSize)
 	} else {
@@ -531,7 +531,7 @@ func (p *Package) OpenFile(href string, size int64, chunkSize int64, compression
 // is a URI, so a name that only exists percent-decoded is taken so.
 func (p *Package) resolve(href string) (string, error) {
 	if strings.Contains(href, ":") && (strings.Contains(href, "://") || strings.HasPrefix(strings.ToLower(href), "file:")) {
-		return "", fmt.Errorf("ovf: href %q is not a file of the package", href)
+		return "", corruptf("ovf: href %q is not a file of the package", href)
 	}
 	name, err := memberName(href)
 	if err != nil {
@@ -555,11 +555,11 @@ func (p *Package) exists(name string) bool {
 func chunkName(name string, i int) string { return fmt.Sprintf("%s.%09d", name, i) }
 
 // whole opens one member with random access.
-func (p *Package) whole(name string) (File, error) {
+func (p *Package) whole(name string) (FileData, error) {
 	if p.root == nil {
 		i, ok := p.index[name]
 		if !ok {
-			return nil, fmt.Errorf("ovf: %s holds no file %q", p.path, name)
+			return nil, corruptf("ovf: %s holds no file %q", p.path, name)
 		}
 		m := p.members[i]
 		return storedFile{io.NewSectionReader(p.tar, m.Offset, m.Size)}, nil
@@ -577,40 +577,40 @@ func (p *Package) whole(name string) (File, error) {
 // joinChunks opens the chunks of name as one file. Every chunk but the
 // last holds exactly chunkSize bytes, none is missing, and when size is
 // known the chunks add up to it (ovf:size is the total, DSP0243).
-func (p *Package) joinChunks(name string, size, chunkSize int64) (File, error) {
+func (p *Package) joinChunks(name string, size, chunkSize int64) (FileData, error) {
 	idx, err := p.chunkIndexes(name)
 	if err != nil {
 		return nil, err
 	}
 	if len(idx) == 0 {
 		if p.Has(name) {
-			return nil, fmt.Errorf("ovf: %s is declared in chunks of %d bytes, but the package holds it whole", name, chunkSize)
+			return nil, corruptf("ovf: %s is declared in chunks of %d bytes, but the package holds it whole", name, chunkSize)
 		}
-		return nil, fmt.Errorf("ovf: missing chunk 0 of %s", name)
+		return nil, corruptf("ovf: missing chunk 0 of %s", name)
 	}
 	j := &joinedFile{}
 	for k, i := range idx {
 		if i != k {
-			return nil, fmt.Errorf("ovf: missing chunk %d of %s", k, name)
+			return nil, corruptf("ovf: missing chunk %d of %s", k, name)
 		}
 		f, err := p.whole(chunkName(name, i))
 		if err != nil {
 			return nil, err
 		}
 		if k > 0 && j.parts[k-1].size != chunkSize {
-			return nil, fmt.Errorf("ovf: chunk %s is %d bytes, not the chunk size %d, and is not the last", chunkName(name, k-1), j.parts[k-1].size, chunkSize)
+			return nil, corruptf("ovf: chunk %s is %d bytes, not the chunk size %d, and is not the last", chunkName(name, k-1), j.parts[k-1].size, chunkSize)
 		}
 		if f.Size() > chunkSize {
-			return nil, fmt.Errorf("ovf: chunk %s is %d bytes, more than the chunk size %d", chunkName(name, i), f.Size(), chunkSize)
+			return nil, corruptf("ovf: chunk %s is %d bytes, more than the chunk size %d", chunkName(name, i), f.Size(), chunkSize)
 		}
 		j.parts = append(j.parts, chunkPart{r: f, start: j.size, size: f.Size()})
 		j.size += f.Size()
 	}
 	if size >= 0 && j.size != size {
 		if j.size < size && j.parts[len(j.parts)-1].size == chunkSize {
-			return nil, fmt.Errorf("ovf: missing chunk %d of %s (the chunks hold %d bytes of %d)", len(idx), name, j.size, size)
+			return nil, corruptf("ovf: missing chunk %d of %s (the chunks hold %d bytes of %d)", len(idx), name, j.size, size)
 		}
-		return nil, fmt.Errorf("ovf: the chunks of %s hold %d bytes, the References say %d", name, j.size, size)
+		return nil, corruptf("ovf: the chunks of %s hold %d bytes, the References say %d", name, j.size, size)
 	}
 	return j, nil
 }
@@ -723,7 +723,7 @@ func (j *joinedFile) ReadAt(b []byte, off int64) (int, error) {
 // gzipFile is a compressed file: only a stream.
 type gzipFile struct {
 	name   string
-	stored File
+	stored FileData
 }
 
 func (g *gzipFile) Size() int64      { return -1 }

@@ -331,7 +331,7 @@ func readWithArchiveTar(t *testing.T, b []byte, order []string, want map[string]
 
 // checkRandomReads reads f at random offsets and lengths, across chunk
 // boundaries, and compares with data.
-func checkRandomReads(t *testing.T, f File, data []byte) {
+func checkRandomReads(t *testing.T, f FileData, data []byte) {
 	t.Helper()
 	if f.Sequential() || f.Size() != int64(len(data)) {
 		t.Fatalf("size %d of %d, sequential %v", f.Size(), len(data), f.Sequential())

@@ -12,6 +12,7 @@ import (
 
 func newConvertCmd(g *globals) *cobra.Command {
 	f := &outputFlags{}
+	of := &ovfFlags{}
 	var device, diskFormat string
 	cmd := &cobra.Command{
 		Use:   "convert IN OUT",
@@ -29,7 +30,18 @@ format --disk-format names or OUT's extension says (.qcow2, .vmdk, .vhdx,
 .vhd, .raw): the archive is read no further than that disk. Given a disk
 image (recognised by content, or a .raw/.img file), convert writes it as an
 image in another format, reading only its data. For a qcow2 output,
---compress zlib|zstd compresses its clusters, on --jobs cores.`,
+--compress zlib|zstd compresses its clusters, on --jobs cores.
+
+OVF packages (DMTF DSP0243), for VMware, VirtualBox, Proxmox, oVirt and
+the rest: an OUT named .ova (or --format ova) is an OVA, a tar with the .ovf
+first, one streamOptimized VMDK per disk (--ovf-disk-format vhd|qcow2 for
+others) and a SHA-256 manifest last, written in one pass; OUT "-" streams it,
+each disk in --ovf-chunk-size pieces (ovf:chunkSize). --format ovf writes the
+directory form (NAME.ovf, NAME.mf, a file per disk) into the directory OUT.
+The other way, an OVA or .ovf input is converted to an XVA (xapi unless
+--format legacy), its disks read in place (VMDK, VHD, qcow2, VHDX, raw;
+chunked or gzip-compressed files too). What one format cannot say of the
+VM is listed as "not carried over".`,
 		Example: `  # Make an old archive importable by a current host
   xva convert old.xva new.xva --format xapi
 
@@ -40,11 +52,24 @@ image in another format, reading only its data. For a qcow2 output,
   xva convert web.xva sda.vhd --disk sda
 
   # Convert a disk image to another format
-  xva convert disk.vhd disk.raw`,
+  xva convert disk.vhd disk.raw
+
+  # Move a VM to VMware or VirtualBox, and one from there to XenServer
+  xva convert web.xva web.ova
+  xva convert appliance.ova appliance.xva`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := refuseTerminal(args[1]); err != nil {
 				return err
+			}
+			if form := ovfForm(f.format, args[1]); form != "" {
+				if device != "" || diskFormat != "" {
+					return usagef("--disk and --disk-format write one disk as an image; for the disks of an OVF package give --ovf-disk-format")
+				}
+				return convertToOVF(cmd, g, args[0], args[1], form, of, f)
+			}
+			if name := of.changed(cmd); name != "" {
+				return usagef("--%s is for an OVF package output: name OUT .ova, or give --format ova or --format ovf", name)
 			}
 			imageCompress := ""
 			if cmd.Flags().Changed("compress") {
@@ -69,7 +94,8 @@ image in another format, reading only its data. For a qcow2 output,
 			return printPackResult(summary, g, res)
 		},
 	}
-	f.register(cmd, "archive generation to write: legacy or xapi (default: the input's)")
+	f.register(cmd, "what to write: legacy or xapi (an XVA's generation; default: the input's, xapi for an OVF input), ova or ovf (an OVF package)")
+	of.register(cmd)
 	addModeFlag(cmd)
 	cmd.Flags().StringVar(&device, "disk", "", "write this disk (its device, e.g. xvda) of the archive as the image OUT")
 	cmd.Flags().StringVar(&diskFormat, "disk-format", "", "image format of OUT with --disk or an image input: "+xva.DiskFormatNames()+" (default: by OUT's extension)")

@@ -1,0 +1,43 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+)
+
+// Section reads only its size; Grow reads zeros past its source and keeps
+// the source's extents.
+func TestSectionAndGrow(t *testing.T) {
+	data := bytes.Repeat([]byte("abcdefgh"), 1024)
+	s := Section(bytes.NewReader(data), 5000)
+	buf := make([]byte, 100)
+	if n, err := s.ReadAt(buf, 4950); n != 50 || err != io.EOF || !bytes.Equal(buf[:50], data[4950:5000]) {
+		t.Fatalf("section end: %d %v", n, err)
+	}
+	g := Grow(s, 6000)
+	for i := range buf {
+		buf[i] = 1
+	}
+	n, err := g.ReadAt(buf, 4960)
+	if n != 100 || err != nil || !bytes.Equal(buf[:40], data[4960:5000]) || !IsZero(buf[40:]) {
+		t.Fatalf("grown across the end: %d %v", n, err)
+	}
+	if n, err := g.ReadAt(buf, 5950); n != 50 || err != io.EOF || !IsZero(buf[:50]) {
+		t.Fatalf("grown end: %d %v", n, err)
+	}
+	var ext []Extent
+	for e, err := range Extents(context.Background(), g) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext = append(ext, e)
+	}
+	if len(ext) != 1 || ext[0] != (Extent{0, 5000}) {
+		t.Fatalf("grown extents %v, want the source's", ext)
+	}
+	if Grow(s, 10) != s {
+		t.Error("Grow to a smaller size made a new source")
+	}
+}

@@ -1,0 +1,137 @@
+package xva
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/xva-tools/xva/disk"
+)
+
+// convertOVF writes the VM of the OVF package at path as an archive at
+// output (xapi unless WithFormat says legacy), reading each disk's image
+// from the package straight into the archive's encoder.
+func convertOVF(ctx context.Context, path, output string, o *options) (*PackResult, error) {
+	in, err := openOVF(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	m, err := in.metadata()
+	if err != nil {
+		return nil, err
+	}
+	if o.format == 0 {
+		o.format = XAPI // what every current host imports
+	}
+	notes := in.notes
+	if o.format == Legacy {
+		for _, d := range m.VM.LegacyDrops() {
+			notes = append(notes, "not carried over (a legacy archive cannot say it): "+d)
+		}
+	}
+	tmpdir := spoolDir(output)
+	res, err := packFrom(ctx, m, func(d *Disk) (disk.Source, error) {
+		return in.source(in.disk(d.Device), tmpdir)
+	}, output, o)
+	if err != nil {
+		return nil, err
+	}
+	res.Notes = notes
+	return res, nil
+}
+
+// disk is the package's disk that became device.
+func (in *ovfInput) disk(device string) ovfDisk {
+	for _, d := range in.disks {
+		if d.device == device {
+			return d
+		}
+	}
+	panic("xva: no OVF disk for device " + device) // metadata() made every device from in.disks
+}
+
+// spoolDir is where a compressed disk of a package is inflated: beside
+// the output, whose filesystem must hold the result anyway, or the
+// system's temporary directory for a stream.
+func spoolDir(output string) string {
+	if output == "-" || output == "" {
+		return os.TempDir()
+	}
+	return filepath.Dir(filepath.Clean(output))
+}
+
+// unpackOVF writes the VM of the OVF package at path into dir: an xapi
+// ova.xml describing it and an image per disk, as Unpack does for an
+// archive, so that the directory packs into an XVA.
+func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult, error) {
+	in, err := openOVF(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	m, err := in.metadata()
+	if err != nil {
+		return nil, err
+	}
+	if m, err = convertMetadata(m, XAPI, o.uuidSeed); err != nil {
+		return nil, err
+	}
+	if err := checkTargets(m, o); err != nil {
+		return nil, err
+	}
+	res := &UnpackResult{Generation: XAPI, Notes: in.notes}
+	sources := map[string]disk.Source{}
+	defer func() {
+		for _, s := range sources {
+			s.Close()
+		}
+	}()
+	sizes := map[string]int64{}
+	for _, d := range m.Disks {
+		src, err := in.source(in.disk(d.Device), dir)
+		if err != nil {
+			return nil, err
+		}
+		sources[d.Device], sizes[d.Device] = src, src.Size()
+	}
+	if m, err = withSizes(m, sizes); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ova.xml"), m.OVA, 0o644); err != nil {
+		return nil, err
+	}
+	for i := range m.Disks {
+		d := &m.Disks[i]
+		ud, err := unpackSource(ctx, m, dir, d, sources[d.Device], o)
+		if err != nil {
+			return nil, err
+		}
+		res.Disks = append(res.Disks, ud)
+	}
+	return res, nil
+}
+
+// unpackSource writes disk d, read from src, as its image in dir (or at
+// its target).
+func unpackSource(ctx context.Context, m *Metadata, dir string, d *Disk, src disk.Source, o *options) (UnpackedDisk, error) {
+	path, sink, err := createImage(ctx, m, dir, d, o)
+	if err != nil {
+		return UnpackedDisk{}, err
+	}
+	start := time.Now()
+	o.progress.StartDisk(d.Device, d.Size)
+	n, err := copyDisk(ctx, sink, src, o.progress.Advance)
+	o.progress.EndDisk()
+	if err == nil {
+		err = sink.Commit()
+	}
+	if err != nil {
+		sink.Abort()
+		return UnpackedDisk{}, err
+	}
+	o.log.Debug("disk written", "device", d.Device, "target", path, "size", d.Size, "data", n,
+		"seconds", time.Since(start).Seconds())
+	return UnpackedDisk{Device: d.Device, Path: path, Size: d.Size, Data: n}, nil
+}
