@@ -19,8 +19,10 @@ type InfoResult struct {
 	Checksum    string     `json:"checksum,omitempty"`   // xapi only: xxhash, sha1, mixed
 	VM          VMInfo     `json:"vm"`
 	Disks       []DiskInfo `json:"disks"`
-	// Networks lists the VM's interfaces (xapi only; legacy archives have none).
+	// Networks lists the VM's interfaces (xapi and OVF only; legacy archives have none).
 	Networks []NetInfo `json:"networks"`
+	// OVF is set for an OVF package (an OVA or an .ovf).
+	OVF *OVFInfo `json:"ovf,omitempty"`
 }
 
 // NetInfo is a network interface of the VM.
@@ -64,6 +66,9 @@ func Info(ctx context.Context, path string, opts ...Option) (*InfoResult, error)
 		if m, paths, err := readVMDir(path); err == nil {
 			return vmDirInfo(path, m, paths)
 		}
+	}
+	if IsOVF(path) {
+		return ovfInfo(path)
 	}
 	a, err := openArchive(path, o)
 	if err != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/ovf"
 )
 
 // convertOVF writes the VM of the OVF package at path as an archive at
@@ -134,4 +137,88 @@ func unpackSource(ctx context.Context, m *Metadata, dir string, d *Disk, src dis
 	o.log.Debug("disk written", "device", d.Device, "target", path, "size", d.Size, "data", n,
 		"seconds", time.Since(start).Seconds())
 	return UnpackedDisk{Device: d.Device, Path: path, Size: d.Size, Data: n}, nil
+}
+
+// OVFInfo is what info tells of an OVF package beyond the VM and its
+// disks.
+type OVFInfo struct {
+	Version    string `json:"version"`
+	Descriptor string `json:"descriptor"`
+	// Manifest is the manifest's file name, "" when the package has none;
+	// Algorithms the digest algorithms it uses.
+	Manifest   string   `json:"manifest"`
+	Algorithms []string `json:"manifest_algorithms"`
+	Firmware   string   `json:"firmware"` // bios, uefi, or "" when not stated
+	// Notes says what the package holds that an XVA cannot carry, and how
+	// it is laid out where the standard says otherwise.
+	Notes []string `json:"notes"`
+}
+
+// ovfInfo describes the OVF package at path: its VM as an XVA would carry
+// it, each disk with its file, and what would not be carried over.
+func ovfInfo(path string) (*InfoResult, error) {
+	in, err := openOVF(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	m, err := in.metadata()
+	if err != nil {
+		return nil, err
+	}
+	form := in.pkg.Form()
+	if form == "ovf" {
+		form = "ovf directory"
+	}
+	res := newInfoResult(path, form, m)
+	res.Generation = 0
+	info := &OVFInfo{Version: in.desc.Version, Descriptor: in.pkg.DescriptorName(), Manifest: in.pkg.ManifestName(),
+		Algorithms: []string{}, Firmware: in.desc.System.Firmware, Notes: append([]string{}, in.notes...)}
+	if in.manifest != nil {
+		for _, e := range in.manifest.Entries {
+			if !slices.Contains(info.Algorithms, e.Algorithm) {
+				info.Algorithms = append(info.Algorithms, e.Algorithm)
+			}
+		}
+	}
+	res.OVF = info
+	for _, n := range m.VM.VIFs {
+		res.Networks = append(res.Networks, NetInfo{Device: n.Device, MAC: n.MAC, Network: n.Network})
+	}
+	for i, d := range in.disks {
+		di := DiskInfo{Device: d.device, ID: d.disk.ID, Size: d.disk.Capacity, Bootable: i == 0}
+		if d.file != nil {
+			di.Image = d.file.Href
+			di.Members, di.Compressed = in.stored(*d.file)
+		}
+		res.Disks = append(res.Disks, di)
+	}
+	return res, nil
+}
+
+// stored counts the members of a package file (its chunks, or itself) and
+// the bytes they take.
+func (in *ovfInput) stored(f ovf.File) (int, int64) {
+	n, size := 0, int64(0)
+	for _, m := range in.pkg.Members() {
+		if m.Name == f.Href || f.ChunkSize > 0 && isChunkOf(m.Name, f.Href) {
+			n++
+			size += m.Size
+		}
+	}
+	return n, size
+}
+
+// isChunkOf reports whether name is a chunk of href: href.NNNNNNNNN.
+func isChunkOf(name, href string) bool {
+	rest, ok := strings.CutPrefix(name, href+".")
+	if !ok || len(rest) != 9 {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

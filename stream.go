@@ -6,8 +6,8 @@ import (
 	"os"
 )
 
-// StreamXapi writes the VM at input, a VM directory or an archive of either
-// generation, as an xapi-generation tar stream to w (what PUT /import
+// StreamXapi writes the VM at input, a VM directory, an archive of either
+// generation or an OVF package, as an xapi-generation tar stream to w (what PUT /import
 // takes), converting on the fly in one pass, with no temporary files.
 func StreamXapi(ctx context.Context, input string, w io.Writer, opts ...Option) (*PackResult, error) {
 	opts = append(opts, WithFormat(XAPI), func(o *options) error { o.writer = w; return nil })

@@ -166,7 +166,15 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 	if asIs && !st.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("%w: --as-is sends an archive file as it is; %s is not one", ErrBadOptions, input)
 	}
-	if st.Mode().IsRegular() {
+	ovfInput := IsOVF(input)
+	if asIs && ovfInput {
+		return nil, 0, fmt.Errorf("%w: --as-is sends an XVA archive as it is; %s is an OVF package, which is converted on the way", ErrBadOptions, input)
+	}
+	if ovfInput {
+		if err := preflightOVF(input, oldest); err != nil {
+			return nil, 0, err
+		}
+	} else if st.Mode().IsRegular() {
 		meta, kind, err := readHead(input)
 		if err != nil {
 			return nil, 0, err
@@ -204,6 +212,24 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 		b.done <- err
 	}()
 	return b, -1, nil
+}
+
+// preflightOVF checks the VM of an OVF package as its xapi archive will
+// describe it, before anything is sent.
+func preflightOVF(input string, oldest xapi.XapiVersion) error {
+	in, err := openOVF(input)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	m, err := in.metadata()
+	if err == nil {
+		m, err = convertMetadata(m, XAPI, "")
+	}
+	if err != nil {
+		return err
+	}
+	return preflight(m.Export, oldest)
 }
 
 // headOf reads the metadata of a VM directory or an archive directory.

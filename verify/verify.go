@@ -86,6 +86,9 @@ type Options struct {
 // Archive checks the archive at path: a file (plain, gzip or zstd), a
 // directory, or "-" for standard input. It reads every byte once.
 func Archive(ctx context.Context, path string, o Options) *Report {
+	if xva.IsOVF(path) {
+		return checkOVF(ctx, path, o)
+	}
 	return check(ctx, path, func(opts ...xva.Option) (*xva.Reader, error) { return xva.OpenReader(path, opts...) }, o)
 }
 
@@ -187,4 +190,33 @@ func stop(rep *Report, err error) {
 		return
 	}
 	rep.Problems = append(rep.Problems, problem(ce))
+}
+
+// checkOVF checks an OVF package (an OVA or an .ovf): its manifest's
+// digests and each disk's image, read whole.
+func checkOVF(ctx context.Context, path string, o Options) *Report {
+	start := time.Now()
+	rep := &Report{SchemaVersion: SchemaVersion, Archive: path, Format: "ovf", Compression: "none",
+		Disks: []DiskReport{}, Problems: []Problem{}, Notes: []string{}}
+	opts := []xva.Option{xva.WithJobs(o.Jobs)}
+	if o.Progress != nil {
+		opts = append(opts, xva.WithProgress(o.Progress))
+	}
+	res, err := xva.CheckOVF(ctx, path, func(e *xva.CorruptError) { rep.Problems = append(rep.Problems, problem(e)) }, opts...)
+	if err != nil {
+		stop(rep, err)
+	} else {
+		rep.Form, rep.Notes, rep.BytesRead = res.Form, append(rep.Notes, res.Notes...), res.BytesRead
+		for _, d := range res.Disks {
+			rep.Disks = append(rep.Disks, DiskReport{Device: d.Device, ID: d.ID, Size: d.Size, Members: d.Members,
+				Verified: d.Verified, Checks: d.Checks})
+		}
+	}
+	rep.OK = rep.Error == "" && len(rep.Problems) == 0
+	for i := range rep.Disks {
+		d := &rep.Disks[i]
+		d.OK = rep.Error == "" && !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Disk == d.Device })
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
@@ -52,12 +53,16 @@ the LVM2 metadata without the LVM tools.`,
 				return err
 			}
 			if g.json {
+				format := res.Generation.String()
+				if res.OVF != nil {
+					format = "ovf"
+				}
 				return printJSON(struct {
 					SchemaVersion int    `json:"schema_version"`
 					Kind          string `json:"kind"`
 					Format        string `json:"format"`
 					*xva.InfoResult
-				}{schemaVersion, "archive", res.Generation.String(), res})
+				}{schemaVersion, "archive", format, res})
 			}
 			printInfo(cmd, res)
 			if re, _ := xva.Retarred(args[0]); re {
@@ -79,7 +84,16 @@ the LVM2 metadata without the LVM tools.`,
 
 func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "archive:\t%s (%s, %s format)\n", printable(r.Archive), r.Form, r.Generation)
+	if r.OVF != nil {
+		fmt.Fprintf(w, "package:\t%s (%s, OVF %s)\n", printable(r.Archive), r.Form, printable(r.OVF.Version))
+		manifest := "none"
+		if r.OVF.Manifest != "" {
+			manifest = printable(r.OVF.Manifest) + " (" + strings.Join(r.OVF.Algorithms, ", ") + ")"
+		}
+		fmt.Fprintf(w, "manifest:\t%s\n", manifest)
+	} else {
+		fmt.Fprintf(w, "archive:\t%s (%s, %s format)\n", printable(r.Archive), r.Form, r.Generation)
+	}
 	if r.Generation == xva.XAPI {
 		fmt.Fprintf(w, "export_vsn:\t%d\n", r.ExportVsn)
 		fmt.Fprintf(w, "checksums:\t%s\n", r.Checksum)
@@ -91,6 +105,9 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	fmt.Fprintf(w, "memory:\t%s\n", humanize.IBytes(uint64(r.VM.Memory)))
 	fmt.Fprintf(w, "vcpus:\t%d\n", r.VM.VCPUs)
 	fmt.Fprintf(w, "boot:\t%s\n", r.VM.BootMode)
+	if r.OVF != nil && r.OVF.Firmware != "" {
+		fmt.Fprintf(w, "firmware:\t%s\n", r.OVF.Firmware)
+	}
 	if r.VM.KernelCmdline != "" {
 		fmt.Fprintf(w, "kernel cmdline:\t%s\n", printable(r.VM.KernelCmdline))
 	}
@@ -101,6 +118,8 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 	switch {
 	case r.Form == "vm directory":
 		unit, stored = "IMAGE", "ON DISK"
+	case r.OVF != nil:
+		unit = "FILE\tMEMBERS"
 	case r.Generation == xva.XAPI:
 		unit = "ID\tBLOCKS"
 	}
@@ -114,6 +133,10 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 		switch {
 		case r.Form == "vm directory":
 			members = printable(d.Image)
+		case r.OVF != nil && d.Image == "":
+			members = "(blank)\t0"
+		case r.OVF != nil:
+			members = printable(d.Image) + "\t" + members
 		case r.Generation == xva.XAPI:
 			members = printable(d.ID) + "\t" + members
 		}
@@ -129,6 +152,12 @@ func printInfo(cmd *cobra.Command, r *xva.InfoResult) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", printable(n.Device), printable(n.MAC), printable(n.Network), printable(n.Bridge))
 		}
 		w.Flush()
+	}
+	if r.OVF != nil && len(r.OVF.Notes) > 0 {
+		fmt.Fprintln(cmd.OutOrStdout())
+		for _, n := range r.OVF.Notes {
+			fmt.Fprintf(cmd.OutOrStdout(), "note: %s\n", printable(n))
+		}
 	}
 }
 

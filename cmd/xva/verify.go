@@ -49,7 +49,9 @@ docs/json/verify.schema.json.`,
 			var hints []string
 			for _, a := range args {
 				var rep *verify.Report
-				if err := xva.NotArchive(a); err != nil {
+				if xva.IsOVF(a) {
+					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
+				} else if err := xva.NotArchive(a); err != nil {
 					// Not a damaged archive: something else altogether.
 					rep = notArchiveReport(a, err)
 					if h := hint(err); h != "" && !slices.Contains(hints, h) {
