@@ -36,6 +36,13 @@ func TestJSONOutputsMatchTheirSchemas(t *testing.T) {
 		{"info", []string{"info", "--json", "b.xva"}},
 		{"info", []string{"info", "--json", "out-vhd/sda.vhd"}},
 		{"verify", []string{"verify", "--json", "a.xva", "b.xva"}},
+		{"ovf", []string{"convert", "--json", "a.xva", "a.ova"}},
+		{"ovf", []string{"convert", "--json", "--format", "ovf", "--ovf-disk-format", "qcow2", "a.xva", "a-ovf"}},
+		{"info", []string{"info", "--json", "a.ova"}},
+		{"info", []string{"info", "--json", "a-ovf/a-ovf.ovf"}},
+		{"verify", []string{"verify", "--json", "a.ova", "a-ovf/a-ovf.ovf"}},
+		{"pack", []string{"convert", "--json", "a.ova", "c.xva"}},
+		{"unpack", []string{"unpack", "--json", "a.ova", "out-ova"}},
 		{"version", []string{"version", "--json"}},
 	}
 	for _, c := range local {
@@ -47,6 +54,7 @@ func TestJSONOutputsMatchTheirSchemas(t *testing.T) {
 		args   []string
 	}{
 		{"upload", []string{"upload", "--json", "a.xva"}},
+		{"upload", []string{"upload", "--json", "a.ova"}},
 		{"export", []string{"export", "--json", "--vm", uuid, "exported.xva"}},
 	} {
 		r := remote(t, dir, "secret", append(c.args, "--url", s.URL, "--ca-cert", ca)...)

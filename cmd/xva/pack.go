@@ -248,6 +248,9 @@ func printPackResult(w io.Writer, g *globals, res *xva.PackResult) error {
 		fmt.Fprintf(w, "%s: %s in %s, %s stored\n", printable(d.Device),
 			humanize.IBytes(uint64(d.Size)), plural(d.Members, unit), humanize.IBytes(uint64(d.Compressed)))
 	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", printable(n))
+	}
 	if res.Output != "-" {
 		fmt.Fprintf(w, "wrote %s (%s format)\n", printable(res.Output), res.Generation)
 	}
@@ -293,6 +296,7 @@ type packResultJSON struct {
 	Output        string           `json:"output"`
 	Format        string           `json:"format"`
 	Disks         []packedDiskJSON `json:"disks"`
+	Notes         []string         `json:"notes"`
 }
 
 type packedDiskJSON struct {
@@ -303,7 +307,8 @@ type packedDiskJSON struct {
 }
 
 func packJSON(r *xva.PackResult) packResultJSON {
-	out := packResultJSON{SchemaVersion: schemaVersion, Output: r.Output, Format: r.Generation.String(), Disks: []packedDiskJSON{}}
+	out := packResultJSON{SchemaVersion: schemaVersion, Output: r.Output, Format: r.Generation.String(), Disks: []packedDiskJSON{},
+		Notes: append([]string{}, r.Notes...)}
 	for _, d := range r.Disks {
 		out.Disks = append(out.Disks, packedDiskJSON{d.Device, d.Size, d.Members, d.Compressed})
 	}

@@ -101,6 +101,9 @@ or every block's hash, is checked; on any failure nothing is left behind. OUTDIR
 				fmt.Fprintf(g.chatter(cmd.OutOrStdout()), "%s: %s (%s of data)\n", printable(d.Path),
 					humanize.IBytes(uint64(d.Size)), humanize.IBytes(uint64(d.Data)))
 			}
+			for _, n := range res.Notes {
+				fmt.Fprintf(g.chatter(cmd.OutOrStdout()), "note: %s\n", printable(n))
+			}
 			return err
 		},
 	}
@@ -122,6 +125,7 @@ type unpackResultJSON struct {
 	Format        string             `json:"format"`
 	Disks         []unpackedDiskJSON `json:"disks"`
 	BadBlocks     []badBlockJSON     `json:"bad_blocks"`
+	Notes         []string           `json:"notes"`
 }
 
 type badBlockJSON struct {
@@ -139,7 +143,7 @@ type unpackedDiskJSON struct {
 
 func unpackJSON(r *xva.UnpackResult) unpackResultJSON {
 	out := unpackResultJSON{SchemaVersion: schemaVersion, OutDir: r.OutDir, Format: r.Generation.String(),
-		Disks: []unpackedDiskJSON{}, BadBlocks: []badBlockJSON{}}
+		Disks: []unpackedDiskJSON{}, BadBlocks: []badBlockJSON{}, Notes: append([]string{}, r.Notes...)}
 	for _, b := range r.BadBlocks {
 		out.BadBlocks = append(out.BadBlocks, badBlockJSON{b.Member, b.Offset, b.Err.Error()})
 	}
