@@ -70,6 +70,9 @@ const isoOffset = 16*2048 + 1
 const convertHint = "xva packs raw images, VHDs and qcow2 images: convert it first with " +
 	"'qemu-img convert -O raw %[1]s disk.img', then 'xva pack --disk xvda=disk.img VM.xva'"
 
+// ovfHint is the hint for an OVF package where an archive is wanted.
+const ovfHint = "xva reads OVF packages with convert, info, verify, unpack and upload: 'xva convert %[1]s VM.xva' makes it an XVA"
+
 // readsHint is the hint for an image xva reads as it is.
 const readsHint = "xva reads %[1]s as they are: 'xva info %[2]s' describes it, 'xva pack --disk xvda=%[2]s VM.xva' packs it"
 
@@ -125,13 +128,11 @@ func identify(path string, size int64, head, tail []byte) error {
 		e.Hint = "an ISO is not imported as a VM: put it in an ISO library SR and attach it to a VM as its CD drive"
 	case isOVA(head):
 		e.What = "an OVA (OVF package)"
-		e.Hint = "import it with XenCenter or XCP-ng Center's OVF import; or take its disks out " +
-			"(tar -xf), convert each to raw with qemu-img, and 'xva pack --disk xvda=disk.img VM.xva'"
+		e.Hint = fmt.Sprintf(ovfHint, path)
 	case bytes.Contains(head[:min(len(head), 4096)], []byte("<Envelope")) && bytes.Contains(head, ovfNamespace),
 		bytes.Contains(head[:min(len(head), 4096)], []byte(":Envelope")) && bytes.Contains(head, ovfNamespace):
 		e.What = "an OVF descriptor"
-		e.Hint = "import it with XenCenter or XCP-ng Center's OVF import; or convert its disks to raw with qemu-img " +
-			"and 'xva pack --disk xvda=disk.img VM.xva'"
+		e.Hint = fmt.Sprintf(ovfHint, path)
 	case at(512, gptMagic):
 		e.What, e.Hint = "a raw disk image (GPT partition table)", fmt.Sprintf("to pack it: 'xva pack --disk xvda=%s VM.xva'", path)
 	case len(head) >= 512 && head[510] == 0x55 && head[511] == 0xaa && !looksLikeTarHeader(head):

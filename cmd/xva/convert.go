@@ -45,14 +45,8 @@ VM is listed as "not carried over".`,
 		Example: `  # Make an old archive importable by a current host
   xva convert old.xva new.xva --format xapi
 
-  # Compress an xapi archive with zstd
-  xva convert current.xva current.xva.zst --compress zstd
-
   # Take one disk out of an archive as a dynamic VHD
   xva convert web.xva sda.vhd --disk sda
-
-  # Convert a disk image to another format
-  xva convert disk.vhd disk.raw
 
   # Move a VM to VMware or VirtualBox, and one from there to XenServer
   xva convert web.xva web.ova

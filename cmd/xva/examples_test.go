@@ -38,6 +38,7 @@ func exampleFixtures(t *testing.T, dir string) {
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy"}, append(disks, "web.xva")...)...)
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "xapi"}, append(disks, "current.xva")...)...)
 	mustRun(t, dir, nil, "unpack", "web.xva", "unpacked")
+	mustRun(t, dir, nil, "convert", "current.xva", "appliance.ova")
 	mustRun(t, dir, nil, "unpack", "--disk-format", "vhd", "current.xva", "vhd")
 	os.Rename(filepath.Join(dir, "vhd", "sda.vhd"), filepath.Join(dir, "disk.vhd"))
 	os.RemoveAll(filepath.Join(dir, "vhd"))
