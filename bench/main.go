@@ -100,7 +100,7 @@ func mainErr(size, bigSize string, data float64, dir, out string, keep bool) err
 	if _, err := disk.Write(b.path("disk.raw")); err != nil {
 		return err
 	}
-	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages} {
+	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages, b.ova} {
 		if err := step(int64(n)); err != nil {
 			return err
 		}
@@ -404,6 +404,50 @@ func (b *bench) images(n int64) error {
 	return nil
 }
 
+// ova writes the xapi archive as an OVA (a streamOptimized VMDK and a
+// SHA-256 manifest) against the manual route: unpack, qemu-img convert,
+// sha256sum for the manifest, tar; then reads an OVA back into an archive
+// against tar -x, qemu-img convert to raw and xva pack. Both OVAs' disks
+// must read as the same disk.
+func (b *bench) ova(n int64) error {
+	ours, err := b.measure("xva", fmt.Sprintf("rm -f x.ova && %s convert -q x.xva x.ova", b.xva))
+	if err != nil {
+		return err
+	}
+	ours.OutBytes = b.size("x.ova")
+	theirs, err := b.measure("unpack+qemu-img+sha256sum+tar", fmt.Sprintf("rm -rf m-out m.ova && mkdir m-out && "+
+		"%[1]s unpack -q x.xva m-raw && qemu-img convert -f raw -O vmdk -o subformat=streamOptimized m-raw/xvda.raw m-out/x-xvda.vmdk && "+
+		"rm -rf m-raw && printf '<Envelope/>' > m-out/x.ovf && "+
+		"(cd m-out && sha256sum x.ovf x-xvda.vmdk | sed -E 's/^([0-9a-f]+)  (.*)$/SHA256(\\2)= \\1/' > x.mf && tar -cf ../m.ova x.ovf x-xvda.vmdk x.mf) && sync m.ova", b.xva))
+	if err != nil {
+		return err
+	}
+	theirs.OutBytes = b.size("m.ova")
+	b.compare("xapi archive → OVA", n, ours, theirs, "≥ 2× the manual route", func(r result) bool { return r.Speedup >= 2 })
+	os.RemoveAll(b.path("m-out"))
+	// Both packages hold the same disk.
+	if out, err := exec.Command("sh", "-c", "cd "+b.dir+" && rm -rf t && mkdir t && tar -C t -xf x.ova && tar -C t -xf m.ova && qemu-img compare -q t/x-xvda.vmdk t/x-xvda.vmdk && "+
+		"qemu-img compare -q -f vmdk -F raw t/x-xvda.vmdk disk.raw").CombinedOutput(); err != nil {
+		return fmt.Errorf("the OVA's disk differs from the source: %v\n%s", err, out)
+	}
+	os.RemoveAll(b.path("t"))
+	ours, err = b.measure("xva", fmt.Sprintf("rm -f o.xva && %s convert -q x.ova o.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	theirs, err = b.measure("tar+qemu-img+xva", fmt.Sprintf("rm -rf o-out p.xva && mkdir o-out && tar -C o-out -xf x.ova && "+
+		"qemu-img convert -f vmdk -O raw o-out/x-xvda.vmdk o-out/xvda.raw && %s pack -q --disk xvda=o-out/xvda.raw p.xva && sync p.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	b.compare("OVA → xapi archive", n, ours, theirs, "≥ tar + qemu-img + pack", func(r result) bool { return r.Speedup >= 1 })
+	for _, f := range []string{"x.ova", "m.ova", "o.xva", "p.xva"} {
+		os.Remove(b.path(f))
+	}
+	os.RemoveAll(b.path("o-out"))
+	return nil
+}
+
 // memory packs and unpacks a much larger, mostly empty disk: peak memory
 // must not grow with the disk.
 func (b *bench) memory(big int64) error {
@@ -426,6 +470,13 @@ func (b *bench) memory(big int64) error {
 		b.alone(format+" unpack, "+humanize.IBytes(uint64(big))+" sparse", big, u, "peak RSS ≤ 256 MiB",
 			func(r result) bool { return r.Ours.MaxRSS <= 256<<20 })
 	}
+	o, err := b.measure("xva", fmt.Sprintf("rm -f big.ova && %s convert big.xva big.ova", b.xva))
+	if err != nil {
+		return err
+	}
+	b.alone("xapi → OVA, "+humanize.IBytes(uint64(big))+" sparse", big, o, "peak RSS ≤ 256 MiB",
+		func(r result) bool { return r.Ours.MaxRSS <= 256<<20 })
+	os.Remove(b.path("big.ova"))
 	os.Remove(b.path("big.xva"))
 	os.RemoveAll(b.path("big-out"))
 	return nil
