@@ -341,7 +341,7 @@ func (s *System) writeXen(w *xw) {
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		w.open("xenovf:VirtualSystemOtherConfigurationData", "xenovf:Name", k)
+		w.open("xenovf:VirtualSystemOtherConfigurationData", "Name", k)
 		w.leaf("xenovf:Info", "XenServer virtual machine setting")
 		w.leaf("xenovf:Value", s.Xen[k])
 		w.close("xenovf:VirtualSystemOtherConfigurationData")
