@@ -2,6 +2,7 @@ package ovf
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,7 +22,8 @@ func descBound(doc []byte) uint64 { return 1<<20 + 512*uint64(len(doc)) }
 // gave: Marshal accepts it in both versions, every href is local and
 // every capacity within MaxCapacity, Parse of the output is the
 // descriptor with Marshal's defaults filled in (Version and Dropped
-// aside), and a second round is byte for byte the same document.
+// aside), and a second round is byte for byte the same document. The
+// exception: Marshal refuses a document over MaxDescriptorSize.
 func checkRoundTrip(t *testing.T, d *Descriptor) {
 	t.Helper()
 	for _, f := range d.Files {
@@ -36,6 +38,9 @@ func checkRoundTrip(t *testing.T, d *Descriptor) {
 	}
 	for _, v := range []string{"1.0", "2.0"} {
 		out, err := d.Marshal(WriteOptions{Version: v})
+		if errors.Is(err, errTooLarge) {
+			continue // the one refusal allowed: Parse would refuse the output
+		}
 		if err != nil {
 			t.Fatalf("accepted descriptor does not marshal as %s: %v\n%+v", v, err, d)
 		}

@@ -46,8 +46,11 @@ type WriteOptions struct {
 // controller when it has the same bus and a higher address, else on a new
 // one, so that the disks read back in the same order; CD drives go on IDE
 // controllers of their own. Memory is written in MiB when it is a whole
-// number of them, else in bytes. Text is written trimmed, as Parse reads
-// it. Version and Dropped are not written.
+// number of them, else in bytes. Version and Dropped are not written.
+//
+// A descriptor whose document would exceed MaxDescriptorSize is refused:
+// the writer is more verbose than most inputs (controllers, ElementNames,
+// escaped text), so even a descriptor Parse accepted can be too big.
 func (d *Descriptor) Marshal(o WriteOptions) ([]byte, error) {
 	v := o.Version
 	if v == "" {
@@ -67,8 +70,14 @@ func (d *Descriptor) Marshal(o WriteOptions) ([]byte, error) {
 	d.writeNetworks(w)
 	d.System.write(w)
 	w.close("ovf:Envelope")
+	if w.b.Len() > MaxDescriptorSize {
+		// Parse and callers refuse such a document; do not write one.
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d allowed", errTooLarge, w.b.Len(), MaxDescriptorSize)
+	}
 	return w.b.Bytes(), nil
 }
+
+var errTooLarge = errors.New("ovf: the descriptor would be too large")
 
 // namespaces are the Envelope's attributes: only the prefixes used.
 func (d *Descriptor) namespaces(v string) []string {

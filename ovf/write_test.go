@@ -207,6 +207,7 @@ func TestMarshalRefuses(t *testing.T) {
 		{"network", func(d *Descriptor) { d.Networks[0].Name = "" }, WriteOptions{}, "Network has no name"},
 		{"text", func(d *Descriptor) { d.System.Name = "a\x01b" }, WriteOptions{}, "character XML cannot carry"},
 		{"utf-8", func(d *Descriptor) { d.System.Description = "\xff" }, WriteOptions{}, "character XML cannot carry"},
+		{"size", func(d *Descriptor) { d.System.Description = strings.Repeat(`"`, MaxDescriptorSize/5) }, WriteOptions{}, "descriptor would be too large"},
 	} {
 		d := samples()["full"]
 		c.edit(d)
