@@ -45,7 +45,8 @@ type WriteOptions struct {
 // has none (SCSI units 0 to 15 but 7). A disk goes on the previous disk's
 // controller when it has the same bus and a higher address, else on a new
 // one, so that the disks read back in the same order; CD drives go on IDE
-// controllers of their own. Memory is written in MiB when it is a whole
+// controllers of their own. A MAC is written in its normal form
+// (lower-case, colons). Memory is written in MiB when it is a whole
 // number of them, else in bytes. Version and Dropped are not written.
 //
 // A descriptor whose document would exceed MaxDescriptorSize is refused:
@@ -172,6 +173,11 @@ func (s *System) check(disks map[string]bool) error {
 		return fmt.Errorf("ovf: %d CD drives is not from 0 to %d", s.CDs, maxEntries)
 	case len(s.Disks)+len(s.NICs) > maxEntries:
 		return fmt.Errorf("ovf: more than %d devices", maxEntries)
+	}
+	for i, n := range s.NICs {
+		if n.MAC != "" && normalMAC(n.MAC) == "" {
+			return fmt.Errorf("ovf: network adapter %d: %q is not a MAC address", i+1, n.MAC)
+		}
 	}
 	for _, r := range s.Disks {
 		if !disks[r.DiskID] {
@@ -461,7 +467,7 @@ func (s *System) items() []rasd {
 		parents = append(parents, ctrl)
 	}
 	for i, n := range s.NICs {
-		devs = append(devs, rasd{address: n.MAC, automaticAllocation: "true", connection: n.Network,
+		devs = append(devs, rasd{address: normalMAC(n.MAC), automaticAllocation: "true", connection: n.Network,
 			elementName:     "Network adapter " + strconv.Itoa(i+1),
 			resourceSubType: firstOf(n.Model, "E1000"), resourceType: "10"})
 		parents = append(parents, -1)

@@ -40,7 +40,7 @@ func samples() map[string]*Descriptor {
 			CDs: 3,
 			NICs: []NIC{
 				{Network: "VM Network", MAC: "00:50:56:aa:bb:cc", Model: "VMXNET3"},
-				{Network: "backup", Model: "E1000e"},
+				{Network: "backup", MAC: "0050569ABCDE", Model: "E1000e"},
 			},
 		},
 	}
@@ -207,6 +207,7 @@ func TestMarshalRefuses(t *testing.T) {
 		{"network", func(d *Descriptor) { d.Networks[0].Name = "" }, WriteOptions{}, "Network has no name"},
 		{"text", func(d *Descriptor) { d.System.Name = "a\x01b" }, WriteOptions{}, "character XML cannot carry"},
 		{"utf-8", func(d *Descriptor) { d.System.Description = "\xff" }, WriteOptions{}, "character XML cannot carry"},
+		{"mac", func(d *Descriptor) { d.System.NICs[0].MAC = "00:50:56" }, WriteOptions{}, `network adapter 1: "00:50:56" is not a MAC`},
 		{"size", func(d *Descriptor) { d.System.Description = strings.Repeat(`"`, MaxDescriptorSize/5) }, WriteOptions{}, "descriptor would be too large"},
 	} {
 		d := samples()["full"]
