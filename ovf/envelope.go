@@ -279,9 +279,10 @@ type parser struct {
 	d       *Descriptor
 	files   map[string]bool
 	disks   map[string]bool
-	config  string // the default deployment option, "" when there are none
-	systems int    // virtual systems seen in the content
-	props   int    // ProductSection properties seen
+	config  string          // the default deployment option, "" when there are none
+	systems int             // virtual systems seen in the content
+	props   int             // ProductSection properties seen
+	dropped map[string]bool // what Dropped holds, for saying it once
 }
 
 // Parse reads an OVF descriptor (see the package comment for what it
@@ -297,7 +298,7 @@ func Parse(data []byte) (*Descriptor, error) {
 	if root.name.Local != "Envelope" {
 		return nil, fmt.Errorf("ovf: root element is <%s>, not <Envelope>", root.name.Local)
 	}
-	p := &parser{ns: root.name.Space, d: &Descriptor{}, files: map[string]bool{}, disks: map[string]bool{}}
+	p := &parser{ns: root.name.Space, d: &Descriptor{}, files: map[string]bool{}, disks: map[string]bool{}, dropped: map[string]bool{}}
 	p.d.Version = p.version(root)
 	if err := p.envelope(root); err != nil {
 		return nil, err
@@ -374,12 +375,10 @@ func (p *parser) envelope(root *node) error {
 // drop records a sentence for Dropped, once.
 func (p *parser) drop(format string, args ...any) {
 	s := fmt.Sprintf(format, args...)
-	for _, d := range p.d.Dropped {
-		if d == s {
-			return
-		}
+	if !p.dropped[s] {
+		p.dropped[s] = true
+		p.d.Dropped = append(p.d.Dropped, s)
 	}
-	p.d.Dropped = append(p.d.Dropped, s)
 }
 
 // required is ovf:required, which defaults to true (DSP0243 §6).

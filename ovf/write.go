@@ -45,9 +45,13 @@ type WriteOptions struct {
 // has none (SCSI units 0 to 15 but 7). A disk goes on the previous disk's
 // controller when it has the same bus and a higher address, else on a new
 // one, so that the disks read back in the same order; CD drives go on IDE
-// controllers of their own. Memory is written in MiB when it is a whole
-// number of them, else in bytes. Text is written trimmed, as Parse reads
-// it. Version and Dropped are not written.
+// controllers of their own. A MAC is written in its normal form
+// (lower-case, colons). Memory is written in MiB when it is a whole
+// number of them, else in bytes. Version and Dropped are not written.
+//
+// A descriptor whose document would exceed MaxDescriptorSize is refused:
+// the writer is more verbose than most inputs (controllers, ElementNames,
+// escaped text), so even a descriptor Parse accepted can be too big.
 func (d *Descriptor) Marshal(o WriteOptions) ([]byte, error) {
 	v := o.Version
 	if v == "" {
@@ -67,8 +71,14 @@ func (d *Descriptor) Marshal(o WriteOptions) ([]byte, error) {
 	d.writeNetworks(w)
 	d.System.write(w)
 	w.close("ovf:Envelope")
+	if w.b.Len() > MaxDescriptorSize {
+		// Parse and callers refuse such a document; do not write one.
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d allowed", errTooLarge, w.b.Len(), MaxDescriptorSize)
+	}
 	return w.b.Bytes(), nil
 }
+
+var errTooLarge = errors.New("ovf: the descriptor would be too large")
 
 // namespaces are the Envelope's attributes: only the prefixes used.
 func (d *Descriptor) namespaces(v string) []string {
@@ -163,6 +173,11 @@ func (s *System) check(disks map[string]bool) error {
 		return fmt.Errorf("ovf: %d CD drives is not from 0 to %d", s.CDs, maxEntries)
 	case len(s.Disks)+len(s.NICs) > maxEntries:
 		return fmt.Errorf("ovf: more than %d devices", maxEntries)
+	}
+	for i, n := range s.NICs {
+		if n.MAC != "" && normalMAC(n.MAC) == "" {
+			return fmt.Errorf("ovf: network adapter %d: %q is not a MAC address", i+1, n.MAC)
+		}
 	}
 	for _, r := range s.Disks {
 		if !disks[r.DiskID] {
@@ -341,7 +356,7 @@ func (s *System) writeXen(w *xw) {
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		w.open("xenovf:VirtualSystemOtherConfigurationData", "xenovf:Name", k)
+		w.open("xenovf:VirtualSystemOtherConfigurationData", "Name", k)
 		w.leaf("xenovf:Info", "XenServer virtual machine setting")
 		w.leaf("xenovf:Value", s.Xen[k])
 		w.close("xenovf:VirtualSystemOtherConfigurationData")
@@ -396,31 +411,57 @@ var buses = map[string]bus{
 // drives, network adapters, with InstanceIDs counted from 1 in that
 // order.
 func (s *System) items() []rasd {
-	var head, ctrls, devs []rasd
-	var parents []int // each device's controller, an index into ctrls
+	l := &layout{perKind: map[string]int{}}
 	if s.VCPUs > 0 {
-		head = append(head, rasd{allocationUnits: "hertz * 10^6", description: "Number of virtual CPUs",
+		l.head = append(l.head, rasd{allocationUnits: "hertz * 10^6", description: "Number of virtual CPUs",
 			elementName: strconv.Itoa(s.VCPUs) + " virtual CPU(s)", resourceType: "3",
 			virtualQuantity: strconv.Itoa(s.VCPUs)})
 	}
 	if s.Memory > 0 {
 		units, q := "byte * 2^20", s.Memory>>20
 		if s.Memory&(1<<20-1) != 0 {
-			units, q = "byte", s.Memory
+			units, q = "byte", s.Memory // exact rather than rounded: it reads back the same
 		}
-		head = append(head, rasd{allocationUnits: units, description: "Memory Size",
+		l.head = append(l.head, rasd{allocationUnits: units, description: "Memory Size",
 			elementName: "Memory", resourceType: "4", virtualQuantity: itoa(q)})
 	}
-	perKind := map[string]int{}
-	newCtrl := func(kind string) int {
-		b, n := buses[kind], strconv.Itoa(perKind[kind])
-		perKind[kind]++
-		ctrls = append(ctrls, rasd{address: n, elementName: b.name + " " + n,
-			resourceSubType: b.subType, resourceType: b.resourceType})
-		return len(ctrls) - 1
+	l.disks(s.Disks)
+	l.cds(s.CDs)
+	for i, n := range s.NICs {
+		l.device(rasd{address: normalMAC(n.MAC), automaticAllocation: "true", connection: n.Network,
+			elementName:     "Network adapter " + strconv.Itoa(i+1),
+			resourceSubType: firstOf(n.Model, "E1000"), resourceType: "10"}, -1)
 	}
+	return l.number()
+}
+
+// layout collects the items; controllers are made as devices need them
+// and listed before the devices.
+type layout struct {
+	head, ctrls, devs []rasd
+	parents           []int // each device's controller, an index into ctrls, or -1
+	perKind           map[string]int
+}
+
+func (l *layout) controller(kind string) int {
+	b, n := buses[kind], strconv.Itoa(l.perKind[kind])
+	l.perKind[kind]++
+	l.ctrls = append(l.ctrls, rasd{address: n, elementName: b.name + " " + n,
+		resourceSubType: b.subType, resourceType: b.resourceType})
+	return len(l.ctrls) - 1
+}
+
+func (l *layout) device(r rasd, parent int) {
+	l.devs, l.parents = append(l.devs, r), append(l.parents, parent)
+}
+
+// disks puts each disk on the previous disk's controller when it has the
+// same bus and a higher address (given, or the next free unit), else on
+// a new controller: so Parse, which orders disks by controller and
+// address, reads them back in this order.
+func (l *layout) disks(ds []DiskRef) {
 	ctrl, prevKind, prevAddr := -1, "", -1
-	for i, r := range s.Disks {
+	for i, r := range ds {
 		kind := r.Controller
 		if _, ok := buses[kind]; !ok {
 			kind = "scsi"
@@ -430,7 +471,7 @@ func (s *System) items() []rasd {
 			addr = nextUnit(kind, prevKindAddr(kind, prevKind, prevAddr))
 		}
 		if kind != prevKind || addr <= prevAddr || r.Address < 0 && addr >= buses[kind].units {
-			ctrl = newCtrl(kind)
+			ctrl = l.controller(kind)
 			if r.Address < 0 {
 				addr = nextUnit(kind, -1)
 			}
@@ -441,29 +482,31 @@ func (s *System) items() []rasd {
 		if r.Device >= 0 {
 			d.connection = "device=" + strconv.Itoa(r.Device) // XenCenter's userdevice
 		}
-		devs, parents = append(devs, d), append(parents, ctrl)
+		l.device(d, ctrl)
 	}
-	for i := 0; i < s.CDs; i++ {
+}
+
+// cds puts the CD drives two to an IDE controller of their own.
+func (l *layout) cds(n int) {
+	ctrl := -1
+	for i := 0; i < n; i++ {
 		if i%2 == 0 {
-			ctrl = newCtrl("ide")
+			ctrl = l.controller("ide")
 		}
-		devs = append(devs, rasd{addressOnParent: strconv.Itoa(i % 2), automaticAllocation: "false",
-			elementName: "CD/DVD drive " + strconv.Itoa(i+1), resourceType: "15", optional: true})
-		parents = append(parents, ctrl)
+		l.device(rasd{addressOnParent: strconv.Itoa(i % 2), automaticAllocation: "false",
+			elementName: "CD/DVD drive " + strconv.Itoa(i+1), resourceType: "15", optional: true}, ctrl)
 	}
-	for i, n := range s.NICs {
-		devs = append(devs, rasd{address: n.MAC, automaticAllocation: "true", connection: n.Network,
-			elementName:     "Network adapter " + strconv.Itoa(i+1),
-			resourceSubType: firstOf(n.Model, "E1000"), resourceType: "10"})
-		parents = append(parents, -1)
-	}
-	all := slices.Concat(head, ctrls, devs)
+}
+
+// number gives the items their InstanceIDs and the devices their Parent.
+func (l *layout) number() []rasd {
+	all := slices.Concat(l.head, l.ctrls, l.devs)
 	for i := range all {
 		all[i].instanceID = strconv.Itoa(i + 1)
 	}
-	for i, p := range parents {
+	for i, p := range l.parents {
 		if p >= 0 {
-			all[len(head)+len(ctrls)+i].parent = all[len(head)+p].instanceID
+			all[len(l.head)+len(l.ctrls)+i].parent = all[len(l.head)+p].instanceID
 		}
 	}
 	return all
