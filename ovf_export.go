@@ -198,8 +198,11 @@ func (x *ovfExport) describe() {
 			file.ChunkSize = x.p.ChunkSize
 		}
 		x.desc.Files = append(x.desc.Files, file)
-		x.desc.Disks = append(x.desc.Disks, ovf.Disk{ID: id, FileRef: file.ID, Capacity: d.Size, PopulatedSize: -1, Format: f.uri})
-		x.res.Disks = append(x.res.Disks, OVFDisk{Device: d.Device, File: file.Href, Format: f.row, Size: d.Size})
+		// The images hold whole 512-byte sectors: a legacy archive's
+		// disk of another size is padded, and the capacity says so.
+		capacity := (d.Size + 511) &^ 511
+		x.desc.Disks = append(x.desc.Disks, ovf.Disk{ID: id, FileRef: file.ID, Capacity: capacity, PopulatedSize: -1, Format: f.uri})
+		x.res.Disks = append(x.res.Disks, OVFDisk{Device: d.Device, File: file.Href, Format: f.row, Size: capacity})
 	}
 	// The VM's order: the boot disk first, then by device, as the
 	// VBDs' userdevice numbers give it in the archive.
