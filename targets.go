@@ -169,6 +169,8 @@ func (s *imageSource) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+func (s *imageSource) ParallelReads() bool { return disk.ParallelReads(s.Source) }
+
 func (s *imageSource) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
 	return disk.Extents(ctx, s.Source)
 }
@@ -192,6 +194,8 @@ type closing struct {
 	disk.Source
 	under interface{ Close() error }
 }
+
+func (c *closing) ParallelReads() bool { return disk.ParallelReads(c.Source) }
 
 func (c *closing) Close() error {
 	c.Source.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"runtime"
 )
 
 // PieceSize is the largest piece a Reader made by NewReader returns. Pieces
@@ -14,20 +15,43 @@ const PieceSize = 1 << 20
 
 // NewReader reads src front to back, visiting only its extents. Reading runs
 // one piece ahead of the caller in its own goroutine so that I/O overlaps the
-// caller's work; Close stops it.
+// caller's work; Close stops it. A source whose reads cost CPU and may run
+// at once (Parallel: compressed images) is read a few pieces ahead, one
+// piece per core at a time, still delivered in order.
 func NewReader(ctx context.Context, src Source) *SourceReader {
+	jobs := 1
+	if ParallelReads(src) {
+		jobs = runtime.NumCPU()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &SourceReader{
 		size:   src.Size(),
 		cancel: cancel,
 		full:   make(chan result, 2),
-		free:   make(chan []byte, 3),
+		free:   make(chan []byte, 2*jobs+1),
 	}
-	for range 3 {
+	for range 2*jobs + 1 {
 		r.free <- make([]byte, PieceSize)
 	}
-	go r.run(ctx, src)
+	if jobs > 1 {
+		go r.runParallel(ctx, src, jobs)
+	} else {
+		go r.run(ctx, src)
+	}
 	return r
+}
+
+// Parallel is implemented by a Source whose ReadAt may be called from
+// several goroutines at once and spends CPU on each call (inflating
+// compressed grains), so that reading ahead on every core pays.
+type Parallel interface {
+	ParallelReads() bool
+}
+
+// ParallelReads reports whether src says it is Parallel.
+func ParallelReads(src Source) bool {
+	p, ok := src.(Parallel)
+	return ok && p.ParallelReads()
 }
 
 type result struct {
@@ -80,39 +104,116 @@ func (r *SourceReader) Next() (Piece, error) {
 
 func (r *SourceReader) run(ctx context.Context, src Source) {
 	defer close(r.full)
-	send := func(res result) bool {
-		select {
-		case r.full <- res:
-			return true
-		case <-ctx.Done():
-			return false
+	for p, err := range r.pieces(ctx, src) {
+		if err == nil {
+			err = readPiece(src, p)
 		}
-	}
-	for e, err := range Extents(ctx, src) {
 		if err != nil {
-			send(result{err: err})
+			r.send(ctx, result{err: err})
 			return
 		}
-		for off := e.Off; off < e.End(); {
-			end := min(e.End(), (off/PieceSize+1)*PieceSize)
-			var buf []byte
+		if !r.send(ctx, result{p: p}) {
+			return
+		}
+	}
+}
+
+func (r *SourceReader) send(ctx context.Context, res result) bool {
+	select {
+	case r.full <- res:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// pieces yields src's extents cut at PieceSize boundaries, each with a free
+// buffer of its length to read into; it stops when ctx is done.
+func (r *SourceReader) pieces(ctx context.Context, src Source) iter.Seq2[Piece, error] {
+	return func(yield func(Piece, error) bool) {
+		for e, err := range Extents(ctx, src) {
+			if err != nil {
+				yield(Piece{}, err)
+				return
+			}
+			for off := e.Off; off < e.End(); {
+				end := min(e.End(), (off/PieceSize+1)*PieceSize)
+				var buf []byte
+				select {
+				case buf = <-r.free:
+				case <-ctx.Done():
+					return
+				}
+				if !yield(Piece{Off: off, Data: buf[:end-off]}, nil) {
+					return
+				}
+				off = end
+			}
+		}
+	}
+}
+
+// readPiece fills p's buffer from src.
+func readPiece(src Source, p Piece) error {
+	if n, err := src.ReadAt(p.Data, p.Off); n < len(p.Data) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("reading disk at offset %d: %w", p.Off+int64(n), err)
+	}
+	return nil
+}
+
+// runParallel reads pieces on jobs goroutines and delivers them in order:
+// each piece is queued in order as it is handed to a worker, and taken from
+// the queue when its read is done.
+func (r *SourceReader) runParallel(ctx context.Context, src Source, jobs int) {
+	type job struct {
+		p    Piece
+		err  error
+		done chan struct{}
+	}
+	work := make(chan *job)
+	queue := make(chan *job, 2*jobs+2) // every buffer, and an error
+	for range jobs {
+		go func() {
+			for j := range work {
+				j.err = readPiece(src, j.p)
+				close(j.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(queue)
+		defer close(work)
+		for p, err := range r.pieces(ctx, src) {
+			j := &job{p: p, err: err, done: make(chan struct{})}
+			if err != nil {
+				close(j.done)
+				queue <- j
+				return
+			}
+			queue <- j
 			select {
-			case buf = <-r.free:
+			case work <- j:
 			case <-ctx.Done():
 				return
 			}
-			buf = buf[:end-off]
-			if n, err := src.ReadAt(buf, off); n < len(buf) {
-				if err == nil || err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				send(result{err: fmt.Errorf("reading disk at offset %d: %w", off+int64(n), err)})
-				return
-			}
-			if !send(result{p: Piece{Off: off, Data: buf}}) {
-				return
-			}
-			off = end
+		}
+	}()
+	defer close(r.full)
+	for j := range queue {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return
+		}
+		if j.err != nil {
+			r.send(ctx, result{err: j.err})
+			return
+		}
+		if !r.send(ctx, result{p: j.p}) {
+			return
 		}
 	}
 }

@@ -74,6 +74,8 @@ func (g *grown) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+func (g *grown) ParallelReads() bool { return ParallelReads(g.Source) }
+
 func (g *grown) Extents(ctx context.Context) iter.Seq2[Extent, error] {
 	return Extents(ctx, g.Source)
 }

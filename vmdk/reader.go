@@ -249,6 +249,17 @@ func (img *Image) Close() error {
 	return err
 }
 
+// ParallelReads implements disk.Parallel: reads may run at once, and for
+// an image with compressed grains each costs their inflating.
+func (img *Image) ParallelReads() bool {
+	for _, x := range img.extents {
+		if x.sp != nil && x.sp.compressed() {
+			return true
+		}
+	}
+	return false
+}
+
 // ReadAt implements disk.Source.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
