@@ -619,7 +619,11 @@ func TestOVAHostileAndDamaged(t *testing.T) {
 		mf := filepath.Join(d, "a.mf")
 		b, _ := os.ReadFile(mf)
 		i := strings.Index(string(b), "SHA256(a-sdb.vmdk)= ") + len("SHA256(a-sdb.vmdk)= ")
-		b[i] = "01"[b[i]&1] // another hex digit
+		if b[i] == '0' { // another hex digit
+			b[i] = '1'
+		} else {
+			b[i] = '0'
+		}
 		os.WriteFile(mf, b, 0o644)
 	})
 	// Stream the OVA with 1 MiB chunks and leave sda's first chunk out,
