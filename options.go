@@ -32,6 +32,9 @@ type options struct {
 	createLV   string            // VG to create volumes in
 	prezeroed  bool
 	writer     io.Writer // Pack and Convert write the tar stream here
+	// beforeCommit, when set, is called once everything is written and
+	// before the output is committed: an error aborts it.
+	beforeCommit func() error
 	// storedBelow: the output is compressed as a whole, and Stored is told
 	// the compressed bytes written, not the members' bytes.
 	storedBelow bool

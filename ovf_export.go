@@ -386,20 +386,6 @@ func (x *ovfExport) hashFile(path string) (hash.Hash, int64, error) {
 	return h, n, err
 }
 
-// hashingWriter passes writes on and hashes and counts them.
-type hashingWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func (hw *hashingWriter) Write(p []byte) (int, error) {
-	n, err := hw.w.Write(p)
-	hw.h.Write(p[:n])
-	hw.n += int64(n)
-	return n, err
-}
-
 // writeDir writes the directory form: each disk's file, then the .ovf with
 // every size known, then the manifest.
 func (x *ovfExport) writeDir(ctx context.Context, output string) error {

@@ -28,20 +28,23 @@ func convertOVF(ctx context.Context, path, output string, o *options) (*PackResu
 	if o.format == 0 {
 		o.format = XAPI // what every current host imports
 	}
-	notes := in.notes
+	var notes []string
 	if o.format == Legacy {
 		for _, d := range m.VM.LegacyDrops() {
 			notes = append(notes, "not carried over (a legacy archive cannot say it): "+d)
 		}
 	}
 	tmpdir := spoolDir(output)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o.beforeCommit = in.checkDigests(ctx)
 	res, err := packFrom(ctx, m, func(d *Disk) (disk.Source, error) {
 		return in.source(in.disk(d.Device), tmpdir)
 	}, output, o)
 	if err != nil {
 		return nil, err
 	}
-	res.Notes = notes
+	res.Notes = append(in.allNotes(), notes...)
 	return res, nil
 }
 
@@ -84,7 +87,10 @@ func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult
 	if err := checkTargets(m, o); err != nil {
 		return nil, err
 	}
-	res := &UnpackResult{Generation: XAPI, Notes: in.notes}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	digests := in.checkDigests(ctx)
+	res := &UnpackResult{Generation: XAPI}
 	sources := map[string]disk.Source{}
 	defer func() {
 		for _, s := range sources {
@@ -113,6 +119,10 @@ func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult
 		}
 		res.Disks = append(res.Disks, ud)
 	}
+	if err := digests(); err != nil {
+		return nil, err
+	}
+	res.Notes = in.allNotes()
 	return res, nil
 }
 
@@ -173,7 +183,7 @@ func ovfInfo(path string) (*InfoResult, error) {
 	res := newInfoResult(path, form, m)
 	res.Generation = 0
 	info := &OVFInfo{Version: in.desc.Version, Descriptor: in.pkg.DescriptorName(), Manifest: in.pkg.ManifestName(),
-		Algorithms: []string{}, Firmware: in.desc.System.Firmware, Notes: append([]string{}, in.notes...)}
+		Algorithms: []string{}, Firmware: in.desc.System.Firmware, Notes: append([]string{}, in.allNotes()...)}
 	if in.manifest != nil {
 		for _, e := range in.manifest.Entries {
 			if !slices.Contains(info.Algorithms, e.Algorithm) {

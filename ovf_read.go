@@ -93,7 +93,6 @@ func (in *ovfInput) load() error {
 			return corrupt(KindMetadata, mf, "", -1, "%v", plainOVF(err))
 		}
 	}
-	in.notes = append(in.notes, in.pkg.Notes()...)
 	for _, d := range in.desc.Dropped {
 		in.notes = append(in.notes, "not carried over: "+d)
 	}
@@ -155,6 +154,13 @@ func ovfDevice(i int) string {
 }
 
 func (in *ovfInput) close() error { return in.pkg.Close() }
+
+// allNotes is what the package's layout and files called for (a file's
+// size other than its ovf:size is noted when it is opened) and what the VM
+// loses, so far.
+func (in *ovfInput) allNotes() []string {
+	return append(in.pkg.Notes(), in.notes...)
+}
 
 // appliance is the VM the package describes, as the legacy model pack
 // starts from: its disks in the VM's order, the first the boot disk.

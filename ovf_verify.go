@@ -49,7 +49,7 @@ func CheckOVF(ctx context.Context, path string, problem func(*CorruptError), opt
 		return nil, err
 	}
 	defer in.close()
-	res := &OVFCheck{Form: in.pkg.Form(), Version: in.desc.Version, Notes: append([]string{}, in.notes...)}
+	res := &OVFCheck{Form: in.pkg.Form(), Version: in.desc.Version}
 	if res.Form == "ovf" {
 		res.Form = "ovf directory"
 	}
@@ -79,6 +79,7 @@ func CheckOVF(ctx context.Context, path string, problem func(*CorruptError), opt
 		}
 		res.Disks = append(res.Disks, dc)
 	}
+	res.Notes = append(in.allNotes(), res.Notes...)
 	return res, nil
 }
 
@@ -173,4 +174,29 @@ func asCorrupt(err error) (*CorruptError, bool) {
 		return ce, true
 	}
 	return nil, false
+}
+
+// checkDigests checks the manifest's digests of the package in its own
+// goroutine, beside a conversion reading the same files (which the page
+// cache then serves once), and returns the function that waits for it: its
+// error is the first problem found, an integrity failure, or what stopped
+// the check.
+func (in *ovfInput) checkDigests(ctx context.Context) func() error {
+	if in.manifest == nil {
+		return func() error { return nil }
+	}
+	done := make(chan error, 1)
+	go func() {
+		var first *CorruptError
+		err := in.checkManifest(ctx, &OVFCheck{}, func(e *CorruptError) {
+			if first == nil {
+				first = e
+			}
+		})
+		if err == nil && first != nil {
+			err = first
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }

@@ -174,6 +174,9 @@ func packFrom(ctx context.Context, m *Metadata, open func(d *Disk) (disk.Source,
 		r := disk.NewReader(ctx, sources[d.Device])
 		return r, func() { r.Close() }, nil
 	}, o)
+	if err == nil && o.beforeCommit != nil {
+		err = o.beforeCommit()
+	}
 	if err != nil {
 		out.abort()
 		return nil, err
