@@ -57,12 +57,18 @@ var flagChoices = map[string][]string{
 	"checksum":    {"xxhash", "sha1"},
 	"disk-format": writtenFormats(),
 	"progress":    {progressAuto, progressBar, progressPlain, progressNone},
+
+	"ovf-version":     {"1.0", "2.0"},
+	"ovf-disk-format": {"vmdk", "vhd", "qcow2"},
 }
 
 // choices returns the words a flag of cmd takes, or nil.
 func choices(cmd *cobra.Command, name string) []string {
 	if cmd.Name() == "export" && name == "compress" {
 		return []string{"zstd", "gzip"} // what a host can compress with
+	}
+	if cmd.Name() == "convert" && name == "format" {
+		return []string{"xapi", "legacy", "ova", "ovf"}
 	}
 	return flagChoices[name]
 }

@@ -13,7 +13,7 @@ import (
 
 func newInfoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "info ARCHIVE|VMDIR|IMAGE.vhd|IMAGE.qcow2|PV",
+		Use:   "info ARCHIVE|VMDIR|PACKAGE.ova|IMAGE.vhd|IMAGE.qcow2|PV",
 		Short: "Show the VM an archive holds and how its disks are stored",
 		Long: `Show an archive's format (generation, form, compression; for the xapi
 generation its export_vsn and checksum kind), its VM (name, memory, vCPUs,
@@ -21,7 +21,9 @@ boot mode) and, per disk, its device, size, number of chunks or blocks and
 stored size. The disks are not decoded, so this is quick even for large
 archives; 'xva unpack' checks the data. ARCHIVE is a file, an archive
 directory or '-'; given a VM directory (what 'xva unpack' writes), it shows
-the VM and each disk's image.
+the VM and each disk's image. Given an OVF package (an OVA or an .ovf), it
+shows the VM as an XVA would carry it, each disk's file and stored size,
+the manifest, and what an XVA cannot carry.
 
 Given a VHD or VHDX image instead, it shows its type (fixed, dynamic,
 differencing), virtual size, block size and count, allocated blocks and

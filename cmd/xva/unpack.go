@@ -16,11 +16,13 @@ func newUnpackCmd(g *globals) *cobra.Command {
 	var format, createLV string
 	var targets []string
 	cmd := &cobra.Command{
-		Use:   "unpack ARCHIVE OUTDIR",
+		Use:   "unpack ARCHIVE|PACKAGE.ova OUTDIR",
 		Short: "Write an archive's VM out as ova.xml plus one sparse raw image per disk",
 		Long: `Unpack an XVA archive into a VM directory: the archive's ova.xml, unchanged,
 plus one image per disk named after its device (sda.raw), in the format
---disk-format names:
+--disk-format names. Given an OVF package (an OVA or an .ovf), the directory
+gets an xapi ova.xml describing its VM and its disks as xvda, xvdb, ...,
+ready for 'xva pack'. The formats:
 
 ` + diskFormatList() + `
 qemu, Hyper-V, libvhdi and XenServer all read the VHDs at exactly the disk's

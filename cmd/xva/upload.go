@@ -20,13 +20,14 @@ type uploadFlags struct {
 func newUploadCmd(g *globals) *cobra.Command {
 	f := &uploadFlags{}
 	cmd := &cobra.Command{
-		Use:   "upload ARCHIVE|VMDIR --url https://HOST",
+		Use:   "upload ARCHIVE|VMDIR|PACKAGE.ova --url https://HOST",
 		Short: "Import a VM into a XenServer / XCP-ng pool",
 		Long: `Stream a VM to a pool master's /import and print the new VM's uuid.
 
 An archive of the xapi generation is sent as it is, with its exact length.
-A legacy archive or a VM directory is converted to the xapi generation on
-the fly, in one pass, with no temporary files (current hosts no longer
+A legacy archive, a VM directory or an OVF package (an OVA or an .ovf, its
+manifest's digests checked on the way) is converted to the xapi generation
+on the fly, in one pass, with no temporary files (current hosts no longer
 import legacy archives). The VM lands in the SR given by --sr (its uuid),
 or in the pool's default SR.
 

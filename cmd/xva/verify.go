@@ -15,7 +15,7 @@ import (
 
 func newVerifyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify ARCHIVE...",
+		Use:   "verify ARCHIVE|PACKAGE.ova...",
 		Short: "Check archives end to end; exit 3 if any is corrupt",
 		Long: `Check every byte of each archive, of either generation, reading it once
 on all cores: ova.xml first and parsable; every disk present and complete and
@@ -24,6 +24,11 @@ lengths; xapi blocks' XXH64 or SHA-1 (compared as text, exactly as xapi
 does), each checksum member right after its block, names fixed-width and
 increasing, disks in lexicographic order, no block past a disk's end; tar
 header checksums; the integrity of a whole-archive gzip or zstd stream.
+
+An OVF package (an OVA or an .ovf) is checked too: every file against its
+manifest digest (SHA-1, SHA-256 or SHA-512), the manifest against the
+package, and each disk read whole through its format's reader (every
+compressed grain inflated, its capacity checked against the descriptor).
 
 Every problem is reported with its member, disk and offset. One line per
 archive says OK, CORRUPT or ERROR. Exit code: 0 when all are good, 3 when
