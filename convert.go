@@ -61,6 +61,11 @@ func Convert(ctx context.Context, in, output string, opts ...Option) (*PackResul
 		return nil, err
 	}
 	res.Output = output
+	if target == Legacy && a.meta.Generation == XAPI {
+		for _, d := range a.meta.VM.LegacyDrops() {
+			res.Notes = append(res.Notes, "not carried over (a legacy archive cannot say it): "+d)
+		}
+	}
 	return res, nil
 }
 
