@@ -2,6 +2,7 @@ package xva
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +40,11 @@ func convertOVF(ctx context.Context, path, output string, o *options) (*PackResu
 	defer cancel()
 	o.beforeCommit = in.checkDigests(ctx)
 	res, err := packFrom(ctx, m, func(d *Disk) (disk.Source, error) {
-		return in.source(in.disk(d.Device), tmpdir)
+		od, err := in.disk(d.Device)
+		if err != nil {
+			return nil, err
+		}
+		return in.source(od, tmpdir)
 	}, output, o)
 	if err != nil {
 		return nil, err
@@ -49,13 +54,13 @@ func convertOVF(ctx context.Context, path, output string, o *options) (*PackResu
 }
 
 // disk is the package's disk that became device.
-func (in *ovfInput) disk(device string) ovfDisk {
+func (in *ovfInput) disk(device string) (ovfDisk, error) {
 	for _, d := range in.disks {
 		if d.device == device {
-			return d
+			return d, nil
 		}
 	}
-	panic("xva: no OVF disk for device " + device) // metadata() made every device from in.disks
+	return ovfDisk{}, fmt.Errorf("xva: the package has no disk %s", device)
 }
 
 // spoolDir is where a compressed disk of a package is inflated: beside
@@ -99,7 +104,11 @@ func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult
 	}()
 	sizes := map[string]int64{}
 	for _, d := range m.Disks {
-		src, err := in.source(in.disk(d.Device), dir)
+		od, err := in.disk(d.Device)
+		if err != nil {
+			return nil, err
+		}
+		src, err := in.source(od, dir)
 		if err != nil {
 			return nil, err
 		}

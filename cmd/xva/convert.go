@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -56,7 +58,13 @@ VM is listed as "not carried over".`,
 			if err := refuseTerminal(args[1]); err != nil {
 				return err
 			}
+			if strings.EqualFold(filepath.Ext(args[1]), ".ovf") {
+				return usagef("OUT %s: an OVF descriptor comes with its disk files; write an OVA (name OUT .ova), or the directory form with --format ovf and a directory OUT", args[1])
+			}
 			if form := ovfForm(f.format, args[1]); form != "" {
+				if xva.IsOVF(args[0]) {
+					return usagef("%s is an OVF package already: convert it to an XVA, or copy it", args[0])
+				}
 				if device != "" || diskFormat != "" {
 					return usagef("--disk and --disk-format write one disk as an image; for the disks of an OVF package give --ovf-disk-format")
 				}

@@ -773,3 +773,32 @@ func TestUploadOVA(t *testing.T) {
 	}
 	clean(t, s)
 }
+
+// Outputs that cannot be what was asked are refused before anything is
+// written (exit 2): an .ovf file (its disks need a directory), an OVA from
+// an OVA, OVF flags for an XVA, image flags for a package, stdout for the
+// directory form.
+func TestOVFUsageErrors(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--disk", "sda=sda.img", "a.xva")
+	mustRun(t, dir, nil, "convert", "a.xva", "a.ova")
+	for _, args := range [][]string{
+		{"convert", "a.xva", "a.ovf"},
+		{"convert", "a.ova", "b.ova"},
+		{"convert", "--ovf-version", "2.0", "a.xva", "b.xva"},
+		{"convert", "--disk-format", "qcow2", "a.xva", "b.ova"},
+		{"convert", "--compress", "zstd", "a.xva", "b.ova"},
+		{"convert", "--format", "ovf", "a.xva", "-"},
+		{"convert", "--ovf-version", "3.0", "a.xva", "b.ova"},
+		{"convert", "--ovf-disk-format", "vhdx", "a.xva", "b.ova"},
+	} {
+		before := listDir(t, dir)
+		r := run(t, dir, nil, args...)
+		if r.code != exitUsage || r.stdout != "" {
+			t.Errorf("xva %v: exit %d, want 2 and no output\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		if after := listDir(t, dir); !slices.Equal(after, before) {
+			t.Errorf("xva %v left %v", args, after)
+		}
+	}
+}
