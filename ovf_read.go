@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/xva-tools/xva/disk"
@@ -32,12 +33,13 @@ func IsOVF(path string) bool {
 	if isOVA(head) {
 		return true
 	}
-	ext := strings.ToLower(filepath.Ext(path))
-	switch {
-	case ext == ".ova":
+	// An .ovf is taken at its name, whatever its encoding (XenCenter writes
+	// UTF-16): the parser says what is wrong with one that is not OVF.
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".ova":
 		return looksLikeTarHeader(head)
-	case ext == ".ovf":
-		return strings.Contains(string(head), "Envelope")
+	case ".ovf":
+		return true
 	}
 	return false
 }
@@ -96,7 +98,22 @@ func (in *ovfInput) load() error {
 	for _, d := range in.desc.Dropped {
 		in.notes = append(in.notes, "not carried over: "+d)
 	}
+	if names := xenSettings(in.desc.System.Xen); names != "" {
+		in.notes = append(in.notes, "not carried over: XenCenter's XenServer settings ("+names+
+			"); the VM gets a current host's defaults (HVM, its firmware kept)")
+	}
 	return in.collectDisks()
+}
+
+// xenSettings names the XenCenter settings of a package (other than the
+// firmware in HVM_boot_params, which is read), sorted, "" for none.
+func xenSettings(xen map[string]string) string {
+	var names []string
+	for k := range xen {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // collectDisks pairs each disk of the virtual system with its DiskSection
