@@ -258,12 +258,42 @@ func (in *ovfInput) source(d ovfDisk, tmpdir string) (disk.Source, error) {
 	}
 	switch {
 	case img.Size() > d.disk.Capacity:
-		img.Close()
-		return nil, corrupt(KindImage, d.file.Href, d.device, -1, "the image holds %d bytes, more than the disk's capacity of %d in the descriptor", img.Size(), d.disk.Capacity)
+		return in.clip(img, d)
 	case img.Size() < d.disk.Capacity:
 		return disk.Grow(img, d.disk.Capacity), nil
 	}
 	return img, nil
+}
+
+// maxExcess is how far past its capacity an image may reach and still be
+// read at the capacity: qemu rounds a VHD up to its CHS geometry, some
+// tens of KiB; anything near this is another disk.
+const maxExcess = 64 << 20
+
+// clip reads an image larger than its disk's capacity at the capacity,
+// when what lies past it reads as zeros (qemu-img's VHDs: their size is
+// rounded up to a CHS geometry); an image with data past its capacity is
+// not the disk the descriptor describes.
+func (in *ovfInput) clip(img disk.Source, d ovfDisk) (disk.Source, error) {
+	excess := img.Size() - d.disk.Capacity
+	refuse := func() (disk.Source, error) {
+		img.Close()
+		return nil, corrupt(KindImage, d.file.Href, d.device, -1, "the image holds %d bytes, more than the disk's capacity of %d in the descriptor", img.Size(), d.disk.Capacity)
+	}
+	if excess > maxExcess {
+		return refuse()
+	}
+	buf := make([]byte, excess)
+	if _, err := img.ReadAt(buf, d.disk.Capacity); err != nil && err != io.EOF {
+		img.Close()
+		return nil, err
+	}
+	if !disk.IsZero(buf) {
+		return refuse()
+	}
+	in.notes = append(in.notes, fmt.Sprintf("%s: the image is %d bytes, its capacity %d; the %d bytes past it are zeros and are left out",
+		d.file.Href, img.Size(), d.disk.Capacity, excess))
+	return disk.Clip(img, d.disk.Capacity), nil
 }
 
 // openImageOn opens an image held in r (size bytes), in the format its

@@ -79,3 +79,54 @@ func (g *grown) ParallelReads() bool { return ParallelReads(g.Source) }
 func (g *grown) Extents(ctx context.Context) iter.Seq2[Extent, error] {
 	return Extents(ctx, g.Source)
 }
+
+// clipped is a Source read as a shorter disk.
+type clipped struct {
+	Source
+	size int64
+}
+
+// Clip returns src as a disk of its first size bytes (at most src's);
+// its extents end there. Closing it closes src.
+func Clip(src Source, size int64) Source {
+	if size >= src.Size() {
+		return src
+	}
+	return &clipped{src, size}
+}
+
+func (c *clipped) Size() int64 { return c.size }
+
+func (c *clipped) ReadAt(p []byte, off int64) (int, error) {
+	if off >= c.size {
+		return 0, io.EOF
+	}
+	if rest := c.size - off; int64(len(p)) > rest {
+		n, err := c.Source.ReadAt(p[:rest], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return c.Source.ReadAt(p, off)
+}
+
+func (c *clipped) ParallelReads() bool { return ParallelReads(c.Source) }
+
+func (c *clipped) Extents(ctx context.Context) iter.Seq2[Extent, error] {
+	return func(yield func(Extent, error) bool) {
+		for e, err := range Extents(ctx, c.Source) {
+			if err != nil {
+				yield(e, err)
+				return
+			}
+			if e.Off >= c.size {
+				return
+			}
+			e.Len = min(e.Len, c.size-e.Off)
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}

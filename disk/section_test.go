@@ -41,3 +41,23 @@ func TestSectionAndGrow(t *testing.T) {
 		t.Error("Grow to a smaller size made a new source")
 	}
 }
+
+// Clip reads only its first bytes, and its extents end there.
+func TestClip(t *testing.T) {
+	data := bytes.Repeat([]byte("abcdefgh"), 1024)
+	c := Clip(Grow(Section(bytes.NewReader(data), 5000), 8000), 4000)
+	buf := make([]byte, 100)
+	if n, err := c.ReadAt(buf, 3950); n != 50 || err != io.EOF || !bytes.Equal(buf[:50], data[3950:4000]) {
+		t.Fatalf("clipped end: %d %v", n, err)
+	}
+	var ext []Extent
+	for e, err := range Extents(context.Background(), c) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext = append(ext, e)
+	}
+	if c.Size() != 4000 || len(ext) != 1 || ext[0] != (Extent{0, 4000}) {
+		t.Fatalf("size %d, extents %v", c.Size(), ext)
+	}
+}

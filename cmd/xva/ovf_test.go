@@ -724,6 +724,33 @@ func TestOVAHostileAndDamaged(t *testing.T) {
 		qemuSame(t, "raw", filepath.Join(dir, "gzip", "xvda.raw"), miniRaw)
 		sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", "vmdk", filepath.Join(dir, "gzip", "xvda.raw"), filepath.Join(d, "disk.vmdk"))
 	})
+
+	// The disk formats other tools put in packages, made by qemu-img: a
+	// monolithicSparse VMDK, a dynamic VHD (XenCenter), a qcow2 (oVirt), a
+	// raw image; each is recognised by content and read where it lies.
+	for _, f := range []struct{ name, qemu, opts string }{
+		{"sparse.vmdk", "vmdk", "subformat=monolithicSparse"},
+		{"disk.vhd", "vpc", "subformat=dynamic"},
+		{"disk.qcow2", "qcow2", "compat=1.1"},
+		{"disk.img", "raw", ""},
+	} {
+		t.Run("a "+f.name+" in the package", func(t *testing.T) {
+			d := filepath.Join(dir, "m-"+f.name)
+			sh(t, dir, "cp", "-r", mini, d)
+			args := []string{"convert", "-f", "raw", "-O", f.qemu}
+			if f.opts != "" {
+				args = append(args, "-o", f.opts)
+			}
+			sh(t, d, "qemu-img", append(args, miniRaw, f.name)...)
+			os.WriteFile(filepath.Join(d, "mini.ovf"), miniOVF("", f.name, "", 2<<20, "formats", "bios"), 0o644)
+			tarOVA(t, d, "../"+f.name+".ova", "mini.ovf", f.name)
+			mustRun(t, dir, nil, "verify", f.name+".ova")
+			mustRun(t, dir, nil, "convert", f.name+".ova", f.name+".xva")
+			mustRun(t, dir, nil, "unpack", f.name+".xva", f.name+"-out")
+			qemuSame(t, "raw", filepath.Join(dir, f.name+"-out", "xvda.raw"), miniRaw)
+			sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", f.qemu, filepath.Join(dir, f.name+"-out", "xvda.raw"), filepath.Join(d, f.name))
+		})
+	}
 }
 
 // upload sends an OVA to the pool model converted on the way: the VM it
