@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -270,6 +271,11 @@ func (p *Package) indexTar(fileSize int64) error {
 		}
 		if !h.IsRegular() {
 			p.note("member %q (type %q) is not a regular file; ignored", h.Name, h.Typeflag)
+			continue
+		}
+		if !utf8.ValidString(h.Name) {
+			// An href is XML, UTF-8: nothing in the descriptor can name it.
+			p.note("member %q has a name that is not UTF-8; ignored", h.Name)
 			continue
 		}
 		name, err := memberName(h.Name)
