@@ -98,7 +98,7 @@ func ConvertImage(ctx context.Context, in, out string, opts ...Option) (*ImageRe
 		return nil, imageError(out, err)
 	}
 	o.progress.StartDisk(filepath.Base(in), src.Size())
-	r := disk.NewReader(ctx, src)
+	r := disk.NewReaderJobs(ctx, src, o.jobs)
 	var done int64
 	n, err := disk.Copy(ctx, sink, r, func(off int64) { o.progress.Advance(off - done); done = off })
 	r.Close()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/ova"
@@ -120,6 +121,9 @@ func ConvertToOVF(ctx context.Context, in, output string, p OVFOptions, opts ...
 	if err := checkOVFOptions(&p, output); err != nil {
 		return nil, err
 	}
+	if output != "-" {
+		output = filepath.Clean(output) // out/ names the directory out
+	}
 	if output != "-" && fsutil.Exists(output) && !o.force {
 		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, output)
 	}
@@ -160,23 +164,33 @@ type ovfExport struct {
 }
 
 // packageBase is the name of a package written at output: its file name
-// without the extension, or the VM's name for a stream.
+// without the extension, or the VM's name for a stream; kept to what a
+// ustar member name and an href take: no spaces or separators, at most
+// maxBase bytes (whole characters).
 func packageBase(output, vmName string) string {
 	name := strings.TrimSuffix(filepath.Base(filepath.Clean(output)), filepath.Ext(output))
 	if output == "-" {
 		name = vmName
 	}
 	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|`, r) {
+		if r <= 0x20 || r == 0x7f || strings.ContainsRune(`/\:*?"<>|%#`, r) {
 			return '_'
 		}
 		return r
-	}, name)
+	}, strings.ToValidUTF8(name, "_"))
+	for len(name) > maxBase {
+		_, n := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-n]
+	}
 	if name == "" || name == "." || name == ".." {
 		name = "vm"
 	}
 	return name
 }
+
+// maxBase leaves room in a ustar name (100 bytes) for a disk's device, its
+// extension and a chunk's number.
+const maxBase = 64
 
 // describe makes the envelope of the archive's VM, without file sizes.
 func (x *ovfExport) describe() {

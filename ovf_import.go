@@ -38,7 +38,15 @@ func convertOVF(ctx context.Context, path, output string, o *options) (*PackResu
 	tmpdir := spoolDir(output)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	o.beforeCommit = in.checkDigests(ctx)
+	if output == "-" || o.writer != nil {
+		// A stream (an upload) cannot be taken back once sent: its
+		// digests are checked before a byte of it goes out.
+		if err := in.checkDigests(ctx)(); err != nil {
+			return nil, err
+		}
+	} else {
+		o.beforeCommit = in.checkDigests(ctx)
+	}
 	res, err := packFrom(ctx, m, func(d *Disk) (disk.Source, error) {
 		od, err := in.disk(d.Device)
 		if err != nil {
@@ -95,6 +103,14 @@ func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	digests := in.checkDigests(ctx)
+	if len(o.targets) > 0 || o.createLV != "" {
+		// Devices and volumes are written in place, with nothing to
+		// take back: the digests first.
+		if err := digests(); err != nil {
+			return nil, err
+		}
+		digests = func() error { return nil }
+	}
 	res := &UnpackResult{Generation: XAPI}
 	sources := map[string]disk.Source{}
 	defer func() {
@@ -144,7 +160,7 @@ func unpackSource(ctx context.Context, m *Metadata, dir string, d *Disk, src dis
 	}
 	start := time.Now()
 	o.progress.StartDisk(d.Device, d.Size)
-	n, err := copyDisk(ctx, sink, src, o.progress.Advance)
+	n, err := copyDisk(ctx, sink, src, o.jobs, o.progress.Advance)
 	o.progress.EndDisk()
 	if err == nil {
 		err = sink.Commit()

@@ -243,7 +243,7 @@ func (in *ovfInput) source(d ovfDisk, tmpdir string) (disk.Source, error) {
 	size := f.Size()
 	var spool *os.File
 	if f.Sequential() {
-		if spool, size, err = inflate(f, tmpdir, d.file.Href); err != nil {
+		if spool, size, err = inflate(f, tmpdir, d.file.Href, maxImage(d.disk.Capacity)); err != nil {
 			return nil, err
 		}
 		r = spool
@@ -308,9 +308,17 @@ func openImageOn(r io.ReaderAt, size int64, name string) (disk.Source, error) {
 	return checkedReads(f, img, name), nil
 }
 
-// inflate copies the inflated stream of f into a new temporary file in
-// tmpdir and returns it with its size.
-func inflate(f ovf.FileData, tmpdir, name string) (*os.File, int64, error) {
+// maxImage is the largest image file a disk of capacity bytes can need:
+// its data, the metadata of any format (VHD's bitmaps and qcow2's tables
+// take well under 1/64 of it) and what a clipped image may hold past it.
+// A compressed file inflating to more is refused before it fills the disk.
+func maxImage(capacity int64) int64 {
+	return capacity + capacity/64 + maxExcess + 1<<20
+}
+
+// inflate copies the inflated stream of f, at most limit bytes, into a new
+// temporary file in tmpdir and returns it with its size.
+func inflate(f ovf.FileData, tmpdir, name string, limit int64) (*os.File, int64, error) {
 	rc, err := f.Reader()
 	if err != nil {
 		return nil, 0, ovfError(name, err)
@@ -320,10 +328,13 @@ func inflate(f ovf.FileData, tmpdir, name string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := spoolSparse(tmp, rc)
+	n, err := spoolSparse(tmp, io.LimitReader(rc, limit+1))
+	if err == nil && n > limit {
+		err = corrupt(KindImage, name, "", -1, "inflates to more than the %d bytes an image of the disk's capacity can need", limit)
+	}
 	if err != nil {
 		removeSpool(tmp)
-		if !IsIOError(err) {
+		if !IsIOError(err) && !IsCorrupt(err) {
 			return nil, 0, corrupt(KindCompression, name, "", -1, "%v", err)
 		}
 		return nil, 0, err
@@ -401,9 +412,9 @@ func plainOVF(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "ovf: "))
 }
 
-// copyDisk reads src whole into sink.
-func copyDisk(ctx context.Context, sink disk.Sink, src disk.Source, progress func(int64)) (int64, error) {
-	r := disk.NewReader(ctx, src)
+// copyDisk reads src whole into sink, on up to jobs cores.
+func copyDisk(ctx context.Context, sink disk.Sink, src disk.Source, jobs int, progress func(int64)) (int64, error) {
+	r := disk.NewReaderJobs(ctx, src, jobs)
 	defer r.Close()
 	return disk.Copy(ctx, sink, r, progress)
 }

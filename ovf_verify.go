@@ -5,7 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"io"
-	"strings"
+	"slices"
 
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/ovf"
@@ -84,46 +84,82 @@ func CheckOVF(ctx context.Context, path string, problem func(*CorruptError), opt
 }
 
 // checkManifest hashes every file the manifest lists, in package order,
-// and reports a digest that differs, a listed file the package lacks and a
-// file the manifest leaves out.
+// and reports a digest that differs, a listed file the package lacks, and
+// a file the manifest must list and does not: the descriptor and every
+// file of its References (each chunk of a chunked one). Other files of the
+// package (a README beside an .ovf) are none of its business.
 func (in *ovfInput) checkManifest(ctx context.Context, res *OVFCheck, problem func(*CorruptError)) error {
 	if in.manifest == nil {
 		res.Notes = append(res.Notes, "the package has no manifest: its files' digests cannot be checked")
 		return nil
 	}
 	mf := in.pkg.ManifestName()
-	listed := map[string]bool{}
-	for _, e := range in.manifest.Entries {
-		listed[e.Name] = true
+	for _, name := range in.unlisted() {
+		problem(corrupt(KindMissing, mf, "", -1, "the manifest lists no digest of %s", name).(*CorruptError))
 	}
-	for _, m := range in.pkg.Members() {
+	for _, e := range in.manifestOrder() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		switch {
-		case m.Name == mf || strings.HasSuffix(strings.ToLower(m.Name), ".cert"):
-			continue
-		case !listed[m.Name]:
-			problem(corrupt(KindMissing, mf, "", -1, "the manifest lists no digest of %s", m.Name).(*CorruptError))
+		sum, n, err := in.digest(e.Name, e.Algorithm)
+		res.BytesRead += n
+		if ce, ok := asCorrupt(err); ok {
+			problem(ce)
 			continue
 		}
-		delete(listed, m.Name)
-		e, _ := in.manifest.Lookup(m.Name)
-		sum, n, err := in.digest(m.Name, e.Algorithm)
-		res.BytesRead += n
 		if err != nil {
 			return err
 		}
 		if subtle.ConstantTimeCompare(sum, e.Digest) != 1 {
-			problem(corrupt(KindChecksum, m.Name, "", -1, "%s digest %x, the manifest says %x", e.Algorithm, sum, e.Digest).(*CorruptError))
-		}
-	}
-	for _, e := range in.manifest.Entries {
-		if listed[e.Name] {
-			problem(corrupt(KindMissing, e.Name, "", -1, "the manifest lists %s, which the package lacks", e.Name).(*CorruptError))
+			problem(corrupt(KindChecksum, e.Name, "", -1, "%s digest %x, the manifest says %x", e.Algorithm, sum, e.Digest).(*CorruptError))
 		}
 	}
 	return nil
+}
+
+// unlisted is the files the manifest must list and does not.
+func (in *ovfInput) unlisted() []string {
+	var names []string
+	need := func(name string) {
+		if _, ok := in.manifest.Lookup(name); !ok {
+			names = append(names, name)
+		}
+	}
+	need(in.pkg.DescriptorName())
+	for _, f := range in.desc.Files {
+		if f.ChunkSize == 0 {
+			need(f.Href)
+			continue
+		}
+		for _, m := range in.pkg.Members() {
+			if isChunkOf(m.Name, f.Href) {
+				need(m.Name)
+			}
+		}
+	}
+	return names
+}
+
+// manifestOrder is the manifest's entries in the order their files lie in
+// the package, those it does not hold last: one pass over an OVA.
+func (in *ovfInput) manifestOrder() []ovf.ManifestEntry {
+	at := map[string]int{}
+	for i, m := range in.pkg.Members() {
+		at[m.Name] = i
+	}
+	order := slices.Clone(in.manifest.Entries)
+	slices.SortStableFunc(order, func(a, b ovf.ManifestEntry) int {
+		i, ok := at[a.Name]
+		if !ok {
+			i = len(at)
+		}
+		j, ok := at[b.Name]
+		if !ok {
+			j = len(at)
+		}
+		return i - j
+	})
+	return order
 }
 
 // digest hashes one file of the package with the algorithm named.
@@ -133,8 +169,14 @@ func (in *ovfInput) digest(name, algorithm string) ([]byte, int64, error) {
 		return nil, 0, err
 	}
 	r, _, err := in.pkg.Open(name)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, ovf.ErrCorrupt):
 		return nil, 0, ovfError(name, err)
+	case !in.pkg.Has(name):
+		return nil, 0, corrupt(KindMissing, name, "", -1, "the manifest lists %s, which the package lacks", name)
+	default:
+		return nil, 0, err
 	}
 	defer r.Close()
 	n, err := io.Copy(h, r)
@@ -154,7 +196,7 @@ func (in *ovfInput) checkDisk(ctx context.Context, d ovfDisk, o *options) (int64
 	defer src.Close()
 	o.progress.StartDisk(d.device, src.Size())
 	defer o.progress.EndDisk()
-	r := disk.NewReader(ctx, src)
+	r := disk.NewReaderJobs(ctx, src, o.jobs)
 	defer r.Close()
 	var n int64
 	for p, err := range disk.Pieces(r) {

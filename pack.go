@@ -171,7 +171,7 @@ func packFrom(ctx context.Context, m *Metadata, open func(d *Disk) (disk.Source,
 		return nil, err
 	}
 	res, err := writeArchive(ctx, out, m, func(d *Disk) (disk.Reader, func(), error) {
-		r := disk.NewReader(ctx, sources[d.Device])
+		r := disk.NewReaderJobs(ctx, sources[d.Device], o.jobs)
 		return r, func() { r.Close() }, nil
 	}, o)
 	if err == nil && o.beforeCommit != nil {

@@ -197,6 +197,12 @@ type closing struct {
 
 func (c *closing) ParallelReads() bool { return disk.ParallelReads(c.Source) }
 
+// Extents passes on the image's extents, which the embedded interface
+// alone would hide.
+func (c *closing) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
+	return disk.Extents(ctx, c.Source)
+}
+
 func (c *closing) Close() error {
 	c.Source.Close()
 	return c.under.Close()

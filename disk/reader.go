@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"runtime"
+	"sync"
 )
 
 // PieceSize is the largest piece a Reader made by NewReader returns. Pieces
@@ -19,13 +20,22 @@ const PieceSize = 1 << 20
 // at once (Parallel: compressed images) is read a few pieces ahead, one
 // piece per core at a time, still delivered in order.
 func NewReader(ctx context.Context, src Source) *SourceReader {
-	jobs := 1
-	if ParallelReads(src) {
+	return NewReaderJobs(ctx, src, 0)
+}
+
+// NewReaderJobs is NewReader reading a Parallel source on at most jobs
+// goroutines (0: one per core).
+func NewReaderJobs(ctx context.Context, src Source, jobs int) *SourceReader {
+	if jobs <= 0 {
 		jobs = runtime.NumCPU()
+	}
+	if !ParallelReads(src) {
+		jobs = 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &SourceReader{
 		size:   src.Size(),
+		ctx:    ctx,
 		cancel: cancel,
 		full:   make(chan result, 2),
 		free:   make(chan []byte, 2*jobs+1),
@@ -33,6 +43,7 @@ func NewReader(ctx context.Context, src Source) *SourceReader {
 	for range 2*jobs + 1 {
 		r.free <- make([]byte, PieceSize)
 	}
+	r.running.Add(1)
 	if jobs > 1 {
 		go r.runParallel(ctx, src, jobs)
 	} else {
@@ -61,20 +72,25 @@ type result struct {
 
 // SourceReader is the Reader of a Source.
 type SourceReader struct {
-	size   int64
-	cancel context.CancelFunc
-	full   chan result
-	free   chan []byte
-	held   []byte // buffer of the piece last returned, handed back on Next
-	err    error
+	size    int64
+	ctx     context.Context
+	cancel  context.CancelFunc
+	running sync.WaitGroup // the goroutines reading the source
+	full    chan result
+	free    chan []byte
+	held    []byte // buffer of the piece last returned, handed back on Next
+	err     error
 }
 
 // Size implements Reader.
 func (r *SourceReader) Size() int64 { return r.size }
 
-// Close stops the read-ahead goroutine. It does not close the source.
+// Close stops the read-ahead and waits until no read of the source is
+// under way, so that the source can be closed next. It does not close the
+// source.
 func (r *SourceReader) Close() error {
 	r.cancel()
+	r.running.Wait()
 	return nil
 }
 
@@ -89,9 +105,13 @@ func (r *SourceReader) Next() (Piece, error) {
 	}
 	res, ok := <-r.full
 	if !ok {
-		r.err = io.EOF
+		// Ended by its context, the reader has not reached the end.
+		r.err = r.ctx.Err()
+		if r.err == nil {
+			r.err = io.EOF
+		}
 		r.cancel()
-		return Piece{}, io.EOF
+		return Piece{}, r.err
 	}
 	if res.err != nil {
 		r.err = res.err
@@ -103,6 +123,7 @@ func (r *SourceReader) Next() (Piece, error) {
 }
 
 func (r *SourceReader) run(ctx context.Context, src Source) {
+	defer r.running.Done()
 	defer close(r.full)
 	for p, err := range r.pieces(ctx, src) {
 		if err == nil {
@@ -175,15 +196,18 @@ func (r *SourceReader) runParallel(ctx context.Context, src Source, jobs int) {
 	}
 	work := make(chan *job)
 	queue := make(chan *job, 2*jobs+2) // every buffer, and an error
+	var workers sync.WaitGroup
 	for range jobs {
-		go func() {
+		workers.Go(func() {
 			for j := range work {
 				j.err = readPiece(src, j.p)
 				close(j.done)
 			}
-		}()
+		})
 	}
-	go func() {
+	defer r.running.Done()
+	defer workers.Wait()
+	workers.Go(func() { // the producer reads extents from the source too
 		defer close(queue)
 		defer close(work)
 		for p, err := range r.pieces(ctx, src) {
@@ -200,7 +224,7 @@ func (r *SourceReader) runParallel(ctx context.Context, src Source, jobs int) {
 				return
 			}
 		}
-	}()
+	})
 	defer close(r.full)
 	for j := range queue {
 		select {

@@ -55,6 +55,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("ovf: manifest of %d bytes, more than the %d allowed", len(data), MaxManifestSize)
 	}
 	m := &Manifest{}
+	seen := map[string]int{}
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimRight(line, "\r")
 		if strings.TrimSpace(line) == "" {
@@ -64,6 +65,11 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ovf: manifest line %d: %v", i+1, err)
 		}
+		// Two digests of one file: which one was meant cannot be told.
+		if first, dup := seen[e.Name]; dup {
+			return nil, fmt.Errorf("ovf: manifest line %d: %s has a digest on line %d already", i+1, e.Name, first)
+		}
+		seen[e.Name] = i + 1
 		m.Entries = append(m.Entries, e)
 	}
 	return m, nil

@@ -82,3 +82,14 @@ func TestNewHash(t *testing.T) {
 		t.Error("NewHash(MD5) succeeded")
 	}
 }
+
+// Two digests of one file are refused: which one was meant cannot be told,
+// and checking only the first would let the second lie.
+func TestManifestDuplicateName(t *testing.T) {
+	a := "SHA256(vm.ovf)= " + strings.Repeat("0", 64) + "\n"
+	b := "SHA256(vm.ovf)= " + strings.Repeat("1", 64) + "\n"
+	_, err := ParseManifest([]byte(a + b))
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("got %v, want the duplicate refused naming both lines", err)
+	}
+}

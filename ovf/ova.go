@@ -211,18 +211,24 @@ func (p *Package) openInRoot(name string) (*os.File, int64, error) {
 	if !fs.ValidPath(name) || strings.Contains(name, `\`) {
 		return nil, 0, fmt.Errorf("ovf: %q does not name a file beside %s", name, p.ovf)
 	}
+	// Stat first: opening a FIFO would wait for a writer.
+	st, err := p.root.Stat(name)
+	if err != nil {
+		if lst, lerr := p.root.Lstat(name); lerr == nil && lst.Mode()&fs.ModeSymlink != 0 {
+			return nil, 0, corruptf("ovf: %s is a symbolic link leading out of the package's directory", name)
+		}
+		return nil, 0, fmt.Errorf("ovf: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, 0, corruptf("ovf: %s is not a regular file", name)
+	}
 	f, err := p.root.Open(name)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ovf: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("ovf: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("ovf: %s is not a regular file", name)
+		return nil, 0, corruptf("ovf: %s is not a regular file", name)
 	}
 	return f, st.Size(), nil
 }

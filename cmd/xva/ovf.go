@@ -58,6 +58,9 @@ func convertToOVF(cmd *cobra.Command, g *globals, in, out, form string, f *ovfFl
 			return usagef("--%s is for XVA archives; OUT %s is an OVF package (%s)", flag, out, form)
 		}
 	}
+	if cmd.Flags().Changed("ovf-chunk-size") && out != "-" {
+		return usagef("--ovf-chunk-size cuts the disks of an OVA written to standard output; one written to a file holds each disk whole")
+	}
 	chunk, err := humanize.ParseBytes(f.chunkSize)
 	if err != nil {
 		return usagef("--ovf-chunk-size %q: want a size such as 64MiB", f.chunkSize)

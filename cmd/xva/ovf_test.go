@@ -829,3 +829,114 @@ func TestOVFUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// What a review found, each fixed and held here:
+//   - an upload, or a stream, of a package whose manifest digest fails
+//     sends nothing: the digests are checked before a stream starts;
+//   - the manifest is judged on the descriptor and its References files:
+//     another file beside an .ovf, or in an OVA, is none of its business,
+//     and an href in a subdirectory is found;
+//   - "--format ovf a.xva out/" writes the directory out;
+//   - a name too long for a tar member is shortened, spaces replaced;
+//   - a gzip-compressed disk that inflates past any image of its capacity
+//     is refused before it fills the disk;
+//   - a FIFO beside an .ovf is refused, not waited on.
+func TestOVFReviewCases(t *testing.T) {
+	dir, _, _ := ovfSetup(t)
+	mustRun(t, dir, nil, "convert", "a.xva", "a.ova")
+	x := filepath.Join(dir, "x")
+	os.Mkdir(x, 0o755)
+	sh(t, x, "tar", "-xf", "../a.ova")
+	mf, _ := os.ReadFile(filepath.Join(x, "a.mf"))
+	i := strings.Index(string(mf), "SHA256(a-sdb.vmdk)= ") + len("SHA256(a-sdb.vmdk)= ")
+	if mf[i] == '0' {
+		mf[i] = '1'
+	} else {
+		mf[i] = '0'
+	}
+	os.WriteFile(filepath.Join(x, "a.mf"), mf, 0o644)
+	tarOVA(t, x, "../bad.ova", "a.ovf", "a-sda.vmdk", "a-sdb.vmdk", "a-sdc.vmdk", "a.mf")
+
+	t.Run("bad digest, upload and stream", func(t *testing.T) {
+		s, ca := pool(t)
+		r := remote(t, dir, "secret", "upload", "bad.ova", "--url", s.URL, "--ca-cert", ca)
+		if r.code != exitCorrupt || len(s.VMs()) != 0 {
+			t.Fatalf("upload: exit %d, %d VMs on the pool\n%s", r.code, len(s.VMs()), r.stderr)
+		}
+		if r := run(t, dir, nil, "convert", "bad.ova", "-"); r.code != exitCorrupt || r.stdout != "" {
+			t.Fatalf("convert to stdout: exit %d, %d bytes out", r.code, len(r.stdout))
+		}
+	})
+
+	t.Run("other files and subdirectories", func(t *testing.T) {
+		mustRun(t, dir, nil, "convert", "--format", "ovf", "a.xva", "d/")
+		os.WriteFile(filepath.Join(dir, "d", "README"), []byte("not in the manifest\n"), 0o644)
+		mustRun(t, dir, nil, "verify", "d/d.ovf")
+		mustRun(t, dir, nil, "convert", "d/d.ovf", "d/back.xva")
+		mustRun(t, dir, nil, "verify", "d/d.ovf") // with an XVA beside it
+		os.WriteFile(filepath.Join(x, "README"), []byte("hello\n"), 0o644)
+		tarOVA(t, x, "../extra.ova", "a.ovf", "a-sda.vmdk", "README", "a-sdb.vmdk", "a-sdc.vmdk", "a.mf")
+		os.Remove(filepath.Join(x, "README"))
+		// a-sdb's digest is still the wrong one: that is the only problem.
+		r := run(t, dir, nil, "verify", "--json", "extra.ova")
+		if r.code != exitCorrupt || strings.Count(r.stdout, `"kind":`) != 1 || !strings.Contains(r.stdout, `"member": "a-sdb.vmdk"`) {
+			t.Fatalf("verify extra.ova: exit %d\n%s", r.code, r.stdout)
+		}
+		// An href in a subdirectory, listed in the manifest.
+		sub := filepath.Join(dir, "sub")
+		os.MkdirAll(filepath.Join(sub, "disks"), 0o755)
+		raw := makeVMDK(t, filepath.Join(sub, "disks"), "d.vmdk", 1<<20, 5)
+		os.Remove(raw)
+		os.WriteFile(filepath.Join(sub, "vm.ovf"), miniOVF("", "disks/d.vmdk", "", 1<<20, "sub", "bios"), 0o644)
+		sum := sh(t, sub, "sha256sum", "vm.ovf", "disks/d.vmdk")
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(sum), "\n") {
+			h, name, _ := strings.Cut(l, "  ")
+			lines = append(lines, fmt.Sprintf("SHA256(%s)= %s", name, h))
+		}
+		os.WriteFile(filepath.Join(sub, "vm.mf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+		mustRun(t, dir, nil, "verify", "sub/vm.ovf")
+	})
+
+	t.Run("long names and spaces", func(t *testing.T) {
+		long := strings.Repeat("x", 97) + " y.ova"
+		mustRun(t, dir, nil, "convert", "a.xva", long)
+		list := sh(t, dir, "tar", "-tf", long)
+		for _, name := range strings.Fields(list) {
+			if len(name) > 100 || strings.Contains(name, " ") {
+				t.Errorf("member %q", name)
+			}
+		}
+		mustRun(t, dir, nil, "verify", long)
+	})
+
+	t.Run("gzip bomb", func(t *testing.T) {
+		g := filepath.Join(dir, "bomb")
+		os.Mkdir(g, 0o755)
+		f, err := os.Create(filepath.Join(g, "disk.vmdk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(200 << 20)
+		f.Close()
+		sh(t, g, "gzip", "-n", "disk.vmdk")
+		os.WriteFile(filepath.Join(g, "vm.ovf"), miniOVF("", "disk.vmdk.gz", ` ovf:compression="gzip"`, 1<<20, "bomb", "bios"), 0o644)
+		tarOVA(t, g, "../bomb.ova", "vm.ovf", "disk.vmdk.gz")
+		r := run(t, dir, nil, "convert", "bomb.ova", "bomb.xva")
+		if r.code != exitCorrupt || !strings.Contains(r.stderr, "inflates to more than") {
+			t.Fatalf("convert bomb.ova: exit %d\n%s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("a FIFO beside the .ovf", func(t *testing.T) {
+		ff := filepath.Join(dir, "fifo")
+		os.Mkdir(ff, 0o755)
+		os.WriteFile(filepath.Join(ff, "vm.ovf"), miniOVF("", "disk.vmdk", "", 1<<20, "fifo", "bios"), 0o644)
+		if out, err := exec.Command("mkfifo", filepath.Join(ff, "disk.vmdk")).CombinedOutput(); err != nil {
+			t.Skipf("no FIFOs here: %v %s", err, out)
+		}
+		if r := run(t, dir, nil, "verify", "fifo/vm.ovf"); r.code != exitCorrupt {
+			t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
