@@ -31,6 +31,8 @@ type member struct {
 	// open gives an independent reader of the data, for reading members
 	// concurrently. It is nil for a stream.
 	open func() (io.ReadCloser, error)
+	// at reads the data at random, in a tar file; nil elsewhere.
+	at io.ReaderAt
 }
 
 // container yields an archive's members in archive order.
@@ -360,7 +362,8 @@ func (t *tarFileContainer) next() (*member, error) {
 		return io.NopCloser(&memberReader{r: io.NewSectionReader(t.f, m.off, m.size)}), nil
 	}
 	r, _ := open()
-	return &member{name: m.name, raw: m.raw, dir: m.dir, size: m.size, r: r, open: open}, nil
+	return &member{name: m.name, raw: m.raw, dir: m.dir, size: m.size, r: r, open: open,
+		at: io.NewSectionReader(t.f, m.off, m.size)}, nil
 }
 
 // fileReader reads a file by offset: seeking is free and the size known,

@@ -1,0 +1,400 @@
+package xva
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/xva-tools/xva/chunk"
+	"github.com/xva-tools/xva/disk"
+)
+
+// ArchiveDisks is every disk of an archive opened for random access.
+type ArchiveDisks struct {
+	Metadata *Metadata
+	Disks    []*ArchiveDisk // in archive order
+	closers  []io.Closer
+}
+
+// Close closes the archive's files.
+func (a *ArchiveDisks) Close() error {
+	var errs []error
+	for _, c := range a.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Disk is the disk of the archive with the given device, or nil.
+func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
+	for _, d := range a.Disks {
+		if d.Device == device {
+			return d
+		}
+	}
+	return nil
+}
+
+// OpenDisks opens every disk of the archive at path (a tar file or a
+// directory, not compressed as a whole) for random access: each is a
+// disk.Source whose extents are known from the archive's layout, without
+// reading its data, and whose every byte is checked before it is served (an
+// xapi block against its hash, a legacy chunk's CRC-32 and length once,
+// then each piece against the CRC-32 found for it). A range whose check
+// fails is an error for that range only.
+func OpenDisks(path string, opts ...Option) (*ArchiveDisks, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if path == "-" {
+		return nil, fmt.Errorf("%w: a stream cannot be read at random: give the archive's file or directory", ErrBadOptions)
+	}
+	a, err := openArchive(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if !a.c.random() {
+		a.close()
+		return nil, fmt.Errorf("%w: %s is compressed as a whole, which cannot be read at random yet: "+
+			"'xva convert %s plain.xva --compress none' writes one that can", ErrUnsupported, path, path)
+	}
+	ad := &ArchiveDisks{Metadata: a.meta, closers: []io.Closer{closerFunc(a.close)}}
+	if err := ad.index(a, path, o); err != nil {
+		ad.Close()
+		return nil, err
+	}
+	return ad, nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// located is an archive member that can be read at random.
+type located struct {
+	name string
+	size int64
+	r    io.ReaderAt
+}
+
+// index lists the archive's members and lays out each disk's spans.
+func (ad *ArchiveDisks) index(a *archive, path string, o *options) error {
+	byDisk := map[*Disk][]located{}
+	for {
+		m, err := a.p.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		d := a.meta.diskOf(m.name)
+		if d == nil {
+			continue
+		}
+		r, err := ad.readerAt(a, path, m)
+		if err != nil {
+			return err
+		}
+		byDisk[d] = append(byDisk[d], located{m.name, m.size, r})
+	}
+	for i := range a.meta.Disks {
+		d := &a.meta.Disks[i]
+		var spans []span
+		var err error
+		if a.meta.Generation == XAPI {
+			spans, err = xapiSpans(d, byDisk[d])
+		} else {
+			spans, err = legacySpans(d, byDisk[d], o.jobs)
+		}
+		if err != nil {
+			return err
+		}
+		ad.Disks = append(ad.Disks, &ArchiveDisk{Device: d.Device, ID: d.ID, size: d.Size, spans: spans, cache: newSpanCache(16)})
+	}
+	return nil
+}
+
+// readerAt gives random access to member m: a section of the tar file, or
+// the member's file in an archive directory (kept open until Close).
+func (ad *ArchiveDisks) readerAt(a *archive, path string, m *member) (io.ReaderAt, error) {
+	switch a.c.(type) {
+	case *tarFileContainer:
+		return m.at, nil
+	case *dirContainer:
+		f, err := os.OpenFile(filepath.Join(path, filepath.FromSlash(m.name)), os.O_RDONLY|noFollow, 0)
+		if err != nil {
+			return nil, ioError{err}
+		}
+		ad.closers = append(ad.closers, f)
+		return f, nil
+	}
+	return nil, fmt.Errorf("%w: this archive's form cannot be read at random", ErrUnsupported)
+}
+
+// span is a run of a disk held by one unit of the archive (an xapi block,
+// a piece of a legacy chunk), checked before its bytes are served.
+type span struct {
+	off, size int64
+	member    string
+	load      func() ([]byte, error) // the span's bytes, checked
+}
+
+// xapiSpans places the blocks of d as unpack does (chunk.BlockSeq: running
+// offsets, gaps, keep-alive members), each with its checksum member.
+func xapiSpans(d *Disk, members []located) ([]span, error) {
+	seq := chunk.NewBlockSeq(d.ID, d.Size)
+	var spans []span
+	for i := 0; i < len(members); i++ {
+		m := members[i]
+		off, err := seq.Data(m.name, m.size)
+		if err != nil {
+			return nil, blockError(err, d)
+		}
+		if i+1 == len(members) {
+			return nil, blockError(seq.Unpaired(), d)
+		}
+		sum := members[i+1]
+		kind, err := seq.Checksum(sum.name)
+		if err != nil {
+			return nil, blockError(err, d)
+		}
+		i++
+		if m.size > 0 {
+			spans = append(spans, span{off: off, size: m.size, member: m.name, load: xapiBlock(m, sum, kind)})
+		}
+	}
+	if err := seq.End(); err != nil {
+		return nil, blockError(err, d)
+	}
+	return spans, nil
+}
+
+// xapiBlock reads a block and checks it against its checksum member, as
+// xapi compares them: as text.
+func xapiBlock(m, sum located, kind chunk.Checksum) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if sum.size > 128 {
+			return nil, fmt.Errorf("%w: checksum member %s holds %d bytes", chunk.ErrHashMismatch, sum.name, sum.size)
+		}
+		data := make([]byte, m.size)
+		if _, err := m.r.ReadAt(data, 0); err != nil {
+			return nil, memberReadError(m.name, err)
+		}
+		want := make([]byte, sum.size)
+		if _, err := sum.r.ReadAt(want, 0); err != nil {
+			return nil, memberReadError(sum.name, err)
+		}
+		if got := chunk.HashText(kind, data); got != string(want) {
+			return nil, fmt.Errorf("%w: %s hashes to %s, its checksum member says %q", chunk.ErrHashMismatch, m.name, got, want)
+		}
+		return data, nil
+	}
+}
+
+// legacySpans places the chunks of d, each a run of 1 MiB pieces that its
+// piece index locates; the all-zero pieces are holes.
+func legacySpans(d *Disk, members []located, jobs int) ([]span, error) {
+	seq := chunk.NewLegacySeq(d.ID, d.Size)
+	var spans []span
+	for _, m := range members {
+		start, want, err := seq.Add(m.name)
+		if err != nil {
+			return nil, blockError(err, d)
+		}
+		x, err := chunk.ReadChunkIndex(m.r, m.size)
+		if errors.Is(err, chunk.ErrNoIndex) {
+			return nil, fmt.Errorf("%w: %s was not written by xva (plain gzip, with no piece index), which cannot be read at random yet: "+
+				"'xva convert' writes an archive that can", ErrUnsupported, m.name)
+		}
+		if err != nil {
+			return nil, corrupt(chunkKind(err), m.name, d.Device, start, "%v", err)
+		}
+		if x.Length() != want {
+			return nil, corrupt(KindLength, m.name, d.Device, start, "the chunk holds %d bytes, %d expected", x.Length(), want)
+		}
+		for i := range x.Pieces() {
+			if x.IsZero(m.r, i) {
+				continue
+			}
+			off := int64(i) * x.PieceSize()
+			size := min(x.PieceSize(), x.Length()-off)
+			spans = append(spans, span{off: start + off, size: size, member: m.name, load: func() ([]byte, error) {
+				if err := x.Verify(context.Background(), m.r, jobs); err != nil {
+					return nil, err
+				}
+				return x.Piece(m.r, i)
+			}})
+		}
+	}
+	if err := seq.End(); err != nil {
+		return nil, blockError(err, d)
+	}
+	return spans, nil
+}
+
+// blockError makes an error of the disk encodings an integrity failure of
+// disk d.
+func blockError(err error, d *Disk) error {
+	if err == nil {
+		return nil
+	}
+	var me *chunk.MemberError
+	if errors.As(err, &me) {
+		return corrupt(chunkKind(me.Err), me.Member, d.Device, me.Offset, "%v", me.Err)
+	}
+	return corrupt(chunkKind(err), "", d.Device, -1, "%v", err)
+}
+
+func memberReadError(name string, err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return corrupt(KindTruncated, name, "", -1, "the member ends early")
+	}
+	return ioError{err}
+}
+
+// ArchiveDisk is one disk of an archive read at random: a disk.Source.
+type ArchiveDisk struct {
+	Device, ID string
+	size       int64
+	spans      []span // in offset order, not overlapping
+	cache      *spanCache
+}
+
+var _ disk.Source = (*ArchiveDisk)(nil)
+var _ disk.Extenter = (*ArchiveDisk)(nil)
+
+// Size implements disk.Source.
+func (d *ArchiveDisk) Size() int64 { return d.size }
+
+// Close implements disk.Source; the archive's files close with
+// ArchiveDisks.Close.
+func (d *ArchiveDisk) Close() error { return nil }
+
+// ParallelReads implements disk.Parallel: spans load independently, and
+// inflating or hashing one costs CPU.
+func (d *ArchiveDisk) ParallelReads() bool { return true }
+
+// Extents implements disk.Extenter: the spans, adjacent ones merged.
+func (d *ArchiveDisk) Extents(ctx context.Context) iter.Seq2[disk.Extent, error] {
+	return func(yield func(disk.Extent, error) bool) {
+		var cur disk.Extent
+		for _, s := range d.spans {
+			if err := ctx.Err(); err != nil {
+				yield(disk.Extent{}, err)
+				return
+			}
+			if cur.Len > 0 && cur.End() == s.off {
+				cur.Len += s.size
+				continue
+			}
+			if cur.Len > 0 && !yield(cur, nil) {
+				return
+			}
+			cur = disk.Extent{Off: s.off, Len: s.size}
+		}
+		if cur.Len > 0 {
+			yield(cur, nil)
+		}
+	}
+}
+
+// ReadAt implements disk.Source: the spans overlapping the range are
+// loaded (checked) and copied, the rest is zeros. A span that fails its
+// check fails the read, naming its member and offset.
+func (d *ArchiveDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("xva: negative offset %d", off)
+	}
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if rest := d.size - off; int64(n) > rest {
+		n = int(rest)
+	}
+	q := p[:n]
+	clear(q)
+	end := off + int64(n)
+	i := sort.Search(len(d.spans), func(i int) bool { return d.spans[i].off+d.spans[i].size > off })
+	for ; i < len(d.spans) && d.spans[i].off < end; i++ {
+		s := &d.spans[i]
+		data, err := d.load(i)
+		if err != nil {
+			return 0, err
+		}
+		from, to := max(off, s.off), min(end, s.off+s.size)
+		copy(q[from-off:to-off], data[from-s.off:to-s.off])
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// load returns span i's checked bytes, from the cache when recently used.
+func (d *ArchiveDisk) load(i int) ([]byte, error) {
+	if b := d.cache.get(i); b != nil {
+		return b, nil
+	}
+	s := &d.spans[i]
+	b, err := s.load()
+	if err != nil {
+		if !IsIOError(err) && !IsCorrupt(err) {
+			kind := chunkKind(err)
+			if kind == "" {
+				kind = KindChecksum
+			}
+			err = corrupt(kind, s.member, d.Device, s.off, "%v", strings.TrimPrefix(err.Error(), "chunk: "))
+		}
+		return nil, err
+	}
+	if int64(len(b)) != s.size {
+		return nil, corrupt(KindLength, s.member, d.Device, s.off, "%d bytes where %d were placed", len(b), s.size)
+	}
+	d.cache.put(i, b)
+	return b, nil
+}
+
+// spanCache keeps the last few spans read: a client reads a span in many
+// small requests, and each load inflates or hashes a whole span.
+type spanCache struct {
+	mu   sync.Mutex
+	keys []int
+	vals [][]byte
+	next int
+}
+
+func newSpanCache(n int) *spanCache {
+	c := &spanCache{keys: make([]int, n), vals: make([][]byte, n)}
+	for i := range c.keys {
+		c.keys[i] = -1
+	}
+	return c
+}
+
+func (c *spanCache) get(i int) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, key := range c.keys {
+		if key == i {
+			return c.vals[k]
+		}
+	}
+	return nil
+}
+
+func (c *spanCache) put(i int, b []byte) {
+	c.mu.Lock()
+	c.keys[c.next], c.vals[c.next] = i, b
+	c.next = (c.next + 1) % len(c.keys)
+	c.mu.Unlock()
+}
