@@ -210,8 +210,7 @@ func TestRealClients(t *testing.T) {
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			var want []segment
-			want = segments(e.Source.(*memSource).extents, 0, e.Source.Size())
+			want := segments(e.Source.(*memSource).extents, 0, e.Source.Size())
 			if len(got) != len(want) {
 				t.Fatalf("%s: nbdinfo --map: %d extents, want %d\n%s", e.Name, len(got), len(want), out)
 			}
