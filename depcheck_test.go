@@ -51,6 +51,8 @@ var allowed = map[string][]string{
 	"verify":        {".", "chunk", "internal/pipeline"},
 	"xapi":          {"ova"},
 	"xapi/xapitest": {"ova"},
+	// The NBD server: generic over disk.Sources, knows no format.
+	"nbd": {"disk"},
 
 	// The command reaches formats only through the root package.
 	"cmd/xva": {".", "verify", "xapi", "internal/pipeline"},
