@@ -96,7 +96,8 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
 	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
 	./vhd:FuzzOpen ./vhdx:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
-	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor ./ovf:FuzzParse ./ovf:FuzzParseManifest ./ovf:FuzzOpenPackage
+	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor ./ovf:FuzzParse ./ovf:FuzzParseManifest ./ovf:FuzzOpenPackage \
+	./nbd:FuzzHandshake
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

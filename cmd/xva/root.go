@@ -74,7 +74,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
-		newUploadCmd(g), newExportCmd(g), newCatCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
+		newUploadCmd(g), newExportCmd(g), newCatCmd(g), newServeCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
 	registerCompletions(root)
 	return root

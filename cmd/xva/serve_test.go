@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xva-tools/xva/internal/testutil"
+)
+
+// startServe runs xva serve --json on archive in dir and returns the
+// exports' URIs by device, and stop, which stops the server (SIGINT),
+// requires it to exit 0 and returns what it logged; stop runs at the test's
+// end if not before.
+func startServe(t *testing.T, dir, archive string, extra ...string) (map[string]string, func() string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	cmd := exec.CommandContext(ctx, xvaBin, append([]string{"serve", "--json", "--listen", "unix:" + sock, archive}, extra...)...)
+	cmd.Dir = dir
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var raw json.RawMessage
+	err = json.NewDecoder(out).Decode(&raw)
+	var once sync.Once
+	stop := func() string {
+		once.Do(func() {
+			cmd.Process.Signal(os.Interrupt)
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("xva serve: %v\n%s", err, stderr.String())
+			}
+			cancel()
+		})
+		return stderr.String()
+	}
+	t.Cleanup(func() { stop() })
+	if err != nil {
+		t.Fatalf("xva serve printed no document: %v\n%s", err, stderr.String())
+	}
+	line := string(raw)
+	var doc struct {
+		Exports []struct{ Device, URI string }
+	}
+	json.Unmarshal(raw, &doc)
+	validateSchema(t, "serve", line)
+	uris := map[string]string{}
+	for _, e := range doc.Exports {
+		uris[e.Device] = e.URI
+	}
+	return uris, stop
+}
+
+// Every disk of archives of both generations and forms, served over NBD,
+// reads as its image to qemu-img and nbdcopy, with holes where the image
+// has zeros (nbdinfo --map); exports are listed, a wrong name and writes
+// refused.
+func TestServe(t *testing.T) {
+	testutil.NeedTools(t, "nbdinfo", "nbdcopy", "qemu-img", "qemu-io")
+	dir, _ := setup(t)
+	disks := []string{"--disk", "sda=sda.img", "--disk", "sdb=sdb.img"}
+	mustRun(t, dir, nil, append([]string{"pack", "--format", "xapi"}, append(disks, "x.xva")...)...)
+	mustRun(t, dir, nil, append([]string{"pack", "--format", "xapi", "--checksum", "sha1"}, append(disks, "s.xva")...)...)
+	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy"}, append(disks, "l.xva")...)...)
+	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy", "--dir"}, append(disks, "ldir")...)...)
+	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir"} {
+		t.Run(a, func(t *testing.T) {
+			uris, _ := startServe(t, dir, a)
+			list := sh(t, dir, "nbdinfo", "--list", "--json", strings.Replace(uris["sda"], "/sda?", "/?", 1))
+			if !strings.Contains(list, `"sda"`) || !strings.Contains(list, `"sdb"`) {
+				t.Fatalf("nbdinfo --list: %s", list)
+			}
+			for _, dev := range []string{"sda", "sdb"} {
+				img := filepath.Join(dir, dev+".img")
+				sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", "raw", uris[dev], img)
+				out := filepath.Join(t.TempDir(), dev+".raw")
+				sh(t, dir, "nbdcopy", uris[dev], out)
+				sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", "raw", out, img)
+			}
+			if _, err := exec.Command("nbdinfo", strings.Replace(uris["sda"], "/sda?", "/nope?", 1)).CombinedOutput(); err == nil {
+				t.Error("a wrong export name was served")
+			}
+			if out, _ := exec.Command("qemu-io", "-f", "raw", "-c", "write 0 4096", uris["sda"]).CombinedOutput(); !strings.Contains(string(out), "Permission denied") && !strings.Contains(string(out), "failed") {
+				t.Errorf("a write was not refused: %s", out)
+			}
+		})
+	}
+}
+
+// A damaged block: reading its range fails (the client sees EIO), other
+// ranges of the same disk are still served, and the server logs the
+// member and offset.
+func TestServeDamagedBlock(t *testing.T) {
+	testutil.NeedTools(t, "qemu-io")
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "sda=sda.img", "x.xva")
+	b, _ := os.ReadFile(filepath.Join(dir, "x.xva"))
+	at := bytes.Index(b, []byte("/00000001\x00")) + 512 + 4096
+	b[at] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "bad.xva"), b, 0o644)
+	uris, stop := startServe(t, dir, "bad.xva")
+	out, _ := exec.Command("qemu-io", "-r", "-f", "raw", "-c", "read 1M 4096", uris["sda"]).CombinedOutput()
+	if !strings.Contains(string(out), "Input/output error") {
+		t.Errorf("reading the damaged block: %s", out)
+	}
+	out, err := exec.Command("qemu-io", "-r", "-f", "raw", "-c", "read 0 4096", "-c", "read 2M 4096", uris["sda"]).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "error") {
+		t.Errorf("reading other blocks: %v %s", err, out)
+	}
+	if log := stop(); !strings.Contains(log, "00000001") || !strings.Contains(log, "sda") {
+		t.Errorf("the log does not name the member and disk:\n%s", log)
+	}
+}

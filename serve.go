@@ -1,0 +1,59 @@
+package xva
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+
+	"github.com/xva-tools/xva/nbd"
+)
+
+// ServeOptions says where and how ServeNBD listens.
+type ServeOptions struct {
+	// Listen is "unix:PATH" or "tcp:HOST:PORT" (HOST 127.0.0.1 when empty;
+	// port 0 for any).
+	Listen string
+	// TLS, when set, makes the server require TLS (NBD_OPT_STARTTLS).
+	TLS *tls.Config
+	// Log receives each failed read (export, offset, member), and nil
+	// discards them.
+	Log *slog.Logger
+}
+
+// ServedDisk is one disk ServeNBD exports.
+type ServedDisk struct {
+	Device string `json:"device"`
+	Size   int64  `json:"size_bytes"`
+	URI    string `json:"uri"`
+}
+
+// ServeNBD exports every disk of the archive at path read-only over NBD,
+// each under its device's name, until ctx is done. ready is told the
+// address actually listened on and the exports, once clients can connect.
+// Every byte served is checked as OpenDisks checks it; a range that fails
+// is an I/O error for that read alone, logged, and the server goes on.
+func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(listen string, disks []ServedDisk), opts ...Option) error {
+	ad, err := OpenDisks(path, opts...)
+	if err != nil {
+		return err
+	}
+	defer ad.Close()
+	if len(ad.Disks) == 0 {
+		return fmt.Errorf("xva: %s holds no disk to serve", path)
+	}
+	l, spec, err := nbd.Listen(so.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadOptions, err)
+	}
+	s := &nbd.Server{TLSConfig: so.TLS, Log: so.Log}
+	var served []ServedDisk
+	for _, d := range ad.Disks {
+		s.Exports = append(s.Exports, nbd.Export{Name: d.Device, Description: fmt.Sprintf("disk %s of %s", d.Device, path), Source: d})
+		served = append(served, ServedDisk{Device: d.Device, Size: d.Size(), URI: nbd.URI(spec, d.Device, so.TLS != nil)})
+	}
+	if ready != nil {
+		ready(spec, served)
+	}
+	return s.Serve(ctx, l)
+}
