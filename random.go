@@ -118,7 +118,7 @@ func (ad *ArchiveDisks) index(a *archive, path string, o *options) error {
 		if err != nil {
 			return err
 		}
-		ad.Disks = append(ad.Disks, &ArchiveDisk{Device: d.Device, ID: d.ID, size: d.Size, spans: spans, cache: newSpanCache(16)})
+		ad.Disks = append(ad.Disks, &ArchiveDisk{Device: d.Device, ID: d.ID, size: d.Size, spans: spans, cache: newSpanCache(32)})
 	}
 	return nil
 }
@@ -267,6 +267,9 @@ type ArchiveDisk struct {
 	size       int64
 	spans      []span // in offset order, not overlapping
 	cache      *spanCache
+
+	mu      sync.Mutex
+	loading map[int]*spanLoad // spans being loaded
 }
 
 var _ disk.Source = (*ArchiveDisk)(nil)
@@ -340,11 +343,42 @@ func (d *ArchiveDisk) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// load returns span i's checked bytes, from the cache when recently used.
+// load returns span i's checked bytes, from the cache when recently used;
+// concurrent reads of one span (a client's requests in flight, a quarter
+// of a block each) wait for one load of it.
 func (d *ArchiveDisk) load(i int) ([]byte, error) {
 	if b := d.cache.get(i); b != nil {
 		return b, nil
 	}
+	d.mu.Lock()
+	if d.loading == nil {
+		d.loading = map[int]*spanLoad{}
+	}
+	if l, ok := d.loading[i]; ok {
+		d.mu.Unlock()
+		<-l.done
+		return l.data, l.err
+	}
+	l := &spanLoad{done: make(chan struct{})}
+	d.loading[i] = l
+	d.mu.Unlock()
+	l.data, l.err = d.loadSpan(i)
+	close(l.done)
+	d.mu.Lock()
+	delete(d.loading, i)
+	d.mu.Unlock()
+	return l.data, l.err
+}
+
+// spanLoad is a load of a span under way.
+type spanLoad struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// loadSpan loads span i, checks it and caches it.
+func (d *ArchiveDisk) loadSpan(i int) ([]byte, error) {
 	s := &d.spans[i]
 	b, err := s.load()
 	if err != nil {

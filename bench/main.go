@@ -58,6 +58,9 @@ type bench struct {
 	dir, xva string
 	jobs     int
 	results  []result
+	// data are the regions of the benchmark disk that hold data, where
+	// random reads are aimed.
+	data []fixtures.Region
 }
 
 func main() {
@@ -97,10 +100,15 @@ func mainErr(size, bigSize string, data float64, dir, out string, keep bool) err
 	}
 	fmt.Printf("machine: %s, %d cores; disk %s with %.0f%% data\n\n", cpuModel(), b.jobs, humanize.IBytes(n), data*100)
 	disk := fixtures.Disk{Size: int64(n), Seed: 42, Data: data, MaxRegion: 16 << 20}
+	for _, r := range disk.Layout() {
+		if r.Kind != fixtures.Hole && r.Kind != fixtures.Zeros {
+			b.data = append(b.data, r)
+		}
+	}
 	if _, err := disk.Write(b.path("disk.raw")); err != nil {
 		return err
 	}
-	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages, b.ova} {
+	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages, b.ova, b.serve} {
 		if err := step(int64(n)); err != nil {
 			return err
 		}
@@ -119,9 +127,9 @@ func (b *bench) setup() error {
 	if out, err := exec.Command("go", "build", "-o", b.xva, "./cmd/xva").CombinedOutput(); err != nil {
 		return fmt.Errorf("building xva: %v\n%s", err, out)
 	}
-	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img"} {
+	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img", "nbdcopy"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar qemu-utils)", tool)
+			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar qemu-utils libnbd-bin)", tool)
 		}
 	}
 	return nil
@@ -446,6 +454,89 @@ func (b *bench) ova(n int64) error {
 	}
 	os.RemoveAll(b.path("o-out"))
 	return nil
+}
+
+// serve reads disks inside archives at random through xva serve: 2000
+// random 4 KiB reads over NBD (median and 99th percentile latency, after a
+// first read of each chunk or block region has built what reading needs),
+// and nbdcopy of the whole disk against xva unpack of the same archive.
+func (b *bench) serve(n int64) error {
+	for _, c := range []struct{ archive, device, kind string }{
+		{"x.xva", "xvda", "xapi"},
+		{"legacy.xva", "sda", "legacy (xva's chunks)"},
+	} {
+		sock := b.path(c.archive + ".sock")
+		srv := exec.Command(b.xva, "serve", "-q", "--listen", "unix:"+sock, c.archive)
+		srv.Dir = b.dir
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		stop := func() { srv.Process.Signal(os.Interrupt); srv.Wait() }
+		if err := waitSocket(sock); err != nil {
+			stop()
+			return err
+		}
+		if err := b.randomReads(sock, c.device, c.kind, n); err != nil {
+			stop()
+			return err
+		}
+		uri := fmt.Sprintf("'nbd+unix:///%s?socket=%s'", c.device, sock)
+		ours, err := b.measure("nbdcopy", fmt.Sprintf("rm -f n.raw && nbdcopy %s n.raw && sync n.raw", uri))
+		if err == nil {
+			var theirs run
+			theirs, err = b.measure("xva unpack", fmt.Sprintf("rm -rf u-out && %s unpack -q %s u-out", b.xva, c.archive))
+			b.compare("nbdcopy from xva serve, "+c.kind, n, ours, theirs, "≥ 0.8× unpack's throughput", func(r result) bool { return r.Speedup >= 0.8 })
+		}
+		stop()
+		if err != nil {
+			return err
+		}
+		if err := b.same("n.raw", "disk.raw"); err != nil {
+			return err
+		}
+		os.Remove(b.path("n.raw"))
+		os.RemoveAll(b.path("u-out"))
+	}
+	return nil
+}
+
+// randomReads times random 4 KiB reads of device through the server on
+// sock, after one read per 1e9 bytes (each legacy chunk is checked whole on
+// its first read).
+func (b *bench) randomReads(sock, device, kind string, n int64) error {
+	c, err := dialNBD(sock, device)
+	if err != nil {
+		return err
+	}
+	defer c.c.Close()
+	buf := make([]byte, 4096)
+	start := time.Now()
+	for off := int64(0); off < c.size; off += 1e9 {
+		if _, err := c.read(buf, off/4096*4096); err != nil {
+			return err
+		}
+	}
+	warm := time.Since(start)
+	median, p99, err := c.randomReads(2000, b.data)
+	if err != nil {
+		return err
+	}
+	b.alone(fmt.Sprintf("random 4 KiB reads via NBD, %s: median %.2f ms, p99 %.2f ms (first reads %.1f s)", kind,
+		median.Seconds()*1000, p99.Seconds()*1000, warm.Seconds()), n,
+		run{Tool: "xva serve", Command: "2000 random 4 KiB reads, median latency", Seconds: median.Seconds()},
+		"median < 5 ms", func(r result) bool { return r.Ours.Seconds < 0.005 })
+	return nil
+}
+
+// waitSocket waits for a server to listen on the Unix socket path.
+func waitSocket(path string) error {
+	for range 200 {
+		if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no server on %s after 10 s", path)
 }
 
 // memory packs and unpacks a much larger, mostly empty disk: peak memory
