@@ -31,13 +31,13 @@ func textData(n int, seed uint64) []byte {
 	var b bytes.Buffer
 	b.Grow(n + 64)
 	for b.Len() < n {
-		switch rng.IntN(12) {
+		switch rng.IntN(20) {
 		case 0:
 			fmt.Fprintf(&b, "%d", rng.Uint32())
 		case 1:
 			b.WriteString(".\n")
 		default:
-			b.WriteString(words[int(rng.ExpFloat64()*300)%len(words)])
+			b.WriteString(words[int(rng.ExpFloat64()*60)%len(words)])
 		}
 		b.WriteByte(' ')
 	}
@@ -140,6 +140,9 @@ func checkIndex(t *testing.T, x *Index, gz, data []byte, starts []int64, seed ui
 			n = rng.IntN(3 * int(x.span))
 		}
 		checkRead(t, x, r, data, off, n)
+	}
+	for _, p := range x.points {
+		checkRead(t, x, r, data, max(p.out-1, 0), 2)
 	}
 	checkRead(t, x, r, data, 0, len(data))
 	checkRead(t, x, r, data, int64(len(data)), 10)
