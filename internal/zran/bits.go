@@ -31,6 +31,11 @@ func newBitReader(r io.ReaderAt, size int64) *bitReader {
 	return &bitReader{r: r, size: size, buf: make([]byte, inBufSize)}
 }
 
+// reset makes b read r (size bytes) from the start, keeping its buffer.
+func (b *bitReader) reset(r io.ReaderAt, size int64) {
+	*b = bitReader{r: r, size: size, buf: b.buf}
+}
+
 // pos is the offset, in bits from the start of the file, of the next
 // bit to be consumed.
 func (b *bitReader) pos() int64 {

@@ -20,6 +20,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sort"
+	"sync"
 )
 
 // MinSpan is the smallest span Build accepts: a point costs a window
@@ -259,6 +260,10 @@ type reading struct {
 	f   *inflater
 }
 
+// decoders keeps ReadAt's decoders (some 350 KiB of buffers each) for
+// the next call, so that many small reads do not each allocate them.
+var decoders = sync.Pool{New: func() any { return newInflater(newBitReader(nil, 0), nil) }}
+
 // inflate fills dst (output from off) starting at point k.
 func (x *Index) inflate(r io.ReaderAt, k int, dst []byte, off int64) error {
 	win, err := x.window(k)
@@ -266,8 +271,15 @@ func (x *Index) inflate(r io.ReaderAt, k int, dst []byte, off int64) error {
 		return err
 	}
 	g := &reading{x: x, k: k, pos: x.points[k].out, dst: dst, off: off}
-	br := newBitReader(r, x.csize)
-	g.f = newInflater(br, g.sink)
+	g.f = decoders.Get().(*inflater)
+	defer func() {
+		g.f.br.reset(nil, 0)
+		g.f.sink = nil
+		decoders.Put(g.f)
+	}()
+	g.f.sink = g.sink
+	br := g.f.br
+	br.reset(r, x.csize)
 	if err := br.seek(x.points[k].bit); err != nil {
 		return g.fail(err)
 	}
