@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"internal/tarx":     {},
 	"internal/procmem":  {},
 	"internal/fuzzutil": {},
+	"internal/zran":     {},
 	"internal/testutil": {},
 	"internal/fsutil":   {"disk"},
 	"internal/blockdev": {"internal/fsutil"},
