@@ -283,7 +283,8 @@ func tarError(err error, pos int64) error {
 // directory's files in readdir order, and a seekable archive has no reason
 // to reject that. An xapi archive's order is part of its format and is kept.
 type tarFileContainer struct {
-	f       *os.File
+	f       io.ReaderAt // the tar file, or its content read at random another way
+	closer  io.Closer
 	members []indexed
 	// reordered is set when the physical order differed from name order.
 	reordered bool
@@ -299,14 +300,20 @@ type indexed struct {
 }
 
 func indexTarFile(f *os.File) (*tarFileContainer, error) {
-	t := &tarFileContainer{f: f}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, ioError{err}
 	}
+	return indexTar(f, st.Size(), f)
+}
+
+// indexTar indexes the tar held in r (size bytes), closed with closer.
+func indexTar(r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, error) {
+	t := &tarFileContainer{f: r, closer: closer}
+	f := closer
 	// Headers are read by offset: skipping a member's data costs nothing.
-	tc := newTarContainer(fileReader{io.NewSectionReader(f, 0, st.Size())}, nil, "tar")
+	tc := newTarContainer(fileReader{io.NewSectionReader(r, 0, size)}, nil, "tar")
 	for {
 		m, err := tc.next()
 		if err == io.EOF {
@@ -347,7 +354,7 @@ func (t *tarFileContainer) madeByTar() bool {
 
 func (t *tarFileContainer) form() string { return "tar" }
 func (t *tarFileContainer) random() bool { return true }
-func (t *tarFileContainer) close() error { return t.f.Close() }
+func (t *tarFileContainer) close() error { return t.closer.Close() }
 
 func (t *tarFileContainer) next() (*member, error) {
 	if len(t.members) == 0 {

@@ -42,14 +42,17 @@ func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
 	return nil
 }
 
-// OpenDisks opens every disk of the archive at path (a tar file or a
-// directory, not compressed as a whole) for random access: each is a
-// disk.Source whose extents are known from the archive's layout, without
-// reading its data, and whose every byte is checked before it is served (an
-// xapi block against its hash, a legacy chunk's CRC-32 and length once,
-// then each piece against the CRC-32 found for it). A range whose check
-// fails is an error for that range only.
-func OpenDisks(path string, opts ...Option) (*ArchiveDisks, error) {
+// OpenDisks opens every disk of the archive at path (a tar file, plain or
+// gzip-compressed as a whole, or a directory) for random access: each is a
+// disk.Source whose extents are known from the archive's layout, and whose
+// every byte is checked before it is served (an xapi block against its
+// hash, a legacy chunk's CRC-32 and length once, then each piece against
+// the CRC-32 found for it). A range whose check fails is an error for that
+// range only. Gzip files that carry no piece index of ours (the archive
+// compressed as a whole, chunks made by split and gzip) are inflated once
+// to build an index of restart points (kept in a cache file for the next
+// time) and read through it.
+func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
@@ -57,21 +60,59 @@ func OpenDisks(path string, opts ...Option) (*ArchiveDisks, error) {
 	if path == "-" {
 		return nil, fmt.Errorf("%w: a stream cannot be read at random: give the archive's file or directory", ErrBadOptions)
 	}
-	a, err := openArchive(path, o)
+	gz := openGzipIndexes(path)
+	defer gz.save()
+	a, err := openRandom(ctx, path, gz, o)
 	if err != nil {
 		return nil, err
 	}
-	if !a.c.random() {
-		a.close()
-		return nil, fmt.Errorf("%w: %s is compressed as a whole, which cannot be read at random yet: "+
-			"'xva convert %s plain.xva --compress none' writes one that can", ErrUnsupported, path, path)
-	}
 	ad := &ArchiveDisks{Metadata: a.meta, closers: []io.Closer{closerFunc(a.close)}}
-	if err := ad.index(a, path, o); err != nil {
+	if err := ad.index(ctx, a, path, gz, o); err != nil {
 		ad.Close()
 		return nil, err
 	}
 	return ad, nil
+}
+
+// openRandom opens the archive at path with a container whose members can
+// be read at random: a tar file or a directory as they are, a tar file
+// compressed as a whole with gzip through its restart-point index.
+func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (*archive, error) {
+	a, err := openArchive(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if a.c.random() {
+		return a, nil
+	}
+	kind := ""
+	if tc, ok := a.c.(*tarContainer); ok {
+		kind = tc.compression
+	}
+	a.close()
+	if kind != "gzip" {
+		return nil, fmt.Errorf("%w: %s is compressed as a whole with %s, which cannot be read at random: "+
+			"'xva convert %s plain.xva' writes one that can", ErrUnsupported, path, kind, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, ioError{err}
+	}
+	x, err := gz.index(ctx, filepath.Base(path), f, st.Size(), o)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	c, err := indexTar(zranReader{x, f}, x.Size(), f)
+	if err != nil {
+		return nil, err
+	}
+	return newArchive(c, path, o)
 }
 
 type closerFunc func() error
@@ -86,7 +127,7 @@ type located struct {
 }
 
 // index lists the archive's members and lays out each disk's spans.
-func (ad *ArchiveDisks) index(a *archive, path string, o *options) error {
+func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *gzipIndexes, o *options) error {
 	byDisk := map[*Disk][]located{}
 	for {
 		m, err := a.p.next()
@@ -113,7 +154,7 @@ func (ad *ArchiveDisks) index(a *archive, path string, o *options) error {
 		if a.meta.Generation == XAPI {
 			spans, err = xapiSpans(d, byDisk[d])
 		} else {
-			spans, err = legacySpans(d, byDisk[d], o.jobs)
+			spans, err = legacySpans(ctx, d, byDisk[d], gz, o)
 		}
 		if err != nil {
 			return err
@@ -202,7 +243,7 @@ func xapiBlock(m, sum located, kind chunk.Checksum) func() ([]byte, error) {
 
 // legacySpans places the chunks of d, each a run of 1 MiB pieces that its
 // piece index locates; the all-zero pieces are holes.
-func legacySpans(d *Disk, members []located, jobs int) ([]span, error) {
+func legacySpans(ctx context.Context, d *Disk, members []located, gz *gzipIndexes, o *options) ([]span, error) {
 	seq := chunk.NewLegacySeq(d.ID, d.Size)
 	var spans []span
 	for _, m := range members {
@@ -212,8 +253,12 @@ func legacySpans(d *Disk, members []located, jobs int) ([]span, error) {
 		}
 		x, err := chunk.ReadChunkIndex(m.r, m.size)
 		if errors.Is(err, chunk.ErrNoIndex) {
-			return nil, fmt.Errorf("%w: %s was not written by xva (plain gzip, with no piece index), which cannot be read at random yet: "+
-				"'xva convert' writes an archive that can", ErrUnsupported, m.name)
+			s, err := foreignChunk(ctx, d, m, start, want, gz, o)
+			if err != nil {
+				return nil, err
+			}
+			spans = append(spans, s...)
+			continue
 		}
 		if err != nil {
 			return nil, corrupt(chunkKind(err), m.name, d.Device, start, "%v", err)
@@ -228,7 +273,7 @@ func legacySpans(d *Disk, members []located, jobs int) ([]span, error) {
 			off := int64(i) * x.PieceSize()
 			size := min(x.PieceSize(), x.Length()-off)
 			spans = append(spans, span{off: start + off, size: size, member: m.name, load: func() ([]byte, error) {
-				if err := x.Verify(context.Background(), m.r, jobs); err != nil {
+				if err := x.Verify(context.Background(), m.r, o.jobs); err != nil {
 					return nil, err
 				}
 				return x.Piece(m.r, i)
@@ -237,6 +282,32 @@ func legacySpans(d *Disk, members []located, jobs int) ([]span, error) {
 	}
 	if err := seq.End(); err != nil {
 		return nil, blockError(err, d)
+	}
+	return spans, nil
+}
+
+// foreignChunk lays out a gzip chunk that carries no piece index (split
+// and gzip made it) through its restart-point index: a span per restart
+// point, each checked against the CRC-32 the index recorded for it.
+func foreignChunk(ctx context.Context, d *Disk, m located, start, want int64, gz *gzipIndexes, o *options) ([]span, error) {
+	x, err := gz.index(ctx, m.name, m.r, m.size, o)
+	if err != nil {
+		return nil, err
+	}
+	if x.Size() != want {
+		return nil, corrupt(KindLength, m.name, d.Device, start, "the chunk inflates to %d bytes, %d expected", x.Size(), want)
+	}
+	var spans []span
+	z := zranReader{x, m.r}
+	for off := int64(0); off < x.Size(); off += zranSpan {
+		n := min(zranSpan, x.Size()-off)
+		spans = append(spans, span{off: start + off, size: n, member: m.name, load: func() ([]byte, error) {
+			b := make([]byte, n)
+			if _, err := z.ReadAt(b, off); err != nil && err != io.EOF {
+				return nil, err
+			}
+			return b, nil
+		}})
 	}
 	return spans, nil
 }

@@ -34,7 +34,7 @@ type ServedDisk struct {
 // Every byte served is checked as OpenDisks checks it; a range that fails
 // is an I/O error for that read alone, logged, and the server goes on.
 func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(listen string, disks []ServedDisk), opts ...Option) error {
-	ad, err := OpenDisks(path, opts...)
+	ad, err := OpenDisks(ctx, path, opts...)
 	if err != nil {
 		return err
 	}

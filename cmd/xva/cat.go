@@ -22,10 +22,12 @@ to standard output, reading the archive at random: only the blocks or
 chunk pieces that hold the range are read, each checked (an xapi block
 against its hash; a legacy chunk's CRC-32 once, then each piece) before its
 bytes are written. A range that fails its check stops the command with
-exit 3 naming the member and offset. ARCHIVE is a tar file or an archive
-directory, of either generation; a compressed archive or a stream cannot be
-read at random ('xva convert' writes a plain one). Holes of the disk are
-written as zeros.`,
+exit 3 naming the member and offset. ARCHIVE is a tar file (plain or
+gzip-compressed) or an archive directory, of either generation; gzip files
+without xva's piece index are inflated once to build an index of restart
+points, kept in $XDG_CACHE_HOME/xva. A zstd-compressed archive or a stream
+cannot be read at random ('xva convert' writes a plain one). Holes of the
+disk are written as zeros.`,
 		Example: `  # The first sector of the boot disk (its partition table)
   xva cat backup.xva sda --length 512 | od -A d -t x1 | head
 
@@ -40,7 +42,7 @@ written as zeros.`,
 			if err := refuseTerminal("-"); err != nil {
 				return err
 			}
-			ad, err := xva.OpenDisks(args[0], g.options()...)
+			ad, err := xva.OpenDisks(cmd.Context(), args[0], g.options()...)
 			if err != nil {
 				return err
 			}

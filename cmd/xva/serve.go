@@ -31,9 +31,12 @@ its member and offset, and the rest goes on being served. Clients learn
 where the holes are (NBD_CMD_BLOCK_STATUS, base:allocation), so copies stay
 sparse.
 
-ARCHIVE is a tar file or an archive directory, of either generation; a
-compressed archive or a stream cannot be read at random ('xva convert'
-writes a plain one), nor legacy chunks that xva did not write.
+ARCHIVE is a tar file (plain or gzip-compressed) or an archive directory,
+of either generation. Gzip files without xva's piece index (the archive
+compressed as a whole, chunks made by split and gzip) are inflated once to
+build an index of restart points, kept in $XDG_CACHE_HOME/xva for the next
+time. A zstd-compressed archive or a stream cannot be read at random
+('xva convert' writes a plain one).
 
 --listen unix:PATH (default: a socket in the temporary directory) or
 tcp:HOST:PORT (HOST 127.0.0.1 when empty: give an address to serve others);

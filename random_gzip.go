@@ -1,0 +1,213 @@
+package xva
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/internal/zran"
+)
+
+// zranSpan is the uncompressed distance between restart points of a gzip
+// file read at random: a read inflates at most this much before its
+// range, and the index keeps a 32 KiB window (compressed) per span.
+const zranSpan = 4 << 20
+
+// gzipIndexes are the restart-point indexes of an archive's gzip files
+// that carry no piece index of ours (chunks made by split and gzip, or
+// the archive compressed as a whole), built on first access and kept in a
+// cache file that names the archive's size and modification time.
+type gzipIndexes struct {
+	path  string // the archive
+	size  int64
+	mtime int64
+	cache string // the cache file, "" when none can be kept
+
+	mu      sync.Mutex
+	indexes map[string]*zran.Index // by member name ("" for the whole file)
+	dirty   bool
+}
+
+// openGzipIndexes loads the cache of the archive at path, if it is
+// current.
+func openGzipIndexes(path string) *gzipIndexes {
+	g := &gzipIndexes{path: path, indexes: map[string]*zran.Index{}}
+	st, err := os.Stat(path)
+	if err != nil {
+		return g
+	}
+	g.size, g.mtime = st.Size(), st.ModTime().UnixNano()
+	if st.IsDir() {
+		g.size = 0 // a directory's files are checked one by one, by their own size
+	}
+	g.cache = cacheFile(path)
+	if g.cache != "" {
+		if b, err := os.ReadFile(g.cache); err == nil {
+			g.load(b)
+		}
+	}
+	return g
+}
+
+// cacheFile is where the indexes of the archive at path are kept:
+// $XDG_CACHE_HOME/xva (or ~/.cache/xva), named by the archive's absolute
+// path; "" when there is no such directory.
+func cacheFile(path string) string {
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(dir, "xva", hex.EncodeToString(sum[:12])+".zran")
+}
+
+// The cache file: cacheMagic, the archive's size and mtime, the number of
+// entries, each entry (name, member size, index), and a CRC-32 of all that.
+var cacheMagic = []byte("xva-zran 1\n")
+
+// load reads a cache file's entries if it describes the archive as it is;
+// anything else (another version, a changed archive, damage) is ignored:
+// the indexes are then built again.
+func (g *gzipIndexes) load(b []byte) {
+	if len(b) < len(cacheMagic)+20+4 || !bytes.HasPrefix(b, cacheMagic) {
+		return
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(body) != sum {
+		return
+	}
+	p := body[len(cacheMagic):]
+	if int64(binary.LittleEndian.Uint64(p)) != g.size || int64(binary.LittleEndian.Uint64(p[8:])) != g.mtime {
+		return
+	}
+	n := int(binary.LittleEndian.Uint32(p[16:]))
+	p = p[20:]
+	loaded := map[string]*zran.Index{}
+	for range n {
+		name, rest, ok := cacheField(p)
+		if !ok || len(rest) < 8 {
+			return
+		}
+		msize := int64(binary.LittleEndian.Uint64(rest))
+		data, rest2, ok := cacheField(rest[8:])
+		if !ok {
+			return
+		}
+		x := new(zran.Index)
+		if x.UnmarshalBinary([]byte(data)) != nil || x.CompressedSize() != msize {
+			return
+		}
+		loaded[name] = x
+		p = rest2
+	}
+	g.indexes = loaded
+}
+
+// cacheField reads a length-prefixed field.
+func cacheField(p []byte) (string, []byte, bool) {
+	if len(p) < 4 {
+		return "", nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(p))
+	if n > len(p)-4 {
+		return "", nil, false
+	}
+	return string(p[4 : 4+n]), p[4+n:], true
+}
+
+// save writes the cache file when an index was built, under a temporary
+// name renamed into place; a cache that cannot be written is no error.
+func (g *gzipIndexes) save() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.dirty || g.cache == "" {
+		return
+	}
+	b := append([]byte(nil), cacheMagic...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(g.size))
+	b = binary.LittleEndian.AppendUint64(b, uint64(g.mtime))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(g.indexes)))
+	for name, x := range g.indexes {
+		data, err := x.MarshalBinary()
+		if err != nil {
+			return
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
+		b = append(b, name...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(x.CompressedSize()))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+		b = append(b, data...)
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	if os.MkdirAll(filepath.Dir(g.cache), 0o700) != nil {
+		return
+	}
+	os.Remove(g.cache)
+	if fsutil.WriteNew(g.cache, b) == nil {
+		g.dirty = false
+	}
+}
+
+// index returns the index of the gzip file r (size bytes) called name,
+// from the cache or built now (inflating it whole, its CRC-32 checked).
+func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, size int64, o *options) (*zran.Index, error) {
+	g.mu.Lock()
+	x, ok := g.indexes[name]
+	g.mu.Unlock()
+	if ok && x.CompressedSize() == size {
+		return x, nil
+	}
+	start := time.Now()
+	o.progress.StartDisk("index "+name, size)
+	x, err := zran.Build(ctx, r, size, zranSpan, nil)
+	o.progress.Advance(size)
+	o.progress.EndDisk()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if IsIOError(err) {
+			return nil, err
+		}
+		return nil, corrupt(KindCompression, name, "", -1, "%v", trimPrefix(err, "zran: "))
+	}
+	o.log.Debug("gzip index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
+	g.mu.Lock()
+	g.indexes[name], g.dirty = x, true
+	g.mu.Unlock()
+	return x, nil
+}
+
+// zranReader reads a gzip file at random through its index.
+type zranReader struct {
+	x *zran.Index
+	r io.ReaderAt
+}
+
+func (z zranReader) ReadAt(p []byte, off int64) (int, error) { return z.x.ReadAt(z.r, p, off) }
+
+func trimPrefix(err error, prefix string) error {
+	s := err.Error()
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return errors.New(s[len(prefix):])
+	}
+	return err
+}
