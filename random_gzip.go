@@ -177,8 +177,7 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 	}
 	start := time.Now()
 	o.progress.StartDisk("index "+name, size)
-	x, err := zran.Build(ctx, r, size, zranSpan, nil)
-	o.progress.Advance(size)
+	x, err := zran.Build(ctx, &progressReaderAt{r: r, progress: o.progress.Advance}, size, zranSpan, nil)
 	o.progress.EndDisk()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -194,6 +193,19 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 	g.indexes[name], g.dirty = x, true
 	g.mu.Unlock()
 	return x, nil
+}
+
+// progressReaderAt tells progress the bytes read from r: a scan reads a
+// file front to back once.
+type progressReaderAt struct {
+	r        io.ReaderAt
+	progress func(int64)
+}
+
+func (p *progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.r.ReadAt(b, off)
+	p.progress(int64(n))
+	return n, err
 }
 
 // zranReader reads a gzip file at random through its index.
