@@ -27,6 +27,9 @@ import (
 // of 32 KiB, so points closer than that cost more than they save.
 const MinSpan = windowSize
 
+// maxFile is the largest file whose bit offsets fit an int64.
+const maxFile = 1 << 60
+
 // maxPoints caps the points for a compressed file of size bytes, so a
 // hostile file (DEFLATE expands up to 1032 times) cannot make the
 // index grow past a small fraction of the file: a point per KiB.
@@ -102,6 +105,9 @@ func Build(ctx context.Context, r io.ReaderAt, size int64, span int64, progress 
 	}
 	if size <= 0 {
 		return nil, errors.New("zran: empty file: not gzip")
+	}
+	if size > maxFile {
+		return nil, fmt.Errorf("zran: a %d-byte file is past the %d bytes bit offsets can count", size, int64(maxFile))
 	}
 	b := &builder{ctx: ctx, x: &Index{csize: size, span: span}, progress: progress}
 	b.zw, _ = flate.NewWriter(&b.zbuf, flate.DefaultCompression)

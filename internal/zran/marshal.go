@@ -90,7 +90,7 @@ func parseHeader(b []byte) (*Index, error) {
 	n := int64(be.Uint32(b[34:]))
 	const limit = 1 << 62
 	switch {
-	case csize == 0 || csize > limit || size > limit:
+	case csize == 0 || csize > maxFile || size > limit:
 		return nil, fmt.Errorf("zran: index damaged: sizes %d and %d", csize, size)
 	case span < MinSpan || span > limit:
 		return nil, fmt.Errorf("zran: index damaged: span %d", span)

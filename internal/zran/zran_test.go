@@ -390,3 +390,55 @@ func TestIndexSize(t *testing.T) {
 	}
 	checkIndex(t, x, gz, data, []int64{0}, 64)
 }
+
+// TestPointCap: a file that inflates hugely (zeros) cannot make more
+// points than its size allows; a larger span then does.
+func TestPointCap(t *testing.T) {
+	t.Parallel()
+	zeros := make([]byte, 16<<20)
+	var b bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&b, 9)
+	for k := 0; k < len(zeros); k += MinSpan {
+		w.Write(zeros[k : k+MinSpan])
+		w.Flush() // a block boundary every 32 KiB
+	}
+	w.Close()
+	gz := b.Bytes()
+	_, err := Build(context.Background(), bytes.NewReader(gz), int64(len(gz)), MinSpan, nil)
+	if err == nil || !strings.Contains(err.Error(), "restart points") {
+		t.Fatalf("%d bytes inflating to %d with span %d: %v", len(gz), len(zeros), MinSpan, err)
+	}
+	t.Log(err)
+	x := build(t, gz, 4<<20)
+	checkIndex(t, x, gz, zeros, []int64{0}, 1)
+	if _, err := x.ReadAt(bytes.NewReader(gz), make([]byte, 1), -1); err == nil {
+		t.Fatal("a negative offset is accepted")
+	}
+}
+
+// TestConcurrentReads: an Index serves reads from several goroutines.
+func TestConcurrentReads(t *testing.T) {
+	t.Parallel()
+	data := textData(2<<20, 9)
+	gz := goGzip(t, data, 6)
+	x := build(t, gz, 256<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			p := make([]byte, 10000)
+			for i := range 20 {
+				off := int64((g*7919 + i*104729) % (len(data) - len(p)))
+				if _, err := x.ReadAt(bytes.NewReader(gz), p, off); err != nil || !bytes.Equal(p, data[off:off+int64(len(p))]) {
+					errs <- fmt.Errorf("read at %d: %v", off, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
