@@ -159,7 +159,7 @@ func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *
 		if err != nil {
 			return err
 		}
-		ad.Disks = append(ad.Disks, &ArchiveDisk{Device: d.Device, ID: d.ID, size: d.Size, spans: spans, cache: newSpanCache(32)})
+		ad.Disks = append(ad.Disks, &ArchiveDisk{Device: d.Device, ID: d.ID, size: d.Size, spans: spans, cache: newSpanCache(spanCacheBytes)})
 	}
 	return nil
 }
@@ -469,37 +469,44 @@ func (d *ArchiveDisk) loadSpan(i int) ([]byte, error) {
 	return b, nil
 }
 
-// spanCache keeps the last few spans read: a client reads a span in many
-// small requests, and each load inflates or hashes a whole span.
+// spanCache keeps the spans read last, up to a number of bytes: a client
+// reads a span in many small requests, and each load inflates or hashes a
+// whole span (1 MiB for a block or a piece, 4 MiB or so through a gzip
+// index).
 type spanCache struct {
-	mu   sync.Mutex
-	keys []int
-	vals [][]byte
-	next int
+	mu    sync.Mutex
+	limit int
+	bytes int
+	keys  []int // oldest first
+	vals  map[int][]byte
 }
 
-func newSpanCache(n int) *spanCache {
-	c := &spanCache{keys: make([]int, n), vals: make([][]byte, n)}
-	for i := range c.keys {
-		c.keys[i] = -1
-	}
-	return c
+// spanCacheBytes bounds each disk's cache.
+const spanCacheBytes = 32 << 20
+
+func newSpanCache(limit int) *spanCache {
+	return &spanCache{limit: limit, vals: map[int][]byte{}}
 }
 
 func (c *spanCache) get(i int) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, key := range c.keys {
-		if key == i {
-			return c.vals[k]
-		}
-	}
-	return nil
+	return c.vals[i]
 }
 
 func (c *spanCache) put(i int, b []byte) {
 	c.mu.Lock()
-	c.keys[c.next], c.vals[c.next] = i, b
-	c.next = (c.next + 1) % len(c.keys)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if _, ok := c.vals[i]; ok || len(b) > c.limit {
+		return
+	}
+	for c.bytes+len(b) > c.limit && len(c.keys) > 0 {
+		old := c.keys[0]
+		c.keys = c.keys[1:]
+		c.bytes -= len(c.vals[old])
+		delete(c.vals, old)
+	}
+	c.keys = append(c.keys, i)
+	c.vals[i] = b
+	c.bytes += len(b)
 }
