@@ -108,7 +108,8 @@ func printServing(w io.Writer, g *globals, archive, spec string, disks []xva.Ser
 	fmt.Fprintf(w, "compare:         qemu-img compare -f raw '%s' disk.raw\n", uri)
 	fmt.Fprintf(w, "mount (FUSE):    mkdir m && nbdfuse m/ '%s' &  (then mount -o ro,loop m/nbd /mnt)\n", uri)
 	fmt.Fprintf(w, "inspect files:   guestmount --ro --format=raw -a '%s' -i /mnt\n", uri)
+	fmt.Fprintf(w, "kernel device:   modprobe nbd && qemu-nbd --read-only -f raw -c /dev/nbd0 '%s'\n", uri)
 	if strings.HasPrefix(spec, "unix:") {
-		fmt.Fprintf(w, "kernel device:   nbd-client -unix %s /dev/nbd0 -N %s -readonly\n", strings.TrimPrefix(spec, "unix:"), disks[0].Device)
+		fmt.Fprintf(w, "             or: nbd-client -unix %s /dev/nbd0 -N %s -readonly\n", strings.TrimPrefix(spec, "unix:"), disks[0].Device)
 	}
 }
