@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/pgzip"
 
 	"github.com/xva-tools/xva/internal/pipeline"
+	"github.com/xva-tools/xva/internal/zstdseek"
 )
 
 // Whole-archive compression, as xapi's export writes and its import reads:
@@ -70,7 +71,14 @@ func (d decompressed) Read(p []byte) (int, error) {
 
 // compressor wraps w in a parallel gzip (at level) or zstd writer. Both give the same
 // bytes whatever the number of workers: pgzip's output depends on its block
-// size and level only, zstd's encoder splits the stream by size alone.
+// size and level only; zstd is written in the seekable format, independent
+// frames of zstdFrame bytes with a seek table at the end (a skippable frame
+// every zstd reader passes over), so that the archive can be read at random.
+// zstdFrame is the uncompressed size of a seekable zstd archive's frames:
+// a read at random decodes at most one, and frames this size cost no
+// measurable ratio against one frame.
+const zstdFrame = 4 << 20
+
 func compressor(w io.Writer, kind string, level, jobs int) (io.WriteCloser, error) {
 	jobs = pipeline.Jobs(jobs)
 	switch kind {
@@ -87,7 +95,7 @@ func compressor(w io.Writer, kind string, level, jobs int) (io.WriteCloser, erro
 		zw.ModTime = time.Unix(0, 0)
 		return zw, nil
 	case "zstd":
-		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(jobs), zstd.WithEncoderLevel(zstd.SpeedDefault))
+		return zstdseek.NewWriter(w, zstdFrame, jobs, zstd.SpeedDefault)
 	}
 	return nil, fmt.Errorf("xva: unknown compression %q (want none, gzip or zstd)", kind)
 }

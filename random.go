@@ -14,6 +14,7 @@ import (
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
+	"github.com/xva-tools/xva/internal/zstdseek"
 )
 
 // ArchiveDisks is every disk of an archive opened for random access.
@@ -90,10 +91,6 @@ func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (
 		kind = tc.compression
 	}
 	a.close()
-	if kind != "gzip" {
-		return nil, fmt.Errorf("%w: %s is compressed as a whole with %s, which cannot be read at random: "+
-			"'xva convert %s plain.xva' writes one that can", ErrUnsupported, path, kind, path)
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, ioError{err}
@@ -103,16 +100,41 @@ func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (
 		f.Close()
 		return nil, ioError{err}
 	}
-	x, err := gz.index(ctx, filepath.Base(path), f, st.Size(), o)
+	r, size, err := decompressedAt(ctx, kind, path, f, st.Size(), gz, o)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	c, err := indexTar(zranReader{x, f}, x.Size(), f)
+	c, err := indexTar(r, size, f)
 	if err != nil {
 		return nil, err
 	}
 	return newArchive(c, path, o)
+}
+
+// decompressedAt reads the tar inside an archive compressed as a whole at
+// random: a gzip one through its restart-point index, a zstd one through
+// the seek table xva writes (the seekable format).
+func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int64, gz *gzipIndexes, o *options) (io.ReaderAt, int64, error) {
+	switch kind {
+	case "gzip":
+		x, err := gz.index(ctx, filepath.Base(path), f, size, o)
+		if err != nil {
+			return nil, 0, err
+		}
+		return zranReader{x, f}, x.Size(), nil
+	case "zstd":
+		z, err := zstdseek.Open(f, size)
+		if errors.Is(err, zstdseek.ErrNotSeekable) {
+			return nil, 0, fmt.Errorf("%w: %s is one zstd stream, with no seek table, which cannot be read at random: "+
+				"'xva convert %s seekable.xva.zst' writes one that can (xva writes every zstd archive seekable)", ErrUnsupported, path, path)
+		}
+		if err != nil {
+			return nil, 0, corrupt(KindCompression, filepath.Base(path), "", -1, "%v", trimPrefix(err, "zstdseek: "))
+		}
+		return z, z.Size(), nil
+	}
+	return nil, 0, fmt.Errorf("%w: %s is compressed as a whole with %s, which cannot be read at random", ErrUnsupported, path, kind)
 }
 
 type closerFunc func() error

@@ -25,9 +25,10 @@ bytes are written. A range that fails its check stops the command with
 exit 3 naming the member and offset. ARCHIVE is a tar file (plain or
 gzip-compressed) or an archive directory, of either generation; gzip files
 without xva's piece index are inflated once to build an index of restart
-points, kept in $XDG_CACHE_HOME/xva. A zstd-compressed archive or a stream
-cannot be read at random ('xva convert' writes a plain one). Holes of the
-disk are written as zeros.`,
+points, kept in $XDG_CACHE_HOME/xva; zstd archives xva wrote are read
+through their seek table. One zstd stream from another tool, or a stream,
+cannot be read at random ('xva convert' writes a seekable one). Holes of
+the disk are written as zeros.`,
 		Example: `  # The first sector of the boot disk (its partition table)
   xva cat backup.xva sda --length 512 | od -A d -t x1 | head
 

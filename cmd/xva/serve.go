@@ -35,8 +35,9 @@ ARCHIVE is a tar file (plain or gzip-compressed) or an archive directory,
 of either generation. Gzip files without xva's piece index (the archive
 compressed as a whole, chunks made by split and gzip) are inflated once to
 build an index of restart points, kept in $XDG_CACHE_HOME/xva for the next
-time. A zstd-compressed archive or a stream cannot be read at random
-('xva convert' writes a plain one).
+time. Zstd archives xva wrote are read through their seek table; one zstd
+stream from another tool, or a stream, cannot be read at random ('xva
+convert' writes a seekable one).
 
 --listen unix:PATH (default: a socket in the temporary directory) or
 tcp:HOST:PORT (HOST 127.0.0.1 when empty: give an address to serve others);

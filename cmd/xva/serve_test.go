@@ -83,11 +83,12 @@ func TestServe(t *testing.T) {
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy"}, append(disks, "l.xva")...)...)
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy", "--dir"}, append(disks, "ldir")...)...)
 	mustRun(t, dir, nil, "convert", "x.xva", "g.xva.gz")
+	mustRun(t, dir, nil, "convert", "x.xva", "z.xva.zst")
 	// A legacy archive as split and gzip make it: chunks with no index.
 	sh(t, dir, "cp", "-r", "ldir", "gzdir")
 	sh(t, dir, "sh", "-c", "for c in gzdir/sd*/chunk-*.gz; do gzip -dc $c | gzip -c > $c.new && mv $c.new $c; done")
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
-	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir", "g.xva.gz", "gzdir"} {
+	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir", "g.xva.gz", "z.xva.zst", "gzdir"} {
 		t.Run(a, func(t *testing.T) {
 			uris, _ := startServe(t, dir, a)
 			list := sh(t, dir, "nbdinfo", "--list", "--json", strings.Replace(uris["sda"], "/sda?", "/?", 1))
