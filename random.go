@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/disk"
@@ -21,7 +22,20 @@ import (
 type ArchiveDisks struct {
 	Metadata *Metadata
 	Disks    []*ArchiveDisk // in archive order
-	closers  []io.Closer
+	// Indexed says what opening built: the restart-point indexes of gzip
+	// files (a first read of them at random), how long that took, and
+	// where they are kept for the next time.
+	Indexed *IndexBuild
+	closers []io.Closer
+}
+
+// IndexBuild is the indexes built opening an archive.
+type IndexBuild struct {
+	Files   int           // gzip files indexed
+	Bytes   int64         // their compressed bytes, read once
+	Took    time.Duration // the time it took
+	Cache   string        // the cache file they are kept in, "" if none
+	Skipped int           // files whose index came from the cache
 }
 
 // Close closes the archive's files.
@@ -63,6 +77,7 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 	}
 	gz := openGzipIndexes(path)
 	defer gz.save()
+	start := time.Now()
 	a, err := openRandom(ctx, path, gz, o)
 	if err != nil {
 		return nil, err
@@ -71,6 +86,9 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 	if err := ad.index(ctx, a, path, gz, o); err != nil {
 		ad.Close()
 		return nil, err
+	}
+	if gz.built > 0 || gz.reused > 0 {
+		ad.Indexed = &IndexBuild{Files: gz.built, Bytes: gz.builtBytes, Took: time.Since(start), Cache: gz.cache, Skipped: gz.reused}
 	}
 	return ad, nil
 }

@@ -36,6 +36,9 @@ type gzipIndexes struct {
 	mu      sync.Mutex
 	indexes map[string]*zran.Index // by member name ("" for the whole file)
 	dirty   bool
+
+	built, reused int   // indexes built now, and taken from the cache
+	builtBytes    int64 // the compressed bytes read to build them
 }
 
 // openGzipIndexes loads the cache of the archive at path, if it is
@@ -173,6 +176,9 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 	x, ok := g.indexes[name]
 	g.mu.Unlock()
 	if ok && x.CompressedSize() == size {
+		g.mu.Lock()
+		g.reused++
+		g.mu.Unlock()
 		return x, nil
 	}
 	start := time.Now()
@@ -191,6 +197,8 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 	o.log.Debug("gzip index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
 	g.mu.Lock()
 	g.indexes[name], g.dirty = x, true
+	g.built++
+	g.builtBytes += size
 	g.mu.Unlock()
 	return x, nil
 }

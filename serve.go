@@ -28,12 +28,19 @@ type ServedDisk struct {
 	URI    string `json:"uri"`
 }
 
+// Serving is what ServeNBD serves, once clients can connect.
+type Serving struct {
+	Listen  string       // the address listened on, port 0 resolved
+	Disks   []ServedDisk // the exports
+	Indexed *IndexBuild  // the gzip indexes opening built, nil for none
+}
+
 // ServeNBD exports every disk of the archive at path read-only over NBD,
-// each under its device's name, until ctx is done. ready is told the
-// address actually listened on and the exports, once clients can connect.
+// each under its device's name, until ctx is done. ready is told what is
+// served, once clients can connect.
 // Every byte served is checked as OpenDisks checks it; a range that fails
 // is an I/O error for that read alone, logged, and the server goes on.
-func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(listen string, disks []ServedDisk), opts ...Option) error {
+func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(Serving), opts ...Option) error {
 	ad, err := OpenDisks(ctx, path, opts...)
 	if err != nil {
 		return err
@@ -53,7 +60,7 @@ func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(list
 		served = append(served, ServedDisk{Device: d.Device, Size: d.Size(), URI: nbd.URI(spec, d.Device, so.TLS != nil)})
 	}
 	if ready != nil {
-		ready(spec, served)
+		ready(Serving{Listen: spec, Disks: served, Indexed: ad.Indexed})
 	}
 	return s.Serve(ctx, l)
 }

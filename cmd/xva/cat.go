@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -48,6 +49,7 @@ the disk are written as zeros.`,
 				return err
 			}
 			defer ad.Close()
+			reportIndexes(g, cmd.ErrOrStderr(), ad)
 			d := ad.Disk(args[1])
 			if d == nil {
 				return usagef("%s has no disk %s (it has %s)", args[0], args[1], devices(ad))
@@ -97,4 +99,19 @@ func devices(ad *xva.ArchiveDisks) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// reportIndexes says what indexes opening an archive at random built, and
+// how long the first access took, so a user knows the next is quick.
+func reportIndexes(g *globals, w io.Writer, ad *xva.ArchiveDisks) {
+	x := ad.Indexed
+	if x == nil || x.Files == 0 {
+		return
+	}
+	kept := "not kept (no cache directory)"
+	if x.Cache != "" {
+		kept = "kept in " + printable(x.Cache) + " for the next time"
+	}
+	fmt.Fprintf(g.chatter(w), "xva: indexed %d gzip files (%s) in %.1f s on this first access; %s\n",
+		x.Files, humanize.IBytes(uint64(x.Bytes)), x.Took.Seconds(), kept)
 }

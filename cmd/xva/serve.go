@@ -65,7 +65,9 @@ with the commands to attach and mount; --json prints them as a document
 				}
 				so.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			ready := func(spec string, disks []xva.ServedDisk) {
+			ready := func(sv xva.Serving) {
+				spec, disks := sv.Listen, sv.Disks
+				reportIndexes(g, cmd.ErrOrStderr(), &xva.ArchiveDisks{Indexed: sv.Indexed})
 				if g.json {
 					printJSON(struct {
 						SchemaVersion int              `json:"schema_version"`
