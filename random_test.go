@@ -173,6 +173,27 @@ func TestRandomAccessRefusesWhatItCannotCheck(t *testing.T) {
 		t.Fatalf("reading another block: %v", err)
 	}
 
+	// A damaged legacy chunk (ours): its CRC-32 fails on its first read, so
+	// every read of it fails; the other disk reads.
+	l := filepath.Join(dir, "l.xva")
+	if _, err := xva.PackDir(ctx, vmdir, l, xva.WithFormat(xva.Legacy)); err != nil {
+		t.Fatal(err)
+	}
+	lb, _ := os.ReadFile(l)
+	at = bytes.Index(lb, []byte("sda/chunk-000000000.gz\x00")) + 512 + 200000
+	lb[at] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "lbad.xva"), lb, 0o644)
+	lad, err := xva.OpenDisks(ctx, filepath.Join(dir, "lbad.xva"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lad.Close()
+	if _, err := lad.Disk("sda").ReadAt(buf, 4<<20); !xva.IsCorrupt(err) || !strings.Contains(err.Error(), "chunk-000000000") {
+		t.Fatalf("reading the damaged chunk: %v", err)
+	}
+	want, _ := os.ReadFile(filepath.Join(vmdir, "sdb.raw"))
+	sameAtRandom(t, lad.Disk("sdb"), want)
+
 	// One zstd stream, as the zstd tool (and a host's export) writes it,
 	// has no seek table.
 	testutil.NeedTools(t, "zstd")
