@@ -461,12 +461,32 @@ func (b *bench) ova(n int64) error {
 // first read of each chunk or block region has built what reading needs),
 // and nbdcopy of the whole disk against xva unpack of the same archive.
 func (b *bench) serve(n int64) error {
-	for _, c := range []struct{ archive, device, kind string }{
-		{"x.xva", "xvda", "xapi"},
-		{"legacy.xva", "sda", "legacy (xva's chunks)"},
+	// The compressed kinds: gzip (read through a restart-point index built
+	// on the server's start), zstd (xva writes it seekable), and chunks
+	// pigz made (an index per chunk). Random reads only.
+	prep := fmt.Sprintf("%[1]s convert -q x.xva x.xva.gz && %[1]s convert -q x.xva x.xva.zst && "+
+		"rm -rf pz && mkdir pz && tar -C pz -xf legacy.xva && for c in pz/sda/chunk*; do gzip -dc $c | pigz -6 > $c.new && mv $c.new $c; done", b.xva)
+	if out, err := exec.Command("sh", "-c", "cd "+b.dir+" && "+prep).CombinedOutput(); err != nil {
+		return fmt.Errorf("making compressed archives: %v\n%s", err, out)
+	}
+	defer func() {
+		for _, f := range []string{"x.xva.gz", "x.xva.zst", "pz", "cache"} {
+			os.RemoveAll(b.path(f))
+		}
+	}()
+	for _, c := range []struct {
+		archive, device, kind string
+		copy                  bool // also nbdcopy against unpack
+	}{
+		{"x.xva", "xvda", "xapi", true},
+		{"legacy.xva", "sda", "legacy (xva's chunks)", true},
+		{"x.xva.gz", "xvda", "xapi, gzip as a whole", false},
+		{"x.xva.zst", "xvda", "xapi, zstd as a whole (seekable)", false},
+		{"pz", "sda", "legacy (pigz's chunks)", false},
 	} {
 		sock := b.path(c.archive + ".sock")
 		srv := exec.Command(b.xva, "serve", "-q", "--listen", "unix:"+sock, c.archive)
+		srv.Env = append(os.Environ(), "XDG_CACHE_HOME="+b.path("cache"))
 		srv.Dir = b.dir
 		if err := srv.Start(); err != nil {
 			return err
@@ -476,9 +496,13 @@ func (b *bench) serve(n int64) error {
 			stop()
 			return err
 		}
-		if err := b.randomReads(sock, c.device, c.kind, n); err != nil {
+		if err := b.randomReads(sock, c.device, c.kind, n, c.copy); err != nil {
 			stop()
 			return err
+		}
+		if !c.copy {
+			stop()
+			continue
 		}
 		uri := fmt.Sprintf("'nbd+unix:///%s?socket=%s'", c.device, sock)
 		ours, err := b.measure("nbdcopy", fmt.Sprintf("rm -f n.raw && nbdcopy %s n.raw && sync n.raw", uri))
@@ -503,7 +527,7 @@ func (b *bench) serve(n int64) error {
 // randomReads times random 4 KiB reads of device through the server on
 // sock, after one read per 1e9 bytes (each legacy chunk is checked whole on
 // its first read).
-func (b *bench) randomReads(sock, device, kind string, n int64) error {
+func (b *bench) randomReads(sock, device, kind string, n int64, target bool) error {
 	c, err := dialNBD(sock, device)
 	if err != nil {
 		return err
@@ -521,10 +545,14 @@ func (b *bench) randomReads(sock, device, kind string, n int64) error {
 	if err != nil {
 		return err
 	}
-	b.alone(fmt.Sprintf("random 4 KiB reads via NBD, %s: median %.2f ms, p99 %.2f ms (first reads %.1f s)", kind,
-		median.Seconds()*1000, p99.Seconds()*1000, warm.Seconds()), n,
-		run{Tool: "xva serve", Command: "2000 random 4 KiB reads, median latency", Seconds: median.Seconds()},
-		"median < 5 ms", func(r result) bool { return r.Ours.Seconds < 0.005 })
+	task := fmt.Sprintf("random 4 KiB reads via NBD, %s: median %.2f ms, p99 %.2f ms (first reads %.1f s)", kind,
+		median.Seconds()*1000, p99.Seconds()*1000, warm.Seconds())
+	r := run{Tool: "xva serve", Command: "2000 random 4 KiB reads, median latency", Seconds: median.Seconds()}
+	if !target {
+		b.alone(task, n, r, "reported", nil)
+		return nil
+	}
+	b.alone(task, n, r, "median < 5 ms", func(r result) bool { return r.Ours.Seconds < 0.005 })
 	return nil
 }
 
@@ -558,13 +586,13 @@ func (b *bench) foreignIndex(n int64) error {
 
 // waitSocket waits for a server to listen on the Unix socket path.
 func waitSocket(path string) error {
-	for range 200 {
+	for range 3000 { // a server builds its gzip indexes first
 		if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeSocket != 0 {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("no server on %s after 10 s", path)
+	return fmt.Errorf("no server on %s after 150 s", path)
 }
 
 // memory packs and unpacks a much larger, mostly empty disk: peak memory
