@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/ova"
 	"github.com/xva-tools/xva/ovf"
@@ -354,15 +355,7 @@ func (x *ovfExport) streamDisk(ctx context.Context, w io.Writer, name string, d 
 	if err != nil {
 		return 0, err
 	}
-	n, err := x.a.decodeInto(ctx, d, sink)
-	if err == nil {
-		err = sink.Commit()
-	}
-	if err != nil {
-		sink.Abort()
-		return 0, err
-	}
-	return n, nil
+	return x.decodeAndCommit(ctx, d, sink)
 }
 
 // imageDisk writes disk d as an image file at path, in the package's disk
@@ -377,6 +370,12 @@ func (x *ovfExport) imageDisk(ctx context.Context, path string, d *Disk) (int64,
 	if err != nil {
 		return 0, err
 	}
+	return x.decodeAndCommit(ctx, d, sink)
+}
+
+// decodeAndCommit decodes disk d into sink and commits it, or aborts it on
+// any error; it returns the bytes of data written.
+func (x *ovfExport) decodeAndCommit(ctx context.Context, d *Disk, sink disk.Sink) (int64, error) {
 	n, err := x.a.decodeInto(ctx, d, sink)
 	if err == nil {
 		err = sink.Commit()

@@ -17,15 +17,11 @@ import (
 // output (xapi unless WithFormat says legacy), reading each disk's image
 // from the package straight into the archive's encoder.
 func convertOVF(ctx context.Context, path, output string, o *options) (*PackResult, error) {
-	in, err := openOVF(path)
+	in, m, err := openOVFMetadata(path)
 	if err != nil {
 		return nil, err
 	}
 	defer in.close()
-	m, err := in.metadata()
-	if err != nil {
-		return nil, err
-	}
 	if o.format == 0 {
 		o.format = XAPI // what every current host imports
 	}
@@ -61,6 +57,21 @@ func convertOVF(ctx context.Context, path, output string, o *options) (*PackResu
 	return res, nil
 }
 
+// openOVFMetadata opens the package at path and describes its VM as an
+// archive's metadata; the caller closes the package.
+func openOVFMetadata(path string) (*ovfInput, *Metadata, error) {
+	in, err := openOVF(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := in.metadata()
+	if err != nil {
+		in.close()
+		return nil, nil, err
+	}
+	return in, m, nil
+}
+
 // disk is the package's disk that became device.
 func (in *ovfInput) disk(device string) (ovfDisk, error) {
 	for _, d := range in.disks {
@@ -85,15 +96,11 @@ func spoolDir(output string) string {
 // ova.xml describing it and an image per disk, as Unpack does for an
 // archive, so that the directory packs into an XVA.
 func unpackOVF(ctx context.Context, path, dir string, o *options) (*UnpackResult, error) {
-	in, err := openOVF(path)
+	in, m, err := openOVFMetadata(path)
 	if err != nil {
 		return nil, err
 	}
 	defer in.close()
-	m, err := in.metadata()
-	if err != nil {
-		return nil, err
-	}
 	if m, err = convertMetadata(m, XAPI, o.uuidSeed); err != nil {
 		return nil, err
 	}
@@ -192,15 +199,11 @@ type OVFInfo struct {
 // ovfInfo describes the OVF package at path: its VM as an XVA would carry
 // it, each disk with its file, and what would not be carried over.
 func ovfInfo(path string) (*InfoResult, error) {
-	in, err := openOVF(path)
+	in, m, err := openOVFMetadata(path)
 	if err != nil {
 		return nil, err
 	}
 	defer in.close()
-	m, err := in.metadata()
-	if err != nil {
-		return nil, err
-	}
 	form := in.pkg.Form()
 	if form == "ovf" {
 		form = "ovf directory"

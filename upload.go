@@ -217,16 +217,12 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 // preflightOVF checks the VM of an OVF package as its xapi archive will
 // describe it, before anything is sent.
 func preflightOVF(input string, oldest xapi.XapiVersion) error {
-	in, err := openOVF(input)
+	in, m, err := openOVFMetadata(input)
 	if err != nil {
 		return err
 	}
 	defer in.close()
-	m, err := in.metadata()
-	if err == nil {
-		m, err = convertMetadata(m, XAPI, "")
-	}
-	if err != nil {
+	if m, err = convertMetadata(m, XAPI, ""); err != nil {
 		return err
 	}
 	return preflight(m.Export, oldest)
