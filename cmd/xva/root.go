@@ -34,7 +34,9 @@ func newRootCmd(g *globals) *cobra.Command {
 		Long: `xva packs a VM (disk images plus its description) into an XVA archive,
 unpacks archives onto sparse raw images, shows what an archive holds, and
 converts between the legacy generation (version 0.1, gzip chunks) and the
-xapi generation (hashed 1 MiB blocks) that current hosts import.
+xapi generation (hashed 1 MiB blocks) that current hosts import, and to and
+from OVF/OVA for other hypervisors. It serves the disks inside an archive
+over NBD without unpacking it, and sends VMs to and from a pool.
 
 Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 3 integrity failure (bad checksum, short or malformed archive).`,
