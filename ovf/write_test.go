@@ -234,9 +234,10 @@ func marshalAll(t *testing.T) map[string][]byte {
 	for name, d := range samples() {
 		add(name, d)
 	}
-	for _, f := range []string{"virtualbox-2.0.ovf", "xencenter-utf16le.ovf", "vmware-efi-chunked.ovf"} {
+	for _, f := range []string{"virtualbox-2.0.ovf", "vmware-efi-chunked.ovf"} {
 		add(f, mustParse(t, readTestdata(t, f)))
 	}
+	add("xencenter.ovf", mustParse(t, xenCenterUTF16LE(t)))
 	return out
 }
 
