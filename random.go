@@ -136,7 +136,11 @@ func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (
 func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int64, gz *gzipIndexes, o *options) (io.ReaderAt, int64, error) {
 	switch kind {
 	case "gzip":
-		x, err := gz.index(ctx, filepath.Base(path), f, size, o)
+		name := filepath.Base(path)
+		if err := gz.indexAll(ctx, []located{{name, size, f}}, o); err != nil {
+			return nil, 0, err
+		}
+		x, err := gz.index(ctx, name, f, size, o)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -284,6 +288,9 @@ func xapiBlock(m, sum located, kind chunk.Checksum) func() ([]byte, error) {
 // legacySpans places the chunks of d, each a run of 1 MiB pieces that its
 // piece index locates; the all-zero pieces are holes.
 func legacySpans(ctx context.Context, d *Disk, members []located, gz *gzipIndexes, o *options) ([]span, error) {
+	if err := gz.indexAll(ctx, foreignChunks(members), o); err != nil {
+		return nil, err
+	}
 	seq := chunk.NewLegacySeq(d.ID, d.Size)
 	var spans []span
 	for _, m := range members {
@@ -324,6 +331,18 @@ func legacySpans(ctx context.Context, d *Disk, members []located, gz *gzipIndexe
 		return nil, blockError(err, d)
 	}
 	return spans, nil
+}
+
+// foreignChunks are the members that are gzip files without our piece
+// index.
+func foreignChunks(members []located) []located {
+	var out []located
+	for _, m := range members {
+		if _, err := chunk.ReadChunkIndex(m.r, m.size); errors.Is(err, chunk.ErrNoIndex) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // foreignChunk lays out a gzip chunk that carries no piece index (split

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/internal/pipeline"
 	"github.com/xva-tools/xva/internal/zran"
 )
 
@@ -182,9 +183,7 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 		return x, nil
 	}
 	start := time.Now()
-	o.progress.StartDisk("index "+name, size)
 	x, err := zran.Build(ctx, &progressReaderAt{r: r, progress: o.progress.Advance}, size, zranSpan, nil)
-	o.progress.EndDisk()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -201,6 +200,52 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 	g.builtBytes += size
 	g.mu.Unlock()
 	return x, nil
+}
+
+// indexAll builds, on up to jobs workers, the indexes of the gzip files
+// whose index is not in the cache yet, under one progress bar; index then
+// finds each of them built.
+func (g *gzipIndexes) indexAll(ctx context.Context, files []located, o *options) error {
+	var todo []located
+	var total int64
+	g.mu.Lock()
+	for _, f := range files {
+		if x, ok := g.indexes[f.name]; !ok || x.CompressedSize() != f.size {
+			todo = append(todo, f)
+			total += f.size
+		}
+	}
+	g.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	o.progress.StartDisk("index", total)
+	defer o.progress.EndDisk()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan located)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for range min(pipeline.Jobs(o.jobs), len(todo)) {
+		wg.Go(func() {
+			for f := range work {
+				if _, err := g.index(ctx, f.name, f.r, f.size, o); err != nil {
+					errs <- err
+					cancel()
+				}
+			}
+		})
+	}
+	for _, f := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs // the first error, or nil
 }
 
 // progressReaderAt tells progress the bytes read from r: a scan reads a
