@@ -379,7 +379,7 @@ type fileReader struct{ *io.SectionReader }
 
 func (f fileReader) Read(p []byte) (int, error) {
 	n, err := f.SectionReader.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && !IsCorrupt(err) {
 		err = ioError{err}
 	}
 	return n, err

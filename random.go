@@ -66,14 +66,15 @@ func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
 // range only. Gzip files that carry no piece index of ours (the archive
 // compressed as a whole, chunks made by split and gzip) are inflated once
 // to build an index of restart points (kept in a cache file for the next
-// time) and read through it.
+// time) and read through it. ctx bounds that work, and the checks reads
+// make later (a legacy chunk's first read inflates it whole).
 func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	if path == "-" {
-		return nil, fmt.Errorf("%w: a stream cannot be read at random: give the archive's file or directory", ErrBadOptions)
+	if st, err := os.Stat(path); path == "-" || err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s is a stream (standard input, a pipe or a device), which cannot be read at random: give the archive's file or directory", ErrBadOptions, path)
 	}
 	gz := openGzipIndexes(path)
 	defer gz.save()
@@ -130,6 +131,25 @@ func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (
 	return newArchive(c, path, o)
 }
 
+// maxZstdFrame bounds the frames of a zstd archive read at random: each
+// read decodes a whole frame into memory.
+const maxZstdFrame = 64 << 20
+
+// zstdFrames reads a seekable zstd archive at random, its frames' integrity
+// failures marked as such.
+type zstdFrames struct {
+	z    *zstdseek.Reader
+	name string
+}
+
+func (f zstdFrames) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.z.ReadAt(p, off)
+	if err != nil && err != io.EOF && errors.Is(err, zstdseek.ErrCorrupt) {
+		err = corrupt(KindCompression, f.name, "", -1, "%v", trimPrefix(err, "zstdseek: "))
+	}
+	return n, err
+}
+
 // decompressedAt reads the tar inside an archive compressed as a whole at
 // random: a gzip one through its restart-point index, a zstd one through
 // the seek table xva writes (the seekable format).
@@ -144,7 +164,7 @@ func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int
 		if err != nil {
 			return nil, 0, err
 		}
-		return zranReader{x, f}, x.Size(), nil
+		return zranReader{x, f, name}, x.Size(), nil
 	case "zstd":
 		z, err := zstdseek.Open(f, size)
 		if errors.Is(err, zstdseek.ErrNotSeekable) {
@@ -154,7 +174,13 @@ func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int
 		if err != nil {
 			return nil, 0, corrupt(KindCompression, filepath.Base(path), "", -1, "%v", trimPrefix(err, "zstdseek: "))
 		}
-		return z, z.Size(), nil
+		for i := range z.Frames() {
+			if _, ds := z.FrameSizes(i); ds > maxZstdFrame {
+				return nil, 0, fmt.Errorf("%w: %s has a zstd frame of %d bytes; reading at random decodes a frame at a time, and frames over %d MiB are not read so "+
+					"(xva writes 4 MiB frames: 'xva convert %s seekable.xva.zst')", ErrUnsupported, path, ds, maxZstdFrame>>20, path)
+			}
+		}
+		return zstdFrames{z, filepath.Base(path)}, z.Size(), nil
 	}
 	return nil, 0, fmt.Errorf("%w: %s is compressed as a whole with %s, which cannot be read at random", ErrUnsupported, path, kind)
 }
@@ -172,24 +198,28 @@ type located struct {
 
 // index lists the archive's members and lays out each disk's spans.
 func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *gzipIndexes, o *options) error {
+	// The walker unpack reads with: its rules (disk order, members of no
+	// disk, a disk resumed after another, duplicates, missing disks) hold
+	// for reading at random too.
 	byDisk := map[*Disk][]located{}
 	for {
-		m, err := a.p.next()
+		d, err := a.nextDisk()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		d := a.meta.diskOf(m.name)
-		if d == nil {
-			continue
+		for m, err := range a.members(d) {
+			if err != nil {
+				return err
+			}
+			r, err := ad.readerAt(a, path, m)
+			if err != nil {
+				return err
+			}
+			byDisk[d] = append(byDisk[d], located{m.name, m.size, r})
 		}
-		r, err := ad.readerAt(a, path, m)
-		if err != nil {
-			return err
-		}
-		byDisk[d] = append(byDisk[d], located{m.name, m.size, r})
 	}
 	for i := range a.meta.Disks {
 		d := &a.meta.Disks[i]
@@ -213,16 +243,29 @@ func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *
 func (ad *ArchiveDisks) readerAt(a *archive, path string, m *member) (io.ReaderAt, error) {
 	switch a.c.(type) {
 	case *tarFileContainer:
-		return m.at, nil
+		return ioReaderAt{m.at}, nil
 	case *dirContainer:
 		f, err := os.OpenFile(filepath.Join(path, filepath.FromSlash(m.name)), os.O_RDONLY|noFollow, 0)
 		if err != nil {
 			return nil, ioError{err}
 		}
 		ad.closers = append(ad.closers, f)
-		return f, nil
+		return ioReaderAt{f}, nil
 	}
 	return nil, fmt.Errorf("%w: this archive's form cannot be read at random", ErrUnsupported)
+}
+
+// ioReaderAt marks the errors of reading a member as the medium's, unless
+// they already say what they are (a compressed archive's integrity
+// failure).
+type ioReaderAt struct{ r io.ReaderAt }
+
+func (x ioReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := x.r.ReadAt(p, off)
+	if err != nil && err != io.EOF && !IsCorrupt(err) && !IsIOError(err) {
+		err = ioError{err}
+	}
+	return n, err
 }
 
 // span is a run of a disk held by one unit of the archive (an xapi block,
@@ -320,7 +363,7 @@ func legacySpans(ctx context.Context, d *Disk, members []located, gz *gzipIndexe
 			off := int64(i) * x.PieceSize()
 			size := min(x.PieceSize(), x.Length()-off)
 			spans = append(spans, span{off: start + off, size: size, member: m.name, load: func() ([]byte, error) {
-				if err := x.Verify(context.Background(), m.r, o.jobs); err != nil {
+				if err := x.Verify(ctx, m.r, o.jobs); err != nil {
 					return nil, err
 				}
 				return x.Piece(m.r, i)
@@ -357,7 +400,7 @@ func foreignChunk(ctx context.Context, d *Disk, m located, start, want int64, gz
 		return nil, corrupt(KindLength, m.name, d.Device, start, "the chunk inflates to %d bytes, %d expected", x.Size(), want)
 	}
 	var spans []span
-	z := zranReader{x, m.r}
+	z := zranReader{x, m.r, m.name}
 	for off := int64(0); off < x.Size(); off += zranSpan {
 		n := min(zranSpan, x.Size()-off)
 		spans = append(spans, span{off: start + off, size: n, member: m.name, load: func() ([]byte, error) {
@@ -512,7 +555,7 @@ func (d *ArchiveDisk) loadSpan(i int) ([]byte, error) {
 	s := &d.spans[i]
 	b, err := s.load()
 	if err != nil {
-		if !IsIOError(err) && !IsCorrupt(err) {
+		if !IsIOError(err) && !IsCorrupt(err) && !errors.Is(err, context.Canceled) {
 			kind := chunkKind(err)
 			if kind == "" {
 				kind = KindChecksum

@@ -261,13 +261,46 @@ func (p *progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-// zranReader reads a gzip file at random through its index.
+// zranReader reads a gzip file at random through its index. A span that
+// fails its check is an integrity failure of the file; a failed read of
+// the file is the medium's.
 type zranReader struct {
-	x *zran.Index
-	r io.ReaderAt
+	x    *zran.Index
+	r    io.ReaderAt
+	name string
 }
 
-func (z zranReader) ReadAt(p []byte, off int64) (int, error) { return z.x.ReadAt(z.r, p, off) }
+func (z zranReader) ReadAt(p []byte, off int64) (int, error) {
+	rec := &failedRead{r: z.r}
+	n, err := z.x.ReadAt(rec, p, off)
+	switch {
+	case err == nil || err == io.EOF:
+	case rec.err != nil:
+		err = ioError{rec.err}
+	default:
+		err = corrupt(KindCompression, z.name, "", -1, "%v", trimPrefix(err, "zran: "))
+	}
+	return n, err
+}
+
+// failedRead remembers the first failed read of r.
+type failedRead struct {
+	r   io.ReaderAt
+	mu  sync.Mutex
+	err error
+}
+
+func (f *failedRead) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.r.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = err
+		}
+		f.mu.Unlock()
+	}
+	return n, err
+}
 
 func trimPrefix(err error, prefix string) error {
 	s := err.Error()

@@ -215,3 +215,38 @@ func sh(t *testing.T, dir, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// What unpack refuses, reading at random refuses too (the same walker): a
+// member of no disk. A damaged archive compressed as a whole is an
+// integrity failure, not the medium's.
+func TestRandomAccessKeepsTheArchiveRules(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	vmdir := filepath.Join(dir, "vm")
+	if _, err := randomVM.WriteDir(vmdir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xva.PackDir(ctx, vmdir, filepath.Join(dir, "x.xva"), xva.WithFormat(xva.XAPI)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.NeedTools(t, "tar", "gzip")
+	x := filepath.Join(dir, "x")
+	os.Mkdir(x, 0o755)
+	sh(t, x, "tar", "-xf", "../x.xva")
+	os.Mkdir(filepath.Join(x, "junk"), 0o755)
+	os.WriteFile(filepath.Join(x, "junk", "evil"), []byte("not a block"), 0o644)
+	sh(t, x, "sh", "-c", "tar --format=ustar -cf ../stray.xva ova.xml $(tar -tf ../x.xva | grep -v ova.xml | head -4) junk/evil $(tar -tf ../x.xva | grep -v ova.xml | tail -n +5)")
+	if _, err := xva.OpenDisks(ctx, filepath.Join(dir, "stray.xva")); xva.KindOf(err) == "" {
+		t.Fatalf("a member of no disk: %v", err)
+	}
+
+	sh(t, dir, "sh", "-c", "gzip -c x.xva > g.xva.gz")
+	b, _ := os.ReadFile(filepath.Join(dir, "g.xva.gz"))
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "bad.xva.gz"), b, 0o644)
+	_, err := xva.OpenDisks(ctx, filepath.Join(dir, "bad.xva.gz"))
+	if !xva.IsCorrupt(err) || xva.IsIOError(err) {
+		t.Fatalf("a damaged gzip archive: %v (corrupt %v, I/O %v)", err, xva.IsCorrupt(err), xva.IsIOError(err))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/xva-tools/xva/internal/pipeline"
 )
@@ -28,8 +29,8 @@ type ChunkIndex struct {
 	tail              int64    // offset of the final block and trailer
 	size              int64    // the member's size
 
-	once sync.Once
-	err  error
+	mu   sync.Mutex
+	err  error    // an integrity failure found by Verify, kept
 	crcs []uint32 // each piece's CRC-32, once verified
 }
 
@@ -94,11 +95,35 @@ func (x *ChunkIndex) plen(i int) int64 {
 }
 
 // Verify inflates the whole chunk once, on up to jobs workers, and checks
-// its CRC-32 and ISIZE; the result (and each piece's CRC-32) is kept, so
-// later calls cost nothing.
+// its CRC-32 and ISIZE; a success (with each piece's CRC-32) or an
+// integrity failure is kept, so later calls cost nothing. A failure to
+// read r or a cancellation is not kept: the next call tries again.
 func (x *ChunkIndex) Verify(ctx context.Context, r io.ReaderAt, jobs int) error {
-	x.once.Do(func() { x.err = x.verify(ctx, r, jobs) })
-	return x.err
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.crcs != nil || x.err != nil {
+		return x.err
+	}
+	rec := &readRecorder{r: r}
+	err := x.verify(ctx, rec, jobs)
+	if err != nil && !rec.failed.Load() && ctx.Err() == nil {
+		x.err = err
+	}
+	return err
+}
+
+// readRecorder notes whether a read of r failed.
+type readRecorder struct {
+	r      io.ReaderAt
+	failed atomic.Bool
+}
+
+func (rr *readRecorder) ReadAt(p []byte, off int64) (int, error) {
+	n, err := rr.r.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		rr.failed.Store(true)
+	}
+	return n, err
 }
 
 func (x *ChunkIndex) verify(ctx context.Context, r io.ReaderAt, jobs int) error {
@@ -159,7 +184,10 @@ func (x *ChunkIndex) compressed(r io.ReaderAt, i int) ([]byte, error) {
 // Piece inflates piece i, after Verify has passed, and checks it against
 // the CRC-32 Verify found for it: the bytes returned are the chunk's.
 func (x *ChunkIndex) Piece(r io.ReaderAt, i int) ([]byte, error) {
-	if x.crcs == nil {
+	x.mu.Lock()
+	verified := x.crcs != nil
+	x.mu.Unlock()
+	if !verified {
 		return nil, errors.New("chunk: Piece before a successful Verify")
 	}
 	if x.IsZero(r, i) {

@@ -158,7 +158,35 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		zstd.WithDecoderMaxMemory(uint64(maxD) + windowSlack),
 	}
 	x.decoders = make(chan *zstd.Decoder, 4)
+	if err := x.checkEmpty(); err != nil {
+		return nil, err
+	}
 	return x, nil
+}
+
+// checkEmpty makes sure every frame the table says holds nothing does:
+// ReadAt never decodes such a frame, so one that held data would be left
+// out of what is read at random while every sequential reader decodes it.
+// A skippable frame holds nothing by definition.
+func (x *Reader) checkEmpty() error {
+	for i := range x.Frames() {
+		cs, ds := x.FrameSizes(i)
+		if ds != 0 {
+			continue
+		}
+		head := make([]byte, min(cs, 18))
+		if err := readFull(x.r, head, x.cOff[i]); err != nil {
+			return fmt.Errorf("zstdseek: reading frame %d: %w", i, err)
+		}
+		var h zstd.Header
+		if h.Decode(head) == nil && h.Skippable {
+			continue
+		}
+		if _, err := x.decode(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readFull reads len(p) bytes at off; a short read is io.ErrUnexpectedEOF.

@@ -463,3 +463,29 @@ func TestWriterArgs(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// A table that lists a frame holding data as empty is refused: ReadAt
+// would leave the frame out while every sequential reader decodes it (a
+// review found the disk served at random could then differ from the one
+// unpacked).
+func TestEmptyEntryMustBeEmpty(t *testing.T) {
+	in := mixed(200<<10, 7)
+	good := compress(t, in, 64<<10, 2)
+	x, err := Open(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tableAt := len(good) - (headerSize + 12*x.Frames() + footerSize)
+	var entries [][2]uint32
+	for i := range x.Frames() {
+		cs, ds := x.FrameSizes(i)
+		entries = append(entries, [2]uint32{uint32(cs), uint32(ds)})
+	}
+	// Frame 0's bytes counted into frame 1's: the sizes still add up.
+	entries[1][1] += entries[0][1]
+	entries[0][1] = 0
+	lie := append(append([]byte(nil), good[:tableAt]...), table(entries, 0, uint32(len(entries)))...)
+	if _, err := Open(bytes.NewReader(lie), int64(len(lie))); err == nil || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a data frame listed as empty: %v", err)
+	}
+}
