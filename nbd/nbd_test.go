@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"math/big"
@@ -466,5 +467,31 @@ func TestListen(t *testing.T) {
 		if got := URI(c.spec, c.name, c.tls); got != c.want {
 			t.Errorf("URI(%q, %q, %v) = %q, want %q", c.spec, c.name, c.tls, got, c.want)
 		}
+	}
+}
+
+// A connection past MaxConnections is closed at once; the others are
+// served.
+func TestMaxConnections(t *testing.T) {
+	srv := &Server{Exports: []Export{{Name: "x", Source: newMem(4096)}}, MaxConnections: 1}
+	addr := serve(t, srv, unixSpec(t))
+	path := strings.TrimPrefix(addr, "unix:")
+	first, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	hello := make([]byte, 18)
+	if _, err := io.ReadFull(first, hello); err != nil {
+		t.Fatalf("the first connection: %v", err)
+	}
+	second, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadFull(second, hello); err == nil || n != 0 {
+		t.Fatalf("the connection past the limit got %d bytes, %v", n, err)
 	}
 }

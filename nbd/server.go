@@ -24,6 +24,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/xva-tools/xva/disk"
 )
@@ -49,7 +50,15 @@ type Server struct {
 	// MaxInFlight is how many requests of one connection are served at
 	// once (0: 16).
 	MaxInFlight int
+	// MaxConnections is how many clients are served at once (0: 64); a
+	// connection past it is closed at once. With MaxInFlight and the
+	// largest request (32 MiB), it bounds the server's memory.
+	MaxConnections int
 }
+
+// handshakeTime is how long a client has to finish option haggling: one
+// that says nothing holds no connection slot for ever.
+const handshakeTime = 30 * time.Second
 
 // export is an Export with its extent list, computed once.
 type export struct {
@@ -195,6 +204,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			c.Close()
 			return nil
 		}
+		if len(conns) >= s.maxConnections() {
+			mu.Unlock()
+			s.log().Warn("nbd: too many connections; one refused", "limit", s.maxConnections())
+			c.Close()
+			continue
+		}
 		conns[c] = true
 		wg.Add(1)
 		mu.Unlock()
@@ -209,6 +224,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
+func (s *Server) maxConnections() int {
+	if s.MaxConnections > 0 {
+		return s.MaxConnections
+	}
+	return 64
+}
+
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -220,7 +242,9 @@ func (s *Server) log() *slog.Logger {
 // returns when the client or the server ends it; the caller closes c.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, exports map[string]*export, order []*export) {
 	h := &handshake{s: s, conn: c, exports: exports, order: order}
+	c.SetDeadline(time.Now().Add(handshakeTime))
 	t, err := h.run(ctx)
+	c.SetDeadline(time.Time{})
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			s.log().Debug("nbd: handshake ended", "remote", c.RemoteAddr(), "err", err)
