@@ -124,7 +124,7 @@ func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (
 		f.Close()
 		return nil, err
 	}
-	c, err := indexTar(r, size, f)
+	c, err := gz.tarOf(filepath.Base(path), r, size, f)
 	if err != nil {
 		return nil, err
 	}

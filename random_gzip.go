@@ -36,6 +36,7 @@ type gzipIndexes struct {
 
 	mu      sync.Mutex
 	indexes map[string]*zran.Index // by member name ("" for the whole file)
+	tars    map[string][]byte      // the member table of a whole-compressed tar, encoded
 	dirty   bool
 
 	built, reused int   // indexes built now, and taken from the cache
@@ -45,7 +46,7 @@ type gzipIndexes struct {
 // openGzipIndexes loads the cache of the archive at path, if it is
 // current.
 func openGzipIndexes(path string) *gzipIndexes {
-	g := &gzipIndexes{path: path, indexes: map[string]*zran.Index{}}
+	g := &gzipIndexes{path: path, indexes: map[string]*zran.Index{}, tars: map[string][]byte{}}
 	st, err := os.Stat(path)
 	if err != nil {
 		return g
@@ -84,8 +85,10 @@ func cacheFile(path string) string {
 }
 
 // The cache file: cacheMagic, the archive's size and mtime, the number of
-// entries, each entry (name, member size, index), and a CRC-32 of all that.
-var cacheMagic = []byte("xva-zran 1\n")
+// indexes, each (name, member size, index), the number of tar member
+// tables (of an archive compressed as a whole), each (name, table), and a
+// CRC-32 of all that.
+var cacheMagic = []byte("xva-zran 2\n")
 
 // load reads a cache file's entries if it describes the archive as it is;
 // anything else (another version, a changed archive, damage) is ignored:
@@ -122,7 +125,25 @@ func (g *gzipIndexes) load(b []byte) {
 		loaded[name] = x
 		p = rest2
 	}
-	g.indexes = loaded
+	if len(p) < 4 {
+		return
+	}
+	tars := map[string][]byte{}
+	n = int(binary.LittleEndian.Uint32(p))
+	p = p[4:]
+	for range n {
+		name, rest, ok := cacheField(p)
+		if !ok {
+			return
+		}
+		data, rest2, ok := cacheField(rest)
+		if !ok {
+			return
+		}
+		tars[name] = []byte(data)
+		p = rest2
+	}
+	g.indexes, g.tars = loaded, tars
 }
 
 // cacheField reads a length-prefixed field.
@@ -157,6 +178,13 @@ func (g *gzipIndexes) save() {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
 		b = append(b, name...)
 		b = binary.LittleEndian.AppendUint64(b, uint64(x.CompressedSize()))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+		b = append(b, data...)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(g.tars)))
+	for name, data := range g.tars {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
+		b = append(b, name...)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
 		b = append(b, data...)
 	}
@@ -308,4 +336,92 @@ func trimPrefix(err error, prefix string) error {
 		return errors.New(s[len(prefix):])
 	}
 	return err
+}
+
+// tarOf indexes the tar held in r (size bytes, the inflated content of
+// the archive called name), from the member table in the cache when there
+// is one: reading every header through a restart-point index costs about
+// one inflation, which the table spares the next open.
+func (g *gzipIndexes) tarOf(name string, r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, error) {
+	g.mu.Lock()
+	enc, ok := g.tars[name]
+	g.mu.Unlock()
+	if ok {
+		if c, ok := decodeTarTable(enc, size); ok {
+			c.f, c.closer = r, closer
+			return c, nil
+		}
+	}
+	c, err := indexTar(r, size, closer)
+	if err != nil || c.err != nil {
+		return c, err
+	}
+	g.mu.Lock()
+	g.tars[name], g.dirty = encodeTarTable(c), true
+	g.mu.Unlock()
+	return c, nil
+}
+
+// encodeTarTable is a tar's member table: count, then name, spelling,
+// directory flag, size and offset of each member, then the end's marks.
+func encodeTarTable(c *tarFileContainer) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(c.members)))
+	for _, m := range c.members {
+		for _, f := range []string{m.name, m.raw} {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(f)))
+			b = append(b, f...)
+		}
+		dir := byte(0)
+		if m.dir {
+			dir = 1
+		}
+		b = append(b, dir)
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.size))
+		b = binary.LittleEndian.AppendUint64(b, uint64(m.off))
+	}
+	end := byte(0)
+	if c.sawEnd {
+		end = 1
+	}
+	b = append(b, end)
+	return binary.LittleEndian.AppendUint32(b, uint32(c.strays))
+}
+
+// decodeTarTable reads a member table back, refusing one that does not fit
+// a tar of size bytes.
+func decodeTarTable(b []byte, size int64) (*tarFileContainer, bool) {
+	if len(b) < 4 {
+		return nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	b = b[4:]
+	if n > len(b)/25 { // each member takes at least 25 bytes
+		return nil, false
+	}
+	c := &tarFileContainer{}
+	for range n {
+		var fields [2]string
+		for i := range fields {
+			f, rest, ok := cacheField(b)
+			if !ok {
+				return nil, false
+			}
+			fields[i], b = f, rest
+		}
+		if len(b) < 17 {
+			return nil, false
+		}
+		m := indexed{name: fields[0], raw: fields[1], dir: b[0] == 1,
+			size: int64(binary.LittleEndian.Uint64(b[1:])), off: int64(binary.LittleEndian.Uint64(b[9:]))}
+		b = b[17:]
+		if m.size < 0 || m.off < 0 || m.off > size || m.size > size-m.off {
+			return nil, false
+		}
+		c.members = append(c.members, m)
+	}
+	if len(b) != 5 {
+		return nil, false
+	}
+	c.sawEnd, c.strays = b[0] == 1, int(binary.LittleEndian.Uint32(b[1:]))
+	return c, true
 }

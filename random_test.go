@@ -73,11 +73,25 @@ func TestRandomAccessReadsEveryForm(t *testing.T) {
 		archives[d+".xva"] = nil
 	}
 	t.Cleanup(func() {
+		// A second open of an archive compressed as a whole takes its tar
+		// member table from the cache, and reads the same.
+		for _, name := range []string{"gzip.xva.gz", "whole.xva.zst"} {
+			ad, err := xva.OpenDisks(ctx, filepath.Join(dir, name))
+			if err != nil {
+				t.Fatalf("%s again: %v", name, err)
+			}
+			if ad.Indexed != nil && ad.Indexed.Files != 0 {
+				t.Errorf("%s again: indexes %+v, want all from the cache", name, ad.Indexed)
+			}
+			want, _ := os.ReadFile(filepath.Join(vmdir, "sda.raw"))
+			sameAtRandom(t, ad.Disks[0], want)
+			ad.Close()
+		}
 		// The indexes built are kept for the next time; a damaged cache
 		// file is ignored and the index built again.
 		caches, _ := filepath.Glob(filepath.Join(dir, "cache", "xva", "*.zran"))
-		if len(caches) != 6 {
-			t.Errorf("%d cache files, want one per archive with gzip files of others", len(caches))
+		if len(caches) != 7 {
+			t.Errorf("%d cache files, want one per archive with gzip files of others or compressed as a whole", len(caches))
 		}
 		for _, c := range caches {
 			os.WriteFile(c, []byte("xva-zran 1\ngarbage"), 0o600)
