@@ -93,7 +93,7 @@ unit:
 # Minimisation is capped: left at its default it stalls the run for a
 # minute per new input.
 FUZZTIME ?= 5s
-FUZZ_TARGETS := .:FuzzParseMetadata ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
+FUZZ_TARGETS := .:FuzzParseMetadata .:FuzzLoadCache ./ova:FuzzParseLegacy ./ova:FuzzParseExport \
 	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
 	./vhd:FuzzOpen ./vhdx:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
 	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor ./ovf:FuzzParse ./ovf:FuzzParseManifest ./ovf:FuzzOpenPackage \
