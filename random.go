@@ -61,13 +61,15 @@ func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
 // gzip-compressed as a whole, or a directory) for random access: each is a
 // disk.Source whose extents are known from the archive's layout, and whose
 // every byte is checked before it is served (an xapi block against its
-// hash, a legacy chunk's CRC-32 and length once, then each piece against
-// the CRC-32 found for it). A range whose check fails is an error for that
+// hash, a legacy chunk's piece against the CRC-32 its index carries, or,
+// for a chunk of an older xva, the chunk's CRC-32 and length once, then
+// each piece against the CRC-32 found for it). A range whose check fails is an error for that
 // range only. Gzip files that carry no piece index of ours (the archive
 // compressed as a whole, chunks made by split and gzip) are inflated once
 // to build an index of restart points (kept in a cache file for the next
 // time) and read through it. ctx bounds that work, and the checks reads
-// make later (a legacy chunk's first read inflates it whole).
+// make later (an older xva's legacy chunk is inflated whole on its first
+// read).
 func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks, error) {
 	o, err := makeOptions(opts)
 	if err != nil {

@@ -39,18 +39,22 @@ var (
 // pieces in parallel, and recognise all-zero pieces without inflating them.
 //
 //	subfield id "Xv", then little-endian:
-//	u8  version (1)     u8 reserved     u16 reserved
+//	u8  version (2; 1 before per-piece CRCs)     u8 reserved     u16 reserved
 //	u32 piece size      u64 uncompressed length     u32 piece count n
 //	n × u32: compressed length | zeroFlag (the piece is zeroPiece)
+//	n × u32: each piece's CRC-32 (version 2 only)
 //	u32 CRC-32 of everything above
+//
+// The per-piece CRC-32s let a reader check one piece read at random
+// without inflating the whole chunk that the trailer's CRC-32 covers.
 const (
 	gzipHeaderLen = 10
 	indexID1      = 'X'
 	indexID2      = 'v'
-	indexVersion  = 1
+	indexVersion  = 2
 	indexFixed    = 1 + 1 + 2 + 4 + 8 + 4
 	zeroFlag      = 1 << 31
-	maxIndexed    = (65535 - 4 - indexFixed - 4) / 4 // pieces that fit in FEXTRA
+	maxIndexed    = (65535 - 4 - indexFixed - 4) / 8 // pieces that fit in FEXTRA
 )
 
 // finalBlock is an empty, final, fixed-Huffman deflate block: the end of
@@ -62,6 +66,7 @@ type pieceIndex struct {
 	pieceSize int64
 	length    int64
 	entries   []uint32
+	crcs      []uint32 // each piece's CRC-32; nil in a version 1 index
 }
 
 func pieceCount(length, pieceSize int64) int {
@@ -71,13 +76,20 @@ func pieceCount(length, pieceSize int64) int {
 // gzipHeader returns a gzip member header carrying idx. MTIME is 0 so the
 // output is reproducible; OS is 255 (unknown), as Go's gzip writes.
 func gzipHeader(idx *pieceIndex) []byte {
-	payload := make([]byte, 0, indexFixed+4*len(idx.entries)+4)
+	payload := make([]byte, 0, indexFixed+8*len(idx.entries)+4)
 	payload = append(payload, indexVersion, 0, 0, 0)
 	payload = binary.LittleEndian.AppendUint32(payload, uint32(idx.pieceSize))
 	payload = binary.LittleEndian.AppendUint64(payload, uint64(idx.length))
 	payload = binary.LittleEndian.AppendUint32(payload, uint32(len(idx.entries)))
 	for _, e := range idx.entries {
 		payload = binary.LittleEndian.AppendUint32(payload, e)
+	}
+	for i := range idx.entries {
+		c := uint32(0)
+		if i < len(idx.crcs) {
+			c = idx.crcs[i]
+		}
+		payload = binary.LittleEndian.AppendUint32(payload, c)
 	}
 	payload = binary.LittleEndian.AppendUint32(payload, crc32.ChecksumIEEE(payload))
 
@@ -107,8 +119,12 @@ func parseIndex(extra []byte) *pieceIndex {
 }
 
 func decodeIndex(p []byte) *pieceIndex {
-	if len(p) < indexFixed+4 || p[0] != indexVersion {
+	if len(p) < indexFixed+4 || p[0] != 1 && p[0] != 2 {
 		return nil
+	}
+	per := 4 // bytes per piece: its length, and in version 2 its CRC-32
+	if p[0] == 2 {
+		per = 8
 	}
 	body, sum := p[:len(p)-4], binary.LittleEndian.Uint32(p[len(p)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
@@ -124,7 +140,7 @@ func decodeIndex(p []byte) *pieceIndex {
 	// large buffer. Any other index is ignored and the chunk inflated as
 	// gzip -d would.
 	if idx.pieceSize != PieceSize ||
-		idx.length < 0 || n != pieceCount(idx.length, idx.pieceSize) || len(body) != indexFixed+4*n {
+		idx.length < 0 || n != pieceCount(idx.length, idx.pieceSize) || len(body) != indexFixed+per*n {
 		return nil
 	}
 	idx.entries = make([]uint32, n)
@@ -134,6 +150,12 @@ func decodeIndex(p []byte) *pieceIndex {
 			return nil
 		}
 		idx.entries[i] = e
+	}
+	if per == 8 {
+		idx.crcs = make([]uint32, n)
+		for i := range idx.crcs {
+			idx.crcs[i] = binary.LittleEndian.Uint32(body[indexFixed+4*n+4*i:])
+		}
 	}
 	return idx
 }

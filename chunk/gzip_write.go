@@ -56,7 +56,7 @@ func WriteGzipChunk(ctx context.Context, dst ChunkFile, src Filler, off, length 
 	if n > maxIndexed {
 		return 0, fmt.Errorf("chunk: %d bytes are too many for one chunk", length)
 	}
-	idx := &pieceIndex{pieceSize: PieceSize, length: length, entries: make([]uint32, n)}
+	idx := &pieceIndex{pieceSize: PieceSize, length: length, entries: make([]uint32, n), crcs: make([]uint32, n)}
 	header := gzipHeader(idx)
 	w := &countWriter{w: dst}
 	if _, err := w.Write(header); err != nil {
@@ -73,6 +73,7 @@ func WriteGzipChunk(ctx context.Context, dst ChunkFile, src Filler, off, length 
 		if p.zero {
 			idx.entries[i] |= zeroFlag
 		}
+		idx.crcs[i] = p.crc
 		crc = crcCombine(crc, p.crc, p.n)
 		i++
 		if o.Progress != nil {

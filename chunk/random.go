@@ -56,7 +56,9 @@ func ReadChunkIndex(r io.ReaderAt, size int64) (*ChunkIndex, error) {
 	if idx == nil {
 		return nil, ErrNoIndex
 	}
-	x := &ChunkIndex{pieceSize: idx.pieceSize, length: idx.length, entries: idx.entries, size: size}
+	// A version 2 index carries each piece's CRC-32: a piece is checked on
+	// its own, and the chunk need not be inflated whole first.
+	x := &ChunkIndex{pieceSize: idx.pieceSize, length: idx.length, entries: idx.entries, size: size, crcs: idx.crcs}
 	off := gzipHeaderLen + 2 + xlen
 	for _, e := range idx.entries {
 		x.at = append(x.at, off)
@@ -96,7 +98,9 @@ func (x *ChunkIndex) plen(i int) int64 {
 
 // Verify inflates the whole chunk once, on up to jobs workers, and checks
 // its CRC-32 and ISIZE; a success (with each piece's CRC-32) or an
-// integrity failure is kept, so later calls cost nothing. A failure to
+// integrity failure is kept, so later calls cost nothing. A chunk whose
+// index carries each piece's CRC-32 (version 2) needs no Verify before
+// Piece, and Verify then returns at once. A failure to
 // read r or a cancellation is not kept: the next call tries again.
 func (x *ChunkIndex) Verify(ctx context.Context, r io.ReaderAt, jobs int) error {
 	x.mu.Lock()

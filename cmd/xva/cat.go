@@ -21,7 +21,7 @@ func newCatCmd(g *globals) *cobra.Command {
 		Long: `Write one disk of an archive (or the byte range --offset and --length give)
 to standard output, reading the archive at random: only the blocks or
 chunk pieces that hold the range are read, each checked (an xapi block
-against its hash; a legacy chunk's CRC-32 once, then each piece) before its
+against its hash, a legacy chunk's piece against its CRC-32) before its
 bytes are written. A range that fails its check stops the command with
 exit 3 naming the member and offset. ARCHIVE is a tar file (plain or
 gzip-compressed) or an archive directory, of either generation; gzip files

@@ -25,7 +25,7 @@ func newServeCmd(g *globals) *cobra.Command {
 its device's name, until Ctrl-C: attach one, mount it, or copy from it at
 once, without unpacking the archive. Only the blocks or chunk pieces a
 client reads are read, each checked first (an xapi block against its hash;
-a legacy chunk's CRC-32 once, then each piece); a range that fails its check
+a legacy chunk's piece against its CRC-32); a range that fails its check
 is an I/O error for that read (the client sees EIO), logged on stderr with
 its member and offset, and the rest goes on being served. Clients learn
 where the holes are (NBD_CMD_BLOCK_STATUS, base:allocation), so copies stay
