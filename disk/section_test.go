@@ -61,3 +61,41 @@ func TestClip(t *testing.T) {
 		t.Fatalf("size %d, extents %v", c.Size(), ext)
 	}
 }
+
+// fileAt is a WriterAt over a growing byte slice.
+type fileAt struct{ b []byte }
+
+func (f *fileAt) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(f.b) {
+		f.b = append(f.b, make([]byte, end-len(f.b))...)
+	}
+	return copy(f.b[off:], p), nil
+}
+
+// WriteUnits allocates only the units that hold data, each where the
+// caller places it, and puts each byte at its offset in its unit.
+func TestWriteUnits(t *testing.T) {
+	const unit = 8192
+	p := make([]byte, 5*unit)
+	copy(p[100:], "first")           // unit 0
+	copy(p[3*unit+unit-2:], "cross") // units 3 and 4
+	var f fileAt
+	placed := map[int64]int64{}
+	where := func(u int64) (int64, error) {
+		if pos, ok := placed[u]; ok {
+			return pos, nil
+		}
+		pos := int64(len(placed)) * unit
+		placed[u] = pos
+		return pos, nil
+	}
+	if err := WriteUnits(&f, p, 0, unit, where); err != nil {
+		t.Fatal(err)
+	}
+	if len(placed) != 3 || placed[0] != 0 || placed[3] != unit || placed[4] != 2*unit {
+		t.Fatalf("units placed %v, want 0, 3 and 4 in that order", placed)
+	}
+	if string(f.b[100:105]) != "first" || string(f.b[2*unit-2:2*unit]) != "cr" || string(f.b[2*unit:2*unit+3]) != "oss" {
+		t.Fatalf("bytes misplaced")
+	}
+}

@@ -1,6 +1,9 @@
 package disk
 
-import "bytes"
+import (
+	"bytes"
+	"io"
+)
 
 // zeros is compared against with bytes.Equal, which runs as vectorised
 // memequal: an order of magnitude faster than a byte loop.
@@ -50,4 +53,29 @@ func DataRuns(p []byte, off int64, fn func(p []byte, off int64) error) error {
 		return fn(p[start:], off+int64(start))
 	}
 	return nil
+}
+
+// WriteUnits writes p, which starts at disk offset off, into an image made
+// of allocation units of unit bytes (VHD and VHDX blocks, VMDK grains):
+// the runs DataRuns keeps, cut at unit boundaries, each non-zero piece at
+// where(u) (the file offset of unit u, allocated by where when it has none)
+// plus its offset in the unit. A unit p leaves all zero is never allocated.
+func WriteUnits(w io.WriterAt, p []byte, off, unit int64, where func(u int64) (int64, error)) error {
+	return DataRuns(p, off, func(run []byte, at int64) error {
+		for len(run) > 0 {
+			u := at / unit
+			n := min(int64(len(run)), (u+1)*unit-at)
+			if !IsZero(run[:n]) { // a short zero run DataRuns kept
+				pos, err := where(u)
+				if err != nil {
+					return err
+				}
+				if _, err := w.WriteAt(run[:n], pos+at%unit); err != nil {
+					return err
+				}
+			}
+			run, at = run[n:], at+n
+		}
+		return nil
+	})
 }

@@ -191,29 +191,15 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	if s.medium != nil {
 		return s.gather(p, off)
 	}
-	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
-		if s.fixed {
+	var err error
+	if s.fixed {
+		err = disk.DataRuns(p, off, func(run []byte, at int64) error {
 			_, err := s.f.WriteAt(run, at)
 			return err
-		}
-		for len(run) > 0 {
-			b := at / BlockSize
-			n := min(int64(len(run)), (b+1)*BlockSize-at)
-			if disk.IsZero(run[:n]) { // a short zero run DataRuns kept
-				run, at = run[n:], at+n
-				continue
-			}
-			pos, err := s.blockData(b)
-			if err != nil {
-				return err
-			}
-			if _, err := s.f.WriteAt(run[:n], pos+at%BlockSize); err != nil {
-				return err
-			}
-			run, at = run[n:], at+n
-		}
-		return nil
-	})
+		})
+	} else {
+		err = disk.WriteUnits(s.f, p, off, BlockSize, s.blockData)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -218,27 +218,7 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("vhdx: write of %d bytes at %d past the disk's end %d", len(p), off, s.size)
 	}
-	bs := s.l.blockSize
-	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
-		for len(run) > 0 {
-			b := at / bs
-			n := min(int64(len(run)), (b+1)*bs-at)
-			if disk.IsZero(run[:n]) { // a short zero run DataRuns kept
-				run, at = run[n:], at+n
-				continue
-			}
-			pos, err := s.block(b)
-			if err != nil {
-				return err
-			}
-			if _, err := s.f.WriteAt(run[:n], pos+at%bs); err != nil {
-				return err
-			}
-			run, at = run[n:], at+n
-		}
-		return nil
-	})
-	if err != nil {
+	if err := disk.WriteUnits(s.f, p, off, s.l.blockSize, s.block); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -108,24 +108,7 @@ func (s *Sink) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("vmdk: write of %d bytes at %d past the disk's end %d", len(p), off, s.size)
 	}
-	err := disk.DataRuns(p, off, func(run []byte, at int64) error {
-		for len(run) > 0 {
-			g := at / GrainSize
-			n := min(int64(len(run)), (g+1)*GrainSize-at)
-			if !disk.IsZero(run[:n]) {
-				pos, err := s.grainData(g)
-				if err != nil {
-					return err
-				}
-				if _, err := s.f.WriteAt(run[:n], pos+at%GrainSize); err != nil {
-					return err
-				}
-			}
-			run, at = run[n:], at+n
-		}
-		return nil
-	})
-	if err != nil {
+	if err := disk.WriteUnits(s.f, p, off, GrainSize, s.grainData); err != nil {
 		return 0, err
 	}
 	return len(p), nil
