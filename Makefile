@@ -7,6 +7,12 @@ TOOLS    := $(CURDIR)/bin/tools
 # staticcheck 2026.2.2, under the module version the Go proxy serves.
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+# The S3 server the tests and the bench write to and read from: versitygw
+# (Versity S3 Gateway, Apache 2.0) with its posix backend, a real S3
+# implementation built from its Go module at this version.
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
+export XVA_VERSITYGW := $(VERSITYGW)
 
 .PHONY: all build demo test lint unit fuzz fuzz-seeds docs bench benchgo clean
 
@@ -77,7 +83,12 @@ $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(TOOLS)/staticcheck $@
 
-unit:
+$(VERSITYGW):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	mv $(TOOLS)/versitygw $@
+
+unit: $(VERSITYGW)
 	$(GO) test -count=1 -timeout 15m ./...
 
 # Every parser's fuzz target (the seed corpora under testdata/fuzz run with
@@ -120,7 +131,7 @@ fuzz-seeds:
 # Side-by-side measurements against pigz, tar+xxhsum (and qemu-img); a few
 # minutes at the default 4 GiB disk. SIZE=16GiB make bench for a bigger one.
 SIZE ?= 4GiB
-bench:
+bench: $(VERSITYGW)
 	$(GO) run ./bench -size $(SIZE) -out bench/results.json
 
 # Go benchmarks of the hot paths (gzip chunks, hashed blocks, VHD, sparse

@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 
 	// The root package is where formats meet, and the only place a format
 	// name maps to a package (its format table).
-	".": {"formats", "disk", "xapi", "nbd", "internal/pipeline", "internal/fsutil", "internal/blockdev", "internal/tarx", "internal/zran", "internal/zstdseek"},
+	".": {"formats", "disk", "xapi", "nbd", "s3", "internal/pipeline", "internal/fsutil", "internal/blockdev", "internal/tarx", "internal/zran", "internal/zstdseek"},
 
 	// Libraries of their own, not formats: verify reads through the root
 	// package; xapi sends and reads ova's records.
@@ -55,9 +55,11 @@ var allowed = map[string][]string{
 	"xapi/xapitest": {"ova"},
 	// The NBD server: generic over disk.Sources, knows no format.
 	"nbd": {"disk"},
+	// Object storage: objects and prefixes, knows no archive.
+	"s3": {},
 
 	// The command reaches formats only through the root package.
-	"cmd/xva": {".", "verify", "xapi", "internal/pipeline"},
+	"cmd/xva": {".", "verify", "xapi", "s3", "internal/pipeline"},
 
 	// Test data and programs for make demo, fuzz-seeds and bench: the only
 	// non-test importers of fixtures.
