@@ -70,6 +70,9 @@ func openContainer(path string, jobs int) (container, error) {
 	if path == "-" {
 		return openStream(os.Stdin, nil, jobs)
 	}
+	if IsObjectURL(path) {
+		return openObjectContainer(path, jobs)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, ioError{err}

@@ -2,18 +2,21 @@ package xva
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	"github.com/klauspost/pgzip"
 
 	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
+	"github.com/xva-tools/xva/s3"
 )
 
 // archiveOut receives an archive being written, member by member. Nothing
@@ -50,6 +53,9 @@ func createOutput(output string, g Generation, o *options) (archiveOut, error) {
 	}
 	if output == "-" {
 		return newStreamOut(os.Stdout, nil, o)
+	}
+	if IsObjectURL(output) {
+		return createObjectOutput(output, g, o)
 	}
 	st, err := os.Stat(output)
 	isDir := err == nil && st.IsDir()
@@ -262,6 +268,7 @@ type streamOut struct {
 	tmp     *os.File // temporary file, renamed to final by commit
 	final   string
 	replace bool
+	obj     *s3.Upload // an object being uploaded, made to appear by commit
 }
 
 func newStreamOut(w io.Writer, closer io.Closer, o *options) (*streamOut, error) {
@@ -321,6 +328,13 @@ func (s *streamOut) commit() error {
 		}
 		return fsutil.Publish(s.tmp, s.final, s.replace)
 	}
+	if s.obj != nil {
+		if err != nil {
+			s.obj.Abort()
+			return err
+		}
+		return objectError(s.obj.Commit())
+	}
 	if s.closer != nil {
 		if cerr := s.closer.Close(); err == nil {
 			err = cerr
@@ -334,6 +348,10 @@ func (s *streamOut) commit() error {
 func (s *streamOut) abort() {
 	if s.tmp != nil {
 		fsutil.Discard(s.tmp)
+		return
+	}
+	if s.obj != nil {
+		s.obj.Abort()
 		return
 	}
 	s.bw.Flush()
@@ -406,7 +424,10 @@ func (s *spool) close() {
 // RemovePending removes every temporary file and directory that work in
 // progress has not yet renamed into place or removed. It is for a process
 // exiting on a signal while some work cannot unwind by itself.
-func RemovePending() { fsutil.RemoveTemps() }
+func RemovePending() {
+	fsutil.RemoveTemps()
+	s3.AbortAll(5 * time.Second)
+}
 
 // PlainError returns err's message with temporary file names replaced by
 // the output names they were to become.
@@ -447,9 +468,11 @@ type Leftover = fsutil.Leftover
 func SetLeftoverHandler(fn func(Leftover)) { fsutil.OnLeftover = fn }
 
 // AtomicFile is a file written under a temporary name and renamed into
-// place by Commit, or removed by Abort.
+// place by Commit, or removed by Abort; or, for an s3:// path, an object
+// uploaded in parts that appears on Commit and leaves nothing on Abort.
 type AtomicFile struct {
-	*os.File
+	f       *os.File
+	obj     *s3.Upload
 	final   string
 	replace bool
 }
@@ -457,6 +480,17 @@ type AtomicFile struct {
 // CreateAtomic starts a file that appears at path only when committed;
 // path must not exist unless replace.
 func CreateAtomic(path string, replace bool) (*AtomicFile, error) {
+	if IsObjectURL(path) {
+		u, s, err := parseObjectURL(path)
+		if err != nil {
+			return nil, err
+		}
+		up, err := s.Create(context.Background(), u, s3.CreateOptions{Replace: replace})
+		if err != nil {
+			return nil, objectError(err)
+		}
+		return &AtomicFile{obj: up, final: path}, nil
+	}
 	if fsutil.Exists(path) && !replace {
 		return nil, fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, path)
 	}
@@ -464,11 +498,31 @@ func CreateAtomic(path string, replace bool) (*AtomicFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AtomicFile{File: f, final: path, replace: replace}, nil
+	return &AtomicFile{f: f, final: path, replace: replace}, nil
 }
 
-// Commit flushes the file to stable storage and renames it into place.
-func (a *AtomicFile) Commit() error { return fsutil.Publish(a.File, a.final, a.replace) }
+// Write writes to the file or the upload.
+func (a *AtomicFile) Write(p []byte) (int, error) {
+	if a.obj != nil {
+		return a.obj.Write(p)
+	}
+	return a.f.Write(p)
+}
 
-// Abort removes the file.
-func (a *AtomicFile) Abort() { fsutil.Discard(a.File) }
+// Commit flushes the file to stable storage and renames it into place, or
+// completes the upload.
+func (a *AtomicFile) Commit() error {
+	if a.obj != nil {
+		return objectError(a.obj.Commit())
+	}
+	return fsutil.Publish(a.f, a.final, a.replace)
+}
+
+// Abort removes the file, or aborts the upload.
+func (a *AtomicFile) Abort() {
+	if a.obj != nil {
+		a.obj.Abort()
+		return
+	}
+	fsutil.Discard(a.f)
+}

@@ -25,6 +25,7 @@ type globals struct {
 	quiet    bool
 	rep      reporter     // made from progress once flags are parsed
 	log      *slog.Logger // debug lines on stderr with --verbose, else nothing
+	s3       s3Flags
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -50,9 +51,13 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().Lookup("progress").NoOptDefVal = progressBar
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
+	g.s3.register(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.jobs < 0 {
 			return usagef("--jobs must not be negative, got %d (0 means one per core)", g.jobs)
+		}
+		if err := g.s3.configure(cmd, g); err != nil {
+			return err
 		}
 		if err := applyMode(cmd); err != nil {
 			return err
@@ -77,6 +82,7 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newPackCmd(g), newUnpackCmd(g), newInfoCmd(g), newConvertCmd(g), newVerifyCmd(g),
 		newUploadCmd(g), newExportCmd(g), newCatCmd(g), newServeCmd(g), newVersionCmd(g), newCompletionCmd(), newDocsCmd())
+	addInsecure(root)
 	root.CompletionOptions.DisableDefaultCmd = true
 	registerCompletions(root)
 	return root

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/internal/pipeline"
+	"github.com/xva-tools/xva/s3"
+)
+
+// s3Flags say how s3:// paths are reached. Credentials, the region and
+// profiles come from the environment and the AWS shared files, as for the
+// AWS tools (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL, ...).
+type s3Flags struct {
+	endpoint  string
+	pathStyle bool
+	partSize  string
+}
+
+func (f *s3Flags) register(root *cobra.Command) {
+	fl := root.PersistentFlags()
+	fl.StringVar(&f.endpoint, "s3-endpoint", "", "URL of an S3-compatible store for s3:// paths (else AWS_ENDPOINT_URL, the AWS config, or AWS); "+
+		"http:// only if you mean it")
+	fl.BoolVar(&f.pathStyle, "s3-path-style", true, "address buckets as ENDPOINT/BUCKET (the default with a custom endpoint; =false for BUCKET.ENDPOINT)")
+	fl.StringVar(&f.partSize, "part-size", "64MiB", "first part size of uploads to s3:// (grows so 10,000 parts hold any archive); "+
+		"memory is about --jobs parts")
+}
+
+// addInsecure gives every command an --insecure for https S3 endpoints;
+// those that talk to a pool have one already, which then covers both.
+func addInsecure(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.Flags().Lookup("insecure") == nil {
+			c.Flags().Bool("insecure", false, "do not verify the TLS certificate of an https S3 endpoint")
+		}
+	}
+}
+
+// configure hands the flags of cmd to the library.
+func (f *s3Flags) configure(cmd *cobra.Command, g *globals) error {
+	part, err := humanize.ParseBytes(f.partSize)
+	if err != nil {
+		return usagef("--part-size %q: %v", f.partSize, err)
+	}
+	if part < s3.MinPartSize || part > 5<<30 {
+		return usagef("--part-size %s: S3 takes parts of 5 MiB to 5 GiB", f.partSize)
+	}
+	o := s3.Options{Endpoint: f.endpoint, PartSize: int64(part), Jobs: pipeline.Jobs(g.jobs)}
+	if fl := cmd.Flags().Lookup("s3-path-style"); fl != nil && fl.Changed {
+		ps := f.pathStyle
+		o.PathStyle = &ps
+	}
+	if fl := cmd.Flags().Lookup("insecure"); fl != nil {
+		o.Insecure = fl.Value.String() == "true"
+	}
+	xva.ConfigureS3(o)
+	return nil
+}
