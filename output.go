@@ -436,7 +436,7 @@ func PlainError(err error) string { return PlainMessage(err.Error()) }
 // internalPrefix matches the package prefixes that errors carry inside the
 // program ("chunk: ", "tarx: ", "xva: " after the first), which say
 // nothing to a user.
-var internalPrefix = regexp.MustCompile(`(^|: |\()(?:chunk|tarx|raw|vhd|lvm|ova|disk|fsutil|pipeline|blockdev|xva): `)
+var internalPrefix = regexp.MustCompile(`(^|: |\()(?:chunk|tarx|raw|vhd|lvm|ova|disk|fsutil|pipeline|blockdev|s3|xva): `)
 
 // PlainMessage is a message as a user should read it: the temporary names
 // in it replaced by the final ones, and the packages' prefixes removed.

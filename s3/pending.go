@@ -52,7 +52,7 @@ func AbortAll(timeout time.Duration) {
 		go func() {
 			defer wg.Done()
 			if err := w.s.abort(ctx, w.u, w.id); err != nil {
-				w.s.remember(w.u, w.id, err)
+				w.s.remember(w.u, w.id, w.s.wrap("aborting", w.u, err))
 			}
 		}()
 	}

@@ -295,7 +295,7 @@ func (w *Upload) Abort() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), abortTimeout)
 	defer cancel()
 	if err := w.s.abort(ctx, w.u, w.id); err != nil {
-		w.s.remember(w.u, w.id, err)
+		w.s.remember(w.u, w.id, w.s.wrap("aborting", w.u, err))
 	}
 	untrack(w)
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
@@ -55,5 +58,9 @@ func (f *s3Flags) configure(cmd *cobra.Command, g *globals) error {
 		o.Insecure = fl.Value.String() == "true"
 	}
 	xva.ConfigureS3(o)
+	s3.OnPending = func(_ s3.URL, err error) {
+		fmt.Fprintf(os.Stderr, "xva: note: the incomplete upload could not be given up: %v; the next xva that reaches the store aborts it "+
+			"(a bucket lifecycle rule AbortIncompleteMultipartUpload also removes such uploads)\n", xva.PlainError(err))
+	}
 	return nil
 }
