@@ -159,6 +159,9 @@ func (b *body) produced() error {
 // uploadBody opens input for the upload. It returns the body and its
 // length, -1 when it is converted on the fly.
 func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum, chosen bool, oldest xapi.XapiVersion, opts []Option) (*body, int64, error) {
+	if IsObjectURL(input) {
+		return objectUploadBody(ctx, input, asIs, sum, oldest, opts)
+	}
 	st, err := os.Stat(input)
 	if err != nil {
 		return nil, 0, err
@@ -204,6 +207,29 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 			return nil, 0, err
 		}
 	}
+	return convertedBody(ctx, input, sum, opts), -1, nil
+}
+
+// objectUploadBody sends an archive in object storage: converted on the
+// fly (its every hash checked on the way), as the host's hash wants it.
+func objectUploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum, oldest xapi.XapiVersion, opts []Option) (*body, int64, error) {
+	if asIs {
+		return nil, 0, fmt.Errorf("%w: --as-is sends a local archive file as it is; %s is in object storage, and is converted on the way", ErrBadOptions, input)
+	}
+	meta, _, err := readHead(input)
+	if err != nil {
+		return nil, 0, err
+	}
+	if meta.Generation == XAPI {
+		if err := preflight(meta.Export, oldest); err != nil {
+			return nil, 0, err
+		}
+	}
+	return convertedBody(ctx, input, sum, opts), -1, nil
+}
+
+// convertedBody is input converted to an xapi stream as it is sent.
+func convertedBody(ctx context.Context, input string, sum chunk.Checksum, opts []Option) *body {
 	pr, pw := io.Pipe()
 	b := &body{ReadCloser: pr, converted: true, done: make(chan error, 1)}
 	go func() {
@@ -211,7 +237,7 @@ func uploadBody(ctx context.Context, input string, asIs bool, sum chunk.Checksum
 		pw.CloseWithError(err)
 		b.done <- err
 	}()
-	return b, -1, nil
+	return b
 }
 
 // preflightOVF checks the VM of an OVF package as its xapi archive will

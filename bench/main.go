@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,7 +109,7 @@ func mainErr(size, bigSize string, data float64, dir, out string, keep bool) err
 	if _, err := disk.Write(b.path("disk.raw")); err != nil {
 		return err
 	}
-	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages, b.ova, b.serve, b.foreignIndex} {
+	for _, step := range []func(int64) error{b.legacy, b.xapi, b.verify, b.images, b.unpackImages, b.ova, b.serve, b.foreignIndex, b.objectStore} {
 		if err := step(int64(n)); err != nil {
 			return err
 		}
@@ -121,6 +122,79 @@ func mainErr(size, bigSize string, data float64, dir, out string, keep bool) err
 }
 
 func (b *bench) path(name string) string { return filepath.Join(b.dir, name) }
+
+// objectStore packs to and unpacks from a local S3 server (versitygw,
+// $XVA_VERSITYGW, which make bench builds) against the same to and from a
+// local file, both generations: the ratio is the store's cost, and peak
+// RSS must stay within the parts in flight (--jobs × 64 MiB) over the
+// local run's.
+func (b *bench) objectStore(n int64) error {
+	bin := os.Getenv("XVA_VERSITYGW")
+	if bin == "" {
+		fmt.Println("s3: XVA_VERSITYGW not set (make bench builds versitygw); the S3 step is skipped")
+		return nil
+	}
+	root := b.path("s3root")
+	if err := os.MkdirAll(filepath.Join(root, "bench"), 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := exec.Command(bin, "--access", "benchaccess", "--secret", "benchsecret", "--port", addr, "--quiet", "posix", root)
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "benchaccess", "AWS_SECRET_ACCESS_KEY": "benchsecret",
+		"AWS_ENDPOINT_URL": "http://" + addr, "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"} {
+		os.Setenv(k, v)
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	parts := int64(b.jobs) * 64 << 20
+	for _, g := range []string{"xapi", "legacy"} {
+		ours, err := b.measure("xva → S3", fmt.Sprintf("%s pack --force --format %s --disk xvda=disk.raw s3://bench/%s.xva && sync s3root/bench/%s.xva", b.xva, g, g, g))
+		if err != nil {
+			return err
+		}
+		theirs, err := b.measure("xva → file", fmt.Sprintf("%s pack --force --format %s --disk xvda=disk.raw s3-local.xva && sync s3-local.xva", b.xva, g))
+		if err != nil {
+			return err
+		}
+		if err := b.same("s3-local.xva", filepath.Join("s3root", "bench", g+".xva")); err != nil {
+			return err
+		}
+		b.compare(g+" pack to a local S3 server (versitygw) vs to a file", n, ours, theirs, "≥ 0.8× the file's speed, RSS ≤ file's + jobs × part size",
+			func(r result) bool { return r.Speedup >= 0.8 && ours.MaxRSS <= theirs.MaxRSS+parts })
+		ours, err = b.measure("S3 → xva", fmt.Sprintf("rm -rf s3-out && %s unpack s3://bench/%s.xva s3-out && sync s3-out/xvda.raw", b.xva, g))
+		if err != nil {
+			return err
+		}
+		theirs, err = b.measure("file → xva", fmt.Sprintf("rm -rf s3-out2 && %s unpack s3-local.xva s3-out2 && sync s3-out2/xvda.raw", b.xva))
+		if err != nil {
+			return err
+		}
+		if err := b.same("s3-out/xvda.raw", "s3-out2/xvda.raw"); err != nil {
+			return err
+		}
+		b.compare(g+" unpack from a local S3 server vs from a file", n, ours, theirs, "≥ 0.8× the file's speed",
+			func(r result) bool { return r.Speedup >= 0.8 })
+		for _, f := range []string{"s3-out", "s3-out2", "s3-local.xva"} {
+			os.RemoveAll(b.path(f))
+		}
+	}
+	return nil
+}
 
 // setup builds xva and checks the baselines are installed.
 func (b *bench) setup() error {

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/testutil"
 )
 
@@ -236,4 +237,29 @@ func TestS3InterruptedUpload(t *testing.T) {
 		t.Fatalf("exit 0 after SIGINT\n%s", stderr)
 	}
 	leftInStore(t, g, "int.xva")
+}
+
+// TestS3UploadToPool: an archive in the store goes to a pool (the model of
+// xapi's import) converted on the way, its disks arriving intact.
+func TestS3UploadToPool(t *testing.T) {
+	testutil.S3Server(t, bucket)
+	s, ca := pool(t)
+	dir := t.TempDir()
+	sums, err := uploadVM.WriteDir(filepath.Join(dir, "vm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range []string{"legacy", "xapi"} {
+		mustRun(t, dir, nil, "pack", "--format", g, "vm", "s3://"+bucket+"/up-"+g+".xva")
+		if r := remote(t, dir, "secret", "upload", "s3://"+bucket+"/up-"+g+".xva", "--url", s.URL, "--ca-cert", ca); r.code != 0 {
+			t.Fatalf("upload from the store: exit %d\n%s", r.code, r.stderr)
+		}
+		vm := s.VMs()[i]
+		for j, d := range vm.Disks {
+			if d.SHA256 != sums[fixtures.Device(j)] {
+				t.Fatalf("%s: disk %d arrived with other bytes", g, j)
+			}
+		}
+	}
+	clean(t, s)
 }

@@ -63,7 +63,7 @@ func runUpload(cmd *cobra.Command, g *globals, f *uploadFlags, input string) err
 	if _, err := f.remote.checkURL(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(input); err != nil {
+	if _, err := os.Stat(input); err != nil && !xva.IsObjectURL(input) {
 		return err
 	}
 	uo := xva.UploadOptions{SR: f.sr, Restore: f.restore, Force: f.force, AsIs: f.asIs, Network: f.network}
