@@ -244,7 +244,7 @@ func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *
 // the member's file in an archive directory (kept open until Close).
 func (ad *ArchiveDisks) readerAt(a *archive, path string, m *member) (io.ReaderAt, error) {
 	switch a.c.(type) {
-	case *tarFileContainer:
+	case *tarFileContainer, *objectDir:
 		return ioReaderAt{m.at}, nil
 	case *dirContainer:
 		f, err := os.OpenFile(filepath.Join(path, filepath.FromSlash(m.name)), os.O_RDONLY|noFollow, 0)

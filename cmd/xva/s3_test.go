@@ -263,3 +263,32 @@ func TestS3UploadToPool(t *testing.T) {
 	}
 	clean(t, s)
 }
+
+// TestS3Serve: the disks of archives in the store, served over NBD and
+// read by cat, read as their images, through ranged GETs only.
+func TestS3Serve(t *testing.T) {
+	testutil.NeedTools(t, "qemu-img", "nbdcopy")
+	testutil.S3Server(t, bucket)
+	dir, _ := setupSectors(t)
+	disks := []string{"--disk", "sda=sda.img", "--disk", "sdb=sdb.img"}
+	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "xapi"}, disks...), "s3://"+bucket+"/x.xva")...)
+	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "legacy"}, disks...), "s3://"+bucket+"/l.xva")...)
+	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "legacy"}, disks...), "s3://"+bucket+"/ldir/")...)
+	for _, a := range []string{"x.xva", "l.xva", "ldir/"} {
+		t.Run(a, func(t *testing.T) {
+			uris, _ := startServe(t, dir, "s3://"+bucket+"/"+a)
+			for _, dev := range []string{"sda", "sdb"} {
+				img := filepath.Join(dir, dev+".img")
+				sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", "raw", uris[dev], img)
+				out := filepath.Join(t.TempDir(), dev+".raw")
+				sh(t, dir, "nbdcopy", uris[dev], out)
+				sh(t, dir, "qemu-img", "compare", "-f", "raw", "-F", "raw", out, img)
+			}
+			got := mustRun(t, dir, nil, "cat", "s3://"+bucket+"/"+a, "sdb", "--offset", "4096", "--length", "70000")
+			want, _ := os.ReadFile(filepath.Join(dir, "sdb.img"))
+			if got != string(want[4096:4096+70000]) {
+				t.Fatal("cat of a range differs from the image")
+			}
+		})
+	}
+}
