@@ -7,7 +7,6 @@ package s3
 
 import (
 	"fmt"
-	"path"
 	"strings"
 )
 
@@ -33,8 +32,16 @@ func Parse(s string) (URL, error) {
 	if bucket == "" {
 		return URL{}, fmt.Errorf("s3: %q names no bucket: want s3://BUCKET/KEY", s)
 	}
-	if strings.Contains(key, "//") || strings.HasPrefix(key, "/") {
-		return URL{}, fmt.Errorf("s3: %q has an empty path segment", s)
+	for _, seg := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
+		switch {
+		case key == "":
+		case seg == "":
+			return URL{}, fmt.Errorf("s3: %q has an empty path segment", s)
+		case seg == "." || seg == "..":
+			// Legal in S3, but stores on file systems refuse them and
+			// every reader would take them for a relative path.
+			return URL{}, fmt.Errorf("s3: %q has a %q path segment", s, seg)
+		}
 	}
 	return URL{Bucket: bucket, Key: key}, nil
 }
@@ -56,6 +63,6 @@ func (u URL) Dir() URL {
 // Join names the object name (slash-separated) under the prefix u.
 func (u URL) Join(name string) URL {
 	d := u.Dir()
-	d.Key = strings.TrimPrefix(path.Join(d.Key, name), "/")
+	d.Key += strings.TrimPrefix(name, "/")
 	return d
 }
