@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -34,7 +35,7 @@ func (f *s3Flags) register(root *cobra.Command) {
 // those that talk to a pool have one already, which then covers both.
 func addInsecure(root *cobra.Command) {
 	for _, c := range root.Commands() {
-		if c.Flags().Lookup("insecure") == nil {
+		if slices.Contains([]string{"pack", "unpack", "info", "verify", "convert", "cat", "serve"}, c.Name()) && c.Flags().Lookup("insecure") == nil {
 			c.Flags().Bool("insecure", false, "do not verify the TLS certificate of an https S3 endpoint")
 		}
 	}
