@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -85,6 +86,14 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
 				so.MaxBackoff = 4 * time.Second
+				// A certificate that is not trusted now will not be on
+				// the next try.
+				so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+					if certificateError(err) != nil {
+						return aws.FalseTernary
+					}
+					return aws.UnknownTernary
+				})}, so.Retryables...)
 			})
 		}),
 	}
@@ -220,7 +229,7 @@ type Error struct {
 	URL   URL
 	Range string // "bytes 0-8388607", or ""
 	Code  string // the store's error code, if it gave one
-	Hint  string // what to check
+	Hint  string // what to check; not part of Error()
 	Err   error
 	kind  error // ErrNotFound, ErrAccess, ... or nil
 	where string
@@ -234,11 +243,7 @@ func (e *Error) Error() string {
 	if e.where != "" {
 		msg += " at " + e.where
 	}
-	msg += ": " + e.Err.Error()
-	if e.Hint != "" {
-		msg += " (" + e.Hint + ")"
-	}
-	return msg
+	return msg + ": " + e.Err.Error()
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -296,6 +301,11 @@ func (s *Store) wrap(op string, u URL, err error) error {
 	case e.Code == "BadDigest" || strings.HasPrefix(e.Code, "InvalidChecksum") || e.Code == "XAmzContentChecksumMismatch":
 		e.kind = ErrIntegrity
 	}
+	if ce := certificateError(err); ce != nil {
+		e.Err = ce
+		e.Hint = "the store's TLS certificate is not trusted here: point AWS_CA_BUNDLE (or ca_bundle in ~/.aws/config) at the CA that signed it, " +
+			"or pass --insecure to skip the check on a network you trust"
+	}
 	var ce *smithy.CanceledError
 	if errors.As(err, &ce) {
 		e.Err = context.Canceled
@@ -308,6 +318,23 @@ func (s *Store) wrap(op string, u URL, err error) error {
 		e.Hint = "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or write ~/.aws/credentials"
 	}
 	return e
+}
+
+// certificateError is the TLS verification failure inside err, if any.
+func certificateError(err error) error {
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		return cv
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return ua
+	}
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		return hn
+	}
+	return nil
 }
 
 func isNoCredentials(err error) bool {

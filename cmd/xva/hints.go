@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/s3"
 	"github.com/xva-tools/xva/xapi"
 )
 
@@ -39,6 +40,7 @@ func hint(err error) string {
 	var h hintedError
 	var xe *xapi.Error
 	var na *xva.NotArchiveError
+	var se *s3.Error
 	switch {
 	case errors.As(err, &h):
 		return h.hint
@@ -56,6 +58,8 @@ func hint(err error) string {
 			"(pack, convert and export take --force to replace a file)"
 	case errors.As(err, &xe) && xapiHints[xe.Code] != "":
 		return xapiHints[xe.Code]
+	case errors.As(err, &se) && se.Hint != "":
+		return se.Hint
 	case isCertificateError(err):
 		return "the host's TLS certificate is not trusted here: pass the CA that signed it with --ca-cert FILE, " +
 			"or --insecure to skip the check on a network you trust"

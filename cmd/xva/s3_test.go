@@ -292,3 +292,20 @@ func TestS3Serve(t *testing.T) {
 		})
 	}
 }
+
+// TestS3TLS: an https endpoint's certificate is verified: one nothing
+// trusts is refused (exit 1, naming the certificate), trusted through
+// AWS_CA_BUNDLE as for the AWS tools, or skipped with --insecure.
+func TestS3TLS(t *testing.T) {
+	g := testutil.S3ServerTLS(t, bucket)
+	dir, _ := setupSectors(t)
+	r := run(t, dir, nil, "pack", "--disk", "sda=sda.img", "s3://"+bucket+"/t.xva")
+	if r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("untrusted certificate: exit %d\n%s", r.code, r.stderr)
+	}
+	t.Log(r.stderr)
+	mustRun(t, dir, nil, "pack", "--insecure", "--disk", "sda=sda.img", "s3://"+bucket+"/t.xva")
+	if r := runEnv(t, dir, []string{"AWS_CA_BUNDLE=" + g.CertFile}, "verify", "s3://"+bucket+"/t.xva"); r.code != 0 {
+		t.Fatalf("AWS_CA_BUNDLE: exit %d\n%s", r.code, r.stderr)
+	}
+}
