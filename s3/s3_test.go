@@ -63,6 +63,10 @@ func TestUploadAndReadBack(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	// Memory: the parts in flight and the one filling, whatever the size.
+	if w.made > 3+1 {
+		t.Fatalf("%d part buffers made for 3 in flight", w.made)
+	}
 	// The server's own file holds the bytes.
 	got, err := os.ReadFile(filepath.Join(g.Root, "xva-test", "vm", "web.xva"))
 	if err != nil || !bytes.Equal(got, data) {

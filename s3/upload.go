@@ -29,7 +29,7 @@ const growEvery = 2000
 
 // Upload writes one object. Bytes are cut into parts uploaded up to Jobs
 // at once, each with its CRC-32C, which the store checks; memory is the
-// parts in flight plus the one filling. Nothing is visible under the key
+// Jobs parts in flight plus the one filling, buffers reused. Nothing is visible under the key
 // until Commit; Abort (or any failure) aborts the multipart upload, so no
 // object and no parts remain. An object small enough for one part is
 // sent with one PUT at Commit.
@@ -40,7 +40,9 @@ type Upload struct {
 	replace bool
 
 	buf   []byte
-	part  int32 // parts started
+	free  chan []byte // part buffers to reuse: jobs+1 at most are ever made
+	part  int32       // parts started
+	made  int         // buffers made, for the test of the bound
 	id    string
 	slots chan struct{}
 	wg    sync.WaitGroup
@@ -79,7 +81,8 @@ func (s *Store) Create(ctx context.Context, u URL, co CreateOptions) (*Upload, e
 	if err := s.checkBucket(ctx, u); err != nil {
 		return nil, err
 	}
-	return &Upload{s: s, ctx: ctx, u: u, replace: co.Replace, slots: make(chan struct{}, s.o.Jobs)}, nil
+	return &Upload{s: s, ctx: ctx, u: u, replace: co.Replace, slots: make(chan struct{}, s.o.Jobs),
+		free: make(chan []byte, s.o.Jobs+1)}, nil
 }
 
 // checkBucket fails early, naming the bucket, when it does not exist or
@@ -109,7 +112,7 @@ func (w *Upload) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = make([]byte, 0, w.partSize(w.part+1))
+			w.buf = w.buffer(w.partSize(w.part + 1))
 		}
 		c := min(len(p), cap(w.buf)-len(w.buf))
 		w.buf = append(w.buf, p[:c]...)
@@ -140,6 +143,24 @@ func (w *Upload) fail(err error) {
 	w.mu.Unlock()
 }
 
+// buffer returns an empty part buffer of size bytes, reusing one whose
+// part is sent: the garbage collector would otherwise let finished parts
+// pile up before it frees them, past the memory the part size promises.
+func (w *Upload) buffer(size int) []byte {
+	for {
+		select {
+		case b := <-w.free:
+			if cap(b) == size {
+				return b[:0]
+			}
+			// A smaller part from before the size grew: let it go.
+		default:
+			w.made++
+			return make([]byte, 0, size)
+		}
+	}
+}
+
 // send uploads the filled buffer as the next part, waiting for a slot.
 func (w *Upload) send() error {
 	if w.id == "" {
@@ -163,6 +184,10 @@ func (w *Upload) send() error {
 		defer func() { <-w.slots; w.wg.Done() }()
 		if err := w.uploadPart(n, data); err != nil {
 			w.fail(err)
+		}
+		select {
+		case w.free <- data:
+		default:
 		}
 	}()
 	return w.failed()
