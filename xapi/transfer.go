@@ -416,6 +416,11 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 			o.Progress(cw.n, p)
 		}
 	}); err != nil {
+		if xe := (*Error)(nil); errors.As(err, &xe) && xe.Code != CodeBadPowerState {
+			// The stream ended early and cleanly (xapi's HTTP/1.0 has
+			// no length): the task is the only one to say it failed.
+			return nil, fmt.Errorf("the host failed the export after %d bytes: %w", cw.n, err)
+		}
 		return nil, exportRefused(uuid, err)
 	}
 	return &ExportResult{Received: cw.n, Seconds: time.Since(start).Seconds()}, nil
