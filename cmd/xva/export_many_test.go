@@ -64,8 +64,9 @@ func dirNames(t *testing.T, dir string) []string {
 }
 
 // export --all downloads every user VM, two at a time, each to
-// UUID-NAME.xva byte for byte as the host sent it.
-func TestExportAll(t *testing.T) {
+// UUID-NAME.xva byte for byte as the host sent it; verify DIR checks them
+// all, and names the one damaged afterwards (exit 3).
+func TestExportAllThenVerifyDir(t *testing.T) {
 	s, ca := pool(t)
 	dir := t.TempDir()
 	arch := poolArchives(t, dir, 4)
@@ -98,6 +99,36 @@ func TestExportAll(t *testing.T) {
 		}
 	}
 	clean(t, s)
+
+	// A legacy directory-form archive beneath is one archive, found and
+	// checked whole; named itself, it is an archive as ever.
+	os.Mkdir(filepath.Join(dir, "backups", "old"), 0o755)
+	mustRun(t, dir, nil, "convert", "--format", "legacy", filepath.Join("backups", vmWeb.UUID+"-web_01.xva"), "backups/old/legacy/")
+	if out := mustRun(t, dir, nil, "verify", "backups/old/legacy"); !strings.Contains(out, "OK       backups/old/legacy: legacy") {
+		t.Fatalf("verify of a directory-form archive: %s", out)
+	}
+	r = run(t, dir, nil, "verify", "backups")
+	if r.code != 0 || strings.Count(r.stdout, "OK ") != 4 || !strings.Contains(r.stdout, "4 archives: 4 OK") ||
+		!strings.Contains(r.stdout, "OK       "+filepath.Join("backups", "old", "legacy")+": legacy") {
+		t.Fatalf("verify backups: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, dir, nil, "verify", "--json", "--parallel", "3", "backups")
+	checkDoc(t, "verify", r.stdout)
+	// Damage one inside its last block: exit 3, named; the others pass.
+	bad := filepath.Join(dir, "backups", vmDB.UUID+"-db.xva")
+	b := bytes.Clone(arch[1])
+	b[len(b)/2] ^= 0xff // inside the data block
+	os.WriteFile(bad, b, 0o600)
+	r = run(t, dir, nil, "verify", "backups")
+	if r.code != exitCorrupt || !strings.Contains(r.stdout, "CORRUPT  "+filepath.Join("backups", vmDB.UUID+"-db.xva")) || strings.Count(r.stdout, "OK ") != 3 ||
+		!strings.Contains(r.stdout, "checksum") || !strings.Contains(r.stderr, "1 of 4 archives corrupt") {
+		t.Fatalf("verify with one damaged: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A directory with no archive is a failure, not a pass.
+	os.Mkdir(filepath.Join(dir, "empty"), 0o755)
+	if r := run(t, dir, nil, "verify", "empty"); r.code != exitFailure || !strings.Contains(r.stdout, "ERROR    empty: a directory that holds no archive") {
+		t.Fatalf("verify of an empty directory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // A VM that fails is named, leaves nothing, and the others complete: a
