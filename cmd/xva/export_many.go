@@ -91,7 +91,9 @@ func runExportMany(cmd *cobra.Command, g *globals, f *exportFlags, dir string) e
 	var ends sync.Map // uuid → the end func of its progress display
 	res := xva.ExportVMs(ctx, c, vms, dir, xva.PoolExportOptions{Compression: f.compression, Parallel: f.parallel, Force: f.force,
 		Start: func(vm xapi.VMRecord) func(int64, float64) {
-			update, end := g.rep.transferOf(printable(vm.UUID + " " + vm.Name))
+			// The uuid's first group tells VMs of one name apart; the
+			// result line gives it whole.
+			update, end := g.rep.transferOf(printable(vm.UUID[:min(8, len(vm.UUID))] + " " + vm.Name))
 			ends.Store(vm.UUID, end)
 			return update
 		},

@@ -201,7 +201,10 @@ func TestExportManySelects(t *testing.T) {
 	for _, v := range skip {
 		s.AddPoolVM(v, arch[0])
 	}
-	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--tag", "nightly", "--compress", "zstd", "tagged")
+	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--tag", "nightly", "--compress", "zstd", "--progress=plain", "tagged")
+	if !strings.Contains(r.stderr, "xva: "+vmWeb.UUID[:8]+" web 01: started") || !strings.Contains(r.stdout, "ok      "+vmDB.UUID+" db") {
+		t.Fatalf("--progress=plain: a line per VM as it starts, a result line as it ends:\n%s%s", r.stdout, r.stderr)
+	}
 	if names := dirNames(t, filepath.Join(dir, "tagged")); r.code != 0 ||
 		!slices.Equal(names, []string{vmWeb.UUID + "-web_01.xva.zst", vmDB.UUID + "-db.xva.zst"}) {
 		t.Fatalf("--tag nightly: exit %d, %q\n%s%s", r.code, names, r.stdout, r.stderr)
@@ -215,7 +218,9 @@ func TestExportManySelects(t *testing.T) {
 	if r.code != exitFailure || strings.Count(r.stdout, "FAILED") != 2 || !strings.Contains(r.stdout, "--force") {
 		t.Fatalf("again without --force: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--vm", vmMail.UUID, "--vm", "db", "--force", "picked"); r.code != 0 {
+	// With bars, the result lines come after them, all at once.
+	if r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--vm", vmMail.UUID, "--vm", "db", "--force", "--progress=bar", "picked"); r.code != 0 ||
+		strings.Count(r.stdout, "ok      ") != 2 || !strings.Contains(r.stderr, "done") {
 		t.Fatalf("again with --force: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, c := range []struct {

@@ -265,6 +265,9 @@ func (b *bars) transfer(what string, total int64) func(int64, float64) {
 	}
 }
 
+// transferNameWidth is the column of a transfer's name in transferOf.
+const transferNameWidth = 30
+
 // transferOf draws one line per transfer: its name, the bytes received,
 // the rate and the host task's progress, then how it ended. Unlike
 // transfer, it leaves the bars of the transfers still running alone.
@@ -275,8 +278,13 @@ func (b *bars) transferOf(what string) (func(int64, float64), func(bool)) {
 	task.Store(-1)
 	var ended atomic.Value
 	ended.Store("")
-	bar := b.container().AddBar(0, mpb.BarWidth(20),
-		mpb.PrependDecorators(decor.Name(what+" ", decor.WC{W: min(len(what)+1, 48), C: decor.DindentRight}),
+	// One width for every name, so that the bars line up; a long name
+	// is cut (the result lines say it whole).
+	if r := []rune(what); len(r) > transferNameWidth-1 {
+		what = string(r[:transferNameWidth-2]) + "…"
+	}
+	bar := b.container().AddBar(0, mpb.BarWidth(16),
+		mpb.PrependDecorators(decor.Name(what+" ", decor.WC{W: transferNameWidth, C: decor.DindentRight}),
 			decor.CurrentKibiByte("% .1f", decor.WC{W: 12})),
 		mpb.AppendDecorators(rate(decor.WC{W: 14}), decor.Any(func(decor.Statistics) string {
 			if e := ended.Load().(string); e != "" {
