@@ -81,7 +81,7 @@ corrupt, else 1 when any failed. --json prints one summary document
 
 func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) error {
 	ctx := cmd.Context()
-	if len(f.vms) == 0 {
+	if len(f.vms) == 0 || f.vms[0] == "" {
 		return usagef("--vm UUID is required (or --all, or --tag TAG, to export several VMs into a directory)")
 	}
 	vm := f.vms[0]

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,9 @@ func runExportMany(cmd *cobra.Command, g *globals, f *exportFlags, dir string) e
 	}
 	if f.parallel < 1 {
 		return usagef("--parallel must be at least 1, got %d", f.parallel)
+	}
+	if slices.Contains(f.vms, "") || slices.Contains(f.tags, "") {
+		return usagef("--vm and --tag need a value")
 	}
 	if dir == "-" {
 		return usagef("several VMs go into a directory: OUTPUT '-' (standard output) holds one; give a directory")

@@ -232,6 +232,8 @@ func TestExportManySelects(t *testing.T) {
 		{[]string{"--vm", "db", "--vm", "nosuch", "x"}, exitFailure, `no VM has the uuid or name "nosuch"`},
 		{[]string{"--all", "-"}, exitUsage, "give a directory"},
 		{[]string{"--all", "--parallel", "0", "x"}, exitUsage, "--parallel"},
+		{[]string{"--vm", "", "x"}, exitUsage, "--vm UUID is required"},
+		{[]string{"--all", "--tag", "", "x"}, exitUsage, "need a value"},
 	} {
 		r := remote(t, dir, "secret", append([]string{"export", "--url", s.URL, "--ca-cert", ca}, c.args...)...)
 		if r.code != c.code || !strings.Contains(r.stderr, c.msg) {
