@@ -388,7 +388,16 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, httpError("GET /export", resp, msg)
+		herr := httpError("GET /export", resp, msg)
+		// xapi fails the task before it answers a refusal with a 500
+		// (the handler's exception goes through the task first): the
+		// task's error says why in xapi's words, the page does not.
+		if st, err := task.Status(ctx); err == nil && st.Status == "failure" {
+			if _, terr := task.Wait(ctx, nil); terr != nil {
+				return nil, exportRefused(uuid, terr)
+			}
+		}
+		return nil, herr
 	}
 	cw := &countingWriter{w: w, report: func(n int64) {
 		if o.Progress != nil {
@@ -407,7 +416,30 @@ func (c *Client) Export(ctx context.Context, uuid string, w io.Writer, o ExportO
 			o.Progress(cw.n, p)
 		}
 	}); err != nil {
-		return nil, err
+		if xe := (*Error)(nil); errors.As(err, &xe) && xe.Code != CodeBadPowerState {
+			// The stream ended early and cleanly (xapi's HTTP/1.0 has
+			// no length): the task is the only one to say it failed.
+			return nil, fmt.Errorf("the host failed the export after %d bytes: %w", cw.n, err)
+		}
+		return nil, exportRefused(uuid, err)
 	}
 	return &ExportResult{Received: cw.n, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// CodeBadPowerState is xapi's refusal of an operation the VM's power state
+// does not allow; its parameters are the VM's ref, the states allowed and
+// the state the VM is in (xen-api ocaml/xapi/xapi_vm_lifecycle.ml:288-295
+// at e2ee48d6).
+const CodeBadPowerState = "VM_BAD_POWER_STATE"
+
+// exportRefused says in plain words why the host refused to export a VM,
+// when it is its power state: xapi exports halted and suspended VMs only
+// (xapi_vm_lifecycle.ml:86-90). The *Error stays in the chain.
+func exportRefused(uuid string, err error) error {
+	var xe *Error
+	if errors.As(err, &xe) && xe.Code == CodeBadPowerState && len(xe.Params) >= 3 {
+		return fmt.Errorf("VM %s is %s: the host exports only a VM that is %s; shut it down or suspend it first (%w)",
+			uuid, xe.Params[2], strings.ReplaceAll(xe.Params[1], ", ", " or "), err)
+	}
+	return err
 }

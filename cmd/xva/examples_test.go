@@ -92,7 +92,8 @@ func TestHelpExamplesRun(t *testing.T) {
 	template := t.TempDir()
 	exampleFixtures(t, template)
 	current, _ := os.ReadFile(filepath.Join(template, "current.xva"))
-	s.Exports["5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10"] = current
+	s.AddPoolVM(xapitest.PoolVM{UUID: "5f1c8a52-7b3e-4a8b-9d27-1b4c5a9e2f10", Name: "web", PowerState: "Halted",
+		Tags: []string{"nightly"}}, current)
 
 	var env []string
 	for _, kv := range os.Environ() {

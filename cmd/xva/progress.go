@@ -46,6 +46,10 @@ type reporter interface {
 	// transfer starts a display of bytes moved (total -1 if unknown) and
 	// of the server task's progress (0–1, or -1 before it says).
 	transfer(what string, total int64) func(n int64, task float64)
+	// transferOf starts the display of one of several transfers running
+	// at once (total unknown), which leaves the others' standing; end
+	// says how it ended. Safe to call from several goroutines.
+	transferOf(what string) (update func(n int64, task float64), end func(ok bool))
 	close()
 }
 
@@ -75,11 +79,14 @@ func (nopReporter) EndDisk()                                    {}
 func (nopReporter) transfer(string, int64) func(int64, float64) { return nil }
 func (nopReporter) close()                                      {}
 
+func (nopReporter) transferOf(string) (func(int64, float64), func(bool)) { return nil, func(bool) {} }
+
 // bars draws one bar per disk (and per transfer) with mpb: size done,
 // percentage, rate, ETA and the archive bytes read or written. mpb was
 // chosen over progressbar because it keeps finished bars on screen, one
 // line each, and redraws several at once safely from other goroutines.
 type bars struct {
+	mu     sync.Mutex    // held by transferOf, whose bars come and go from several goroutines
 	w      io.Writer     // stderr, hidden from mpb as a terminal when it reports no size
 	width  int           // columns the bars may use
 	p      *mpb.Progress // made when the first bar is, ended by close
@@ -258,6 +265,63 @@ func (b *bars) transfer(what string, total int64) func(int64, float64) {
 	}
 }
 
+// transferNameWidth is the column of a transfer's name in transferOf.
+const transferNameWidth = 30
+
+// transferOf draws one line per transfer: its name, the bytes received,
+// the rate and the host task's progress, then how it ended. Unlike
+// transfer, it leaves the bars of the transfers still running alone.
+func (b *bars) transferOf(what string) (func(int64, float64), func(bool)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var task atomic.Int64
+	task.Store(-1)
+	var ended atomic.Value
+	ended.Store("")
+	// One width for every name, so that the bars line up; a long name
+	// is cut (the result lines say it whole).
+	if r := []rune(what); len(r) > transferNameWidth-1 {
+		what = string(r[:transferNameWidth-2]) + "…"
+	}
+	bar := b.container().AddBar(0, mpb.BarWidth(16),
+		mpb.PrependDecorators(decor.Name(what+" ", decor.WC{W: transferNameWidth, C: decor.DindentRight}),
+			decor.CurrentKibiByte("% .1f", decor.WC{W: 12})),
+		mpb.AppendDecorators(rate(decor.WC{W: 14}), decor.Any(func(decor.Statistics) string {
+			if e := ended.Load().(string); e != "" {
+				return "  " + e
+			}
+			if t := task.Load(); t >= 0 {
+				return fmt.Sprintf("  task %d%%", t)
+			}
+			return ""
+		})))
+	b.all = append(b.all, bar)
+	var mu sync.Mutex
+	update := func(n int64, p float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n >= bar.Current() {
+			bar.SetTotal(n+1, false) // unknown size: keep the bar ahead
+			bar.SetCurrent(n)
+		}
+		if p >= 0 {
+			task.Store(int64(p * 100))
+		}
+	}
+	end := func(ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			ended.Store("done")
+			bar.SetTotal(bar.Current(), true)
+		} else {
+			ended.Store("FAILED")
+			bar.Abort(false)
+		}
+	}
+	return update, end
+}
+
 // close ends the bars drawn so far and stops redrawing, so that the
 // command's own output cannot be overdrawn; later bars start afresh.
 func (b *bars) close() {
@@ -358,6 +422,30 @@ func (p *plainReporter) transfer(what string, total int64) func(int64, float64) 
 		}
 		fmt.Fprintf(p.w, "xva: %s: %s%s in %.0fs, task %s\n", what, humanize.IBytes(uint64(n)), of, time.Since(start).Seconds(), t)
 	}
+}
+
+// transferOf prints when the transfer starts and then a line every
+// interval, each transfer on its own clock, prefixed with its name.
+func (p *plainReporter) transferOf(what string) (func(int64, float64), func(bool)) {
+	start := time.Now()
+	p.mu.Lock()
+	fmt.Fprintf(p.w, "xva: %s: started\n", what)
+	p.mu.Unlock()
+	shown := start
+	update := func(n int64, task float64) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if time.Since(shown) < p.every {
+			return
+		}
+		shown = time.Now()
+		t := "not started"
+		if task >= 0 {
+			t = fmt.Sprintf("%.0f%%", task*100)
+		}
+		fmt.Fprintf(p.w, "xva: %s: %s in %.0fs, task %s\n", what, humanize.IBytes(uint64(n)), time.Since(start).Seconds(), t)
+	}
+	return update, func(bool) {}
 }
 
 func (p *plainReporter) close() {}

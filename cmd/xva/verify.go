@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -14,8 +17,9 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
+	var parallel int
 	cmd := &cobra.Command{
-		Use:   "verify ARCHIVE|PACKAGE.ova...",
+		Use:   "verify ARCHIVE|PACKAGE.ova|DIR...",
 		Short: "Check archives end to end; exit 3 if any is corrupt",
 		Long: `Check every byte of each archive, of either generation, reading it once
 on all cores: ova.xml first and parsable; every disk present and complete and
@@ -33,13 +37,22 @@ compressed grain inflated, its capacity checked against the descriptor).
 Every problem is reported with its member, disk and offset. One line per
 archive says OK, CORRUPT or ERROR. Exit code: 0 when all are good, 3 when
 any is corrupt, 1 when one could not be read (and none is corrupt).
---json prints one document with a report per archive; its schema is
-docs/json/verify.schema.json.`,
+--json prints one document with a report per archive and a summary; its
+schema is docs/json/verify.schema.json.
+
+A directory that is not itself an archive (no ova.xml in it) stands for
+every archive under it: files named *.xva, *.xva.gz, *.xva.zst and *.tar,
+and directory-form archives, hidden entries left out. They are checked
+--parallel at a time (default 2), a line for each as it ends and a summary
+line at the end; a directory holding none is an error.`,
 		Example: `  # Check an archive before restoring it
   xva verify backup.xva
 
   # Check many in CI, printing only the failures
   xva verify --quiet exports/*.xva
+
+  # Every archive under a directory, four at a time, with one summary
+  xva verify --parallel 4 exports/
 
   # Machine-readable report
   xva verify --json web.xva > report.json`,
@@ -50,44 +63,126 @@ docs/json/verify.schema.json.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var reports []*verify.Report
-			var hints []string
-			for _, a := range args {
-				var rep *verify.Report
-				if xva.IsOVF(a) {
-					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
-				} else if err := xva.NotArchive(a); err != nil {
-					// Not a damaged archive: something else altogether.
-					rep = notArchiveReport(a, err)
-					if h := hint(err); h != "" && !slices.Contains(hints, h) {
-						hints = append(hints, h)
-					}
-				} else if re, _ := xva.Retarred(a); re {
-					// One cause, one problem, and the way out; not one
-					// problem per member out of place.
-					rep = retarredReport(a)
-				} else {
-					rep = verify.Archive(cmd.Context(), a, verify.Options{Jobs: g.jobs, Progress: g.rep})
-				}
-				g.settle()
-				reports = append(reports, rep)
-				if !g.json {
-					printVerdict(cmd.OutOrStdout(), rep, g.quiet)
-				}
-			}
-			if g.json {
-				if err := printJSON(verifyDoc(reports)); err != nil {
-					return err
-				}
-			}
-			for _, h := range hints {
-				fmt.Fprintln(cmd.ErrOrStderr(), "xva: hint: "+h)
-			}
-			return verdictError(reports)
+			return runVerify(cmd, g, args, parallel)
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the full report as JSON")
+	cmd.Flags().IntVar(&parallel, "parallel", 2, "archives checked at once under a directory")
 	return cmd
+}
+
+// verifyItem is one archive to check: named on the command line, or found
+// under a directory that was.
+type verifyItem struct {
+	path  string
+	found bool
+}
+
+func runVerify(cmd *cobra.Command, g *globals, args []string, parallel int) error {
+	ctx := cmd.Context()
+	start := time.Now()
+	if parallel < 1 {
+		return usagef("--parallel must be at least 1, got %d", parallel)
+	}
+	var items []verifyItem
+	var empty []string
+	for _, a := range args {
+		if !xva.IsArchiveTree(a) {
+			items = append(items, verifyItem{path: a})
+			continue
+		}
+		found, err := xva.FindArchives(ctx, a)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			empty = append(empty, a)
+		}
+		for _, f := range found {
+			items = append(items, verifyItem{path: f, found: true})
+		}
+	}
+	// Archives named one by one are checked one after the other with
+	// their progress shown, as ever; those found under a directory,
+	// --parallel at a time, whose per-disk progress would interleave: a
+	// line as each ends says how far the check is.
+	tree := len(items) > 0 && slices.ContainsFunc(items, func(it verifyItem) bool { return it.found })
+	workers := 1
+	progress := g.rep
+	if tree && parallel > 1 {
+		workers, progress = parallel, nil
+	}
+	reports := make([]*verify.Report, len(items))
+	hints := make([]string, len(items))
+	var mu sync.Mutex
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, max(len(items), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				rep, h := verifyOne(ctx, items[i].path, verify.Options{Jobs: g.jobs, Progress: progress})
+				mu.Lock()
+				if progress != nil {
+					g.settle()
+				}
+				reports[i], hints[i] = rep, h
+				if !g.json {
+					printVerdict(cmd.OutOrStdout(), rep, g.quiet)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, dir := range empty {
+		rep := notArchiveReport(dir, fmt.Errorf("%s is a directory that holds no archive (no file named *.xva, *.xva.gz, *.xva.zst or *.tar, no directory with ova.xml)", dir))
+		reports = append(reports, rep)
+		if !g.json {
+			printVerdict(cmd.OutOrStdout(), rep, g.quiet)
+		}
+	}
+	doc := verifyDoc(reports, time.Since(start).Seconds())
+	if g.json {
+		if err := printJSON(doc); err != nil {
+			return err
+		}
+	} else if tree && !g.quiet {
+		sum := doc.Summary
+		fmt.Fprintf(cmd.OutOrStdout(), "SUMMARY  %s: %d OK, %d corrupt, %d could not be read, in %.1fs\n",
+			plural(sum.Archives, "archive"), sum.OK, sum.Corrupt, sum.Failed, sum.Seconds)
+	}
+	var seen []string
+	for _, h := range hints {
+		if h != "" && !slices.Contains(seen, h) {
+			seen = append(seen, h)
+			fmt.Fprintln(cmd.ErrOrStderr(), "xva: hint: "+h)
+		}
+	}
+	return verdictError(reports)
+}
+
+// verifyOne checks the archive at a, and returns its report and a hint
+// for an input that is no archive.
+func verifyOne(ctx context.Context, a string, o verify.Options) (*verify.Report, string) {
+	if xva.IsOVF(a) {
+		return verify.Archive(ctx, a, o), ""
+	}
+	if err := xva.NotArchive(a); err != nil {
+		// Not a damaged archive: something else altogether.
+		return notArchiveReport(a, err), hint(err)
+	}
+	if re, _ := xva.Retarred(a); re {
+		// One cause, one problem, and the way out; not one problem per
+		// member out of place.
+		return retarredReport(a), ""
+	}
+	return verify.Archive(ctx, a, o), ""
 }
 
 // notArchiveReport is the report of an input that is not an archive: an
@@ -115,12 +210,31 @@ type verifyDocument struct {
 	SchemaVersion int              `json:"schema_version"`
 	OK            bool             `json:"ok"`
 	Archives      []*verify.Report `json:"archives"`
+	Summary       verifySummary    `json:"summary"`
 }
 
-func verifyDoc(reports []*verify.Report) verifyDocument {
-	doc := verifyDocument{SchemaVersion: verify.SchemaVersion, OK: true, Archives: reports}
+// verifySummary counts the verdicts.
+type verifySummary struct {
+	Archives int     `json:"archives"`
+	OK       int     `json:"ok"`
+	Corrupt  int     `json:"corrupt"`
+	Failed   int     `json:"failed"`
+	Seconds  float64 `json:"seconds"`
+}
+
+func verifyDoc(reports []*verify.Report, seconds float64) verifyDocument {
+	doc := verifyDocument{SchemaVersion: verify.SchemaVersion, OK: true, Archives: reports,
+		Summary: verifySummary{Archives: len(reports), Seconds: seconds}}
 	for _, r := range reports {
 		doc.OK = doc.OK && r.OK
+		switch {
+		case r.Corrupt():
+			doc.Summary.Corrupt++
+		case r.Error != "":
+			doc.Summary.Failed++
+		default:
+			doc.Summary.OK++
+		}
 	}
 	return doc
 }

@@ -68,6 +68,15 @@ type Server struct {
 	DefaultSR string
 	// Exports maps VM uuids to the archive bytes GET /export serves.
 	Exports map[string][]byte
+	// PoolVMs are the VMs VM.get_all_records returns (see pool.go); an
+	// export of one that is neither halted nor suspended is refused.
+	PoolVMs []PoolVM
+	// FailExport maps VM uuids to a byte count: the export of that VM
+	// fails on the host after that many bytes (see pool.go).
+	FailExport map[string]int64
+	// ExportDelay holds each export before its first byte, so that
+	// concurrent ones overlap.
+	ExportDelay time.Duration
 
 	masterAddr, memberAddr string // the hosts' addresses, bare
 
@@ -80,6 +89,8 @@ type Server struct {
 	logouts  int
 	imports  int
 	next     int
+	// exporting counts the exports in flight; exportPeak is its maximum.
+	exporting, exportPeak int
 }
 
 type task struct {
@@ -110,7 +121,7 @@ func NewIPv6() (*Server, error) {
 
 func newPool(master, member string) *Server {
 	s := &Server{User: "root", Password: "secret", Versions: [2]string{"25.6", "25.6"},
-		SRs: map[string]string{}, Exports: map[string][]byte{},
+		SRs: map[string]string{}, Exports: map[string][]byte{}, FailExport: map[string]int64{},
 		sessions: map[string]bool{}, tasks: map[string]*task{}}
 	s.SRs["11111111-2222-3333-4444-555555555555"] = "OpaqueRef:sr-local"
 	s.DefaultSR = "OpaqueRef:sr-local"
@@ -372,6 +383,8 @@ func (s *Server) call(method string, p []*ova.Value) (*ova.Value, []string) {
 		return ova.NewMap(map[string]string{"xapi": s.Versions[h], "product_brand": "XCP-ng", "hostname": "xapitest"}), nil
 	case "pool.get_default_SR":
 		return ova.NewString(s.DefaultSR), nil
+	case "VM.get_all_records":
+		return s.vmRecords(), nil
 	}
 	if strings.HasPrefix(method, "task.") {
 		t, ok := s.tasks[str(p, 1)]
@@ -639,12 +652,31 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session invalid", status)
 		return
 	}
+	uuid := r.URL.Query().Get("uuid")
 	s.mu.Lock()
-	archive, ok := s.Exports[r.URL.Query().Get("uuid")]
+	archive, ok := s.Exports[uuid]
+	failAt, fail := s.FailExport[uuid]
+	refusal := s.exportRefusal(uuid)
 	s.mu.Unlock()
 	if !ok {
-		s.finish(t, "", failure("UUID_INVALID", "VM", r.URL.Query().Get("uuid")))
+		s.finish(t, "", failure("UUID_INVALID", "VM", uuid))
 		http.Error(w, "no such VM", http.StatusInternalServerError)
+		return
+	}
+	if refusal != nil {
+		// Export.handler takes the VM's lock (with_vm_locked, export.ml:
+		// 1012), whose check fails before any header is sent: the task
+		// fails with the error, and Http_svr.handle_one answers the
+		// exception with a 500 (http_svr.ml:562-564).
+		s.finish(t, "", refusal)
+		http.Error(w, "HTTP 500 internal server error: "+refusal.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.exportStarted()
+	defer s.exportEnded()
+	time.Sleep(s.ExportDelay)
+	if fail {
+		s.failExport(w, t, archive, failAt)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
