@@ -10,10 +10,10 @@ import (
 	"strings"
 
 	"github.com/xva-tools/xva/internal/fsutil"
+	"github.com/xva-tools/xva/s3"
 )
 
-// Where many archives live: a directory of archives (and, once the S3
-// output is in, an s3:// prefix). The commands reach a tree of archives
+// Where many archives live: a directory of archives, or an s3:// prefix. The commands reach a tree of archives
 // only through these functions, so that a new kind of place is added here
 // and nowhere else.
 
@@ -25,6 +25,9 @@ var archiveSuffixes = []string{".xva", ".xva.gz", ".xva.zst", ".tar"}
 // than an archive: a directory that is not itself a legacy directory-form
 // archive (one with ova.xml at its top).
 func IsArchiveTree(path string) bool {
+	if IsObjectURL(path) {
+		return isObjectTree(path)
+	}
 	st, err := os.Stat(path)
 	if err != nil || !st.IsDir() {
 		return false
@@ -40,6 +43,9 @@ func IsArchiveTree(path string) bool {
 // temporary file) are skipped, and symbolic links are not followed. An
 // unreadable directory is an error naming it.
 func FindArchives(ctx context.Context, dir string) ([]string, error) {
+	if IsObjectURL(dir) {
+		return findObjectArchives(ctx, dir)
+	}
 	var found []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -103,4 +109,75 @@ func MakeOutputDir(dir string) error {
 		return fmt.Errorf("making the output directory: %w", err)
 	}
 	return os.Chmod(dir, fsutil.DirMode())
+}
+
+// isObjectTree: a prefix with objects under it and no ova.xml at its top;
+// an object, or a prefix holding ova.xml (a directory-form archive), is
+// an archive.
+func isObjectTree(path string) bool {
+	u, s, err := parseObjectURL(path)
+	if err != nil {
+		return false
+	}
+	ctx := context.Background()
+	if !u.IsPrefix() {
+		if _, err := s.Stat(ctx, u); err == nil {
+			return false
+		}
+	}
+	infos, err := s.List(ctx, u.Dir())
+	if err != nil || len(infos) == 0 {
+		return false
+	}
+	top := u.Dir().Key + "ova.xml"
+	return !slices.ContainsFunc(infos, func(i s3.Info) bool { return i.URL.Key == top })
+}
+
+// findObjectArchives is FindArchives under an s3:// prefix: objects named
+// as archives, and prefixes holding ova.xml (directory-form archives,
+// listed with a trailing slash, nothing beneath them listed).
+func findObjectArchives(ctx context.Context, dir string) ([]string, error) {
+	u, s, err := parseObjectURL(dir)
+	if err != nil {
+		return nil, err
+	}
+	u = u.Dir()
+	infos, err := s.List(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("listing archives under %s: %w", dir, err)
+	}
+	var forms []string // directory-form archives' prefixes
+	for _, i := range infos {
+		if k, ok := strings.CutSuffix(i.URL.Key, "/ova.xml"); ok && k+"/" != u.Key && !hiddenKey(k, u.Key) {
+			forms = append(forms, k+"/")
+		}
+	}
+	slices.Sort(forms)
+	forms = slices.CompactFunc(forms, func(a, b string) bool { return strings.HasPrefix(b, a) })
+	var found []string
+	for _, f := range forms {
+		found = append(found, s3.URL{Bucket: u.Bucket, Key: f}.String())
+	}
+	for _, i := range infos {
+		key := i.URL.Key
+		name := strings.ToLower(key)
+		inForm := slices.ContainsFunc(forms, func(f string) bool { return strings.HasPrefix(key, f) })
+		if inForm || hiddenKey(key, u.Key) || !slices.ContainsFunc(archiveSuffixes, func(s string) bool { return strings.HasSuffix(name, s) }) {
+			continue
+		}
+		found = append(found, i.URL.String())
+	}
+	slices.Sort(found)
+	return found, nil
+}
+
+// hiddenKey reports whether a segment of key below the prefix starts
+// with '.', as hidden files are skipped in a local tree.
+func hiddenKey(key, prefix string) bool {
+	for _, seg := range strings.Split(strings.TrimPrefix(key, prefix), "/") {
+		if strings.HasPrefix(seg, ".") {
+			return true
+		}
+	}
+	return false
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/testutil"
+	"github.com/xva-tools/xva/xapi/xapitest"
 )
 
 // The tests here run xva against a real S3 server (versitygw, see
@@ -308,4 +309,48 @@ func TestS3TLS(t *testing.T) {
 	if r := runEnv(t, dir, []string{"AWS_CA_BUNDLE=" + g.CertFile}, "verify", "s3://"+bucket+"/t.xva"); r.code != 0 {
 		t.Fatalf("AWS_CA_BUNDLE: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// TestS3ExportPoolThenVerify: a pool exported to a prefix, each archive
+// the bytes the host sent; the prefix verified with one summary, a
+// damaged object found and named; a single VM exported to an object.
+func TestS3ExportPoolThenVerify(t *testing.T) {
+	g := testutil.S3Server(t, bucket)
+	s, ca := pool(t)
+	dir := t.TempDir()
+	arch := poolArchives(t, dir, 3)
+	for i, v := range []xapitest.PoolVM{vmWeb, vmDB, vmMail} {
+		s.AddPoolVM(v, arch[i])
+	}
+	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--all", "s3://"+bucket+"/backups/")
+	if r.code != 0 {
+		t.Fatalf("export --all to a prefix: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for i, name := range []string{vmWeb.UUID + "-web_01.xva", vmDB.UUID + "-db.xva", vmMail.UUID + "-mail_relay.xva"} {
+		got, err := os.ReadFile(storedFile(g, "backups/"+name))
+		if err != nil || !bytes.Equal(got, arch[i]) {
+			t.Fatalf("%s: %v, or not the bytes the host sent", name, err)
+		}
+	}
+	// A directory-form archive under the prefix is found as one archive.
+	mustRun(t, dir, nil, "convert", "--format", "legacy", "s3://"+bucket+"/backups/"+vmWeb.UUID+"-web_01.xva", "s3://"+bucket+"/backups/old/web/")
+	r = run(t, dir, nil, "verify", "s3://"+bucket+"/backups/")
+	if r.code != 0 || !strings.Contains(r.stdout, "4 archives: 4 OK") || !strings.Contains(r.stdout, "s3://"+bucket+"/backups/old/web/") {
+		t.Fatalf("verify of a prefix: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	bad := bytes.Clone(arch[1])
+	bad[len(bad)/2] ^= 0xff
+	os.WriteFile(storedFile(g, "backups/"+vmDB.UUID+"-db.xva"), bad, 0o644)
+	r = run(t, dir, nil, "verify", "s3://"+bucket+"/backups")
+	if r.code != exitCorrupt || !strings.Contains(r.stdout, "CORRUPT  s3://"+bucket+"/backups/"+vmDB.UUID+"-db.xva") {
+		t.Fatalf("verify with one damaged: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--vm", vmWeb.UUID, "s3://"+bucket+"/one.xva")
+	if r.code != 0 {
+		t.Fatalf("export of one VM to an object: exit %d\n%s", r.code, r.stderr)
+	}
+	if got, _ := os.ReadFile(storedFile(g, "one.xva")); !bytes.Equal(got, arch[0]) {
+		t.Fatal("the exported object is not the bytes the host sent")
+	}
+	clean(t, s)
 }
