@@ -163,11 +163,11 @@ func (b *bench) objectStore(n int64) error {
 	}
 	parts := int64(b.jobs+1) * 64 << 20 // in flight, and the one filling
 	for _, g := range []string{"xapi", "legacy"} {
-		ours, err := b.measure("xva → S3", fmt.Sprintf("%s pack --force --uuid-seed bench --format %s --disk xvda=disk.raw s3://bench/%s.xva && sync s3root/bench/%s.xva", b.xva, g, g, g))
+		ours, err := b.measure("xva → S3", fmt.Sprintf("%s pack --force --name bench --uuid-seed bench --format %s --disk xvda=disk.raw s3://bench/%s.xva && sync s3root/bench/%s.xva", b.xva, g, g, g))
 		if err != nil {
 			return err
 		}
-		theirs, err := b.measure("xva → file", fmt.Sprintf("%s pack --force --uuid-seed bench --format %s --disk xvda=disk.raw s3-local.xva && sync s3-local.xva", b.xva, g))
+		theirs, err := b.measure("xva → file", fmt.Sprintf("%s pack --force --name bench --uuid-seed bench --format %s --disk xvda=disk.raw s3-local.xva && sync s3-local.xva", b.xva, g))
 		if err != nil {
 			return err
 		}
