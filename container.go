@@ -71,7 +71,7 @@ func openContainer(path string, jobs int) (container, error) {
 		return openStream(os.Stdin, nil, jobs)
 	}
 	if IsObjectURL(path) {
-		return openObjectContainer(path, jobs)
+		return openObjectContainer(path, jobs, false)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -313,11 +313,22 @@ func indexTarFile(f *os.File) (*tarFileContainer, error) {
 
 // indexTar indexes the tar held in r (size bytes), closed with closer.
 func indexTar(r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, error) {
-	t := &tarFileContainer{f: r, closer: closer}
+	t, _, err := indexTarVia(r, r, size, closer, 0)
+	return t, err
+}
+
+// indexTarVia indexes the tar held in data, reading its headers through
+// hdr (for an object in a store: one small GET each), and gives up,
+// reporting false, past limit members (0: no limit).
+func indexTarVia(hdr, data io.ReaderAt, size int64, closer io.Closer, limit int) (*tarFileContainer, bool, error) {
+	t := &tarFileContainer{f: data, closer: closer}
 	f := closer
 	// Headers are read by offset: skipping a member's data costs nothing.
-	tc := newTarContainer(fileReader{io.NewSectionReader(r, 0, size)}, nil, "tar")
+	tc := newTarContainer(fileReader{io.NewSectionReader(hdr, 0, size)}, nil, "tar")
 	for {
+		if limit > 0 && len(t.members) > limit {
+			return nil, false, nil
+		}
 		m, err := tc.next()
 		if err == io.EOF {
 			break
@@ -325,7 +336,7 @@ func indexTar(r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, e
 		if err != nil {
 			if xerr := new(ioError); errors.As(err, xerr) {
 				f.Close()
-				return nil, err
+				return nil, true, err
 			}
 			// Corruption: the members before it can still be read.
 			t.err = err
@@ -334,7 +345,7 @@ func indexTar(r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, e
 		t.members = append(t.members, indexed{m.name, m.raw, m.dir, m.size, tc.tr.DataOffset()})
 	}
 	t.sawEnd, t.strays = tc.tr.SawEnd(), tc.tr.StrayZeroBlocks()
-	return t, nil
+	return t, true, nil
 }
 
 // sortByName puts the members not yet read (all after ova.xml) in

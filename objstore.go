@@ -63,7 +63,14 @@ func parseObjectURL(p string) (s3.URL, *s3.Store, error) {
 // through ranged GETs (its tar indexed from its headers, its members read
 // in parallel, as a local tar file is; or, compressed as a whole, read
 // front to back with read-ahead), or a prefix holding ova.xml.
-func openObjectContainer(p string, jobs int) (container, error) {
+//
+// A tar object is indexed from its headers, one small ranged GET each,
+// when it has few members (legacy chunks, up to 1 GB each), so they are
+// then read in parallel as a local tar file's are; one with many (an xapi
+// archive: two members per MiB of data), whose index would cost a request
+// per member, is read as a stream, each byte fetched once, ahead. For
+// random access (serve, cat) it is always indexed.
+func openObjectContainer(p string, jobs int, random bool) (container, error) {
 	u, s, err := parseObjectURL(p)
 	if err != nil {
 		return nil, err
@@ -73,28 +80,57 @@ func openObjectContainer(p string, jobs int) (container, error) {
 		obj, err := s.Open(ctx, u)
 		switch {
 		case err == nil:
-			return openObject(obj, jobs)
+			return openObject(obj, jobs, random)
 		case !errors.Is(err, s3.ErrNotFound):
 			return nil, ioError{err}
 		}
 		// No such object: a directory-form archive under KEY/?
-		if infos, lerr := s.List(ctx, u.Dir()); lerr != nil || len(infos) == 0 {
+		infos, lerr := s.List(ctx, u.Dir())
+		if lerr != nil {
+			return nil, ioError{lerr} // names a missing bucket, which HEAD cannot
+		}
+		if len(realObjects(infos)) == 0 {
 			return nil, ioError{err}
 		}
 	}
 	return openObjectDir(ctx, s, u.Dir())
 }
 
-func openObject(obj *s3.Object, jobs int) (container, error) {
+// indexLimit is how many members a tar object may have to be indexed
+// from its headers for reading front to back.
+const indexLimit = 64
+
+func openObject(obj *s3.Object, jobs int, random bool) (container, error) {
 	var magic [4]byte
-	n, err := obj.ReadAt(magic[:], 0)
+	n, err := obj.ReadDirect(magic[:], 0)
 	if err != nil && err != io.EOF {
 		return nil, ioError{err}
 	}
 	if compressionOf(magic[:n]) != "" {
 		return openStream(obj.Reader(0), obj, jobs)
 	}
-	return indexTar(ioReaderAt{obj}, obj.Size(), obj)
+	limit := indexLimit
+	if random {
+		limit = 0
+	}
+	t, ok, err := indexTarVia(ioReaderAt{directReader{obj}}, ioReaderAt{obj}, obj.Size(), obj, limit)
+	if err != nil || ok {
+		return t, err
+	}
+	return openStream(obj.Reader(0), obj, jobs)
+}
+
+// directReader reads an object's bytes with a GET of just those bytes.
+type directReader struct{ o *s3.Object }
+
+func (d directReader) ReadAt(p []byte, off int64) (int, error) { return d.o.ReadDirect(p, off) }
+
+// realObjects leaves out the empty "folder" objects consoles make (a key
+// ending in "/"), which hold nothing of an archive.
+func realObjects(infos []s3.Info) []s3.Info {
+	return slices.DeleteFunc(slices.Clone(infos), func(i s3.Info) bool {
+		return i.Size == 0 && strings.HasSuffix(i.URL.Key, "/")
+	})
 }
 
 // objectDir reads the directory form from a prefix: ova.xml, then each
@@ -112,11 +148,15 @@ func openObjectDir(ctx context.Context, s *s3.Store, u s3.URL) (*objectDir, erro
 	if err != nil {
 		return nil, ioError{err}
 	}
+	infos = realObjects(infos)
+	if len(infos) == 0 {
+		return nil, ioError{fmt.Errorf("%s: no such object, and no objects under that prefix", u)}
+	}
 	d := &objectDir{s: s, ctx: ctx}
 	hasOVA := false
 	for _, info := range infos {
 		name := strings.TrimPrefix(info.URL.Key, u.Key)
-		if strings.Count(name, "/") > 1 || strings.HasSuffix(name, "/") {
+		if strings.Count(name, "/") > 1 {
 			return nil, corrupt(KindTar, name, "", -1, "deeper than an archive's directory form")
 		}
 		hasOVA = hasOVA || name == "ova.xml"
@@ -221,6 +261,15 @@ func newObjectDirOut(ctx context.Context, s *s3.Store, u s3.URL, force bool) (*o
 	for _, info := range infos {
 		d.stale = append(d.stale, info.URL)
 	}
+	// Replacing: the old archive stops being one before a member of the
+	// new one is written, so no reader ever finds a mix of the two; a
+	// failure then leaves the prefix empty rather than half old, half new.
+	if ova := u.Join("ova.xml"); slices.Contains(d.stale, ova) {
+		if err := s.Delete(ctx, ova); err != nil {
+			return nil, err
+		}
+		d.stale = slices.DeleteFunc(d.stale, func(s s3.URL) bool { return s == ova })
+	}
 	return d, nil
 }
 
@@ -276,7 +325,7 @@ func (d *objectDirOut) commit() error {
 }
 
 func (d *objectDirOut) abort() {
-	if len(d.written) > 0 {
-		d.s.Delete(context.WithoutCancel(d.ctx), d.written...)
+	if gone := append(d.written, d.stale...); len(gone) > 0 {
+		d.s.Delete(context.WithoutCancel(d.ctx), gone...)
 	}
 }

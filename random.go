@@ -100,6 +100,13 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 // be read at random: a tar file or a directory as they are, a tar file
 // compressed as a whole with gzip through its restart-point index.
 func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (*archive, error) {
+	if IsObjectURL(path) {
+		c, err := openObjectContainer(path, o.jobs, true)
+		if err != nil {
+			return nil, err
+		}
+		return newArchive(c, path, o)
+	}
 	a, err := openArchive(path, o)
 	if err != nil {
 		return nil, err

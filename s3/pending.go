@@ -48,9 +48,16 @@ func AbortAll(timeout time.Duration) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, w := range ups {
+		w.cancel() // the parts in flight first, or they may land after
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			parts := make(chan struct{})
+			go func() { w.wg.Wait(); close(parts) }()
+			select {
+			case <-parts:
+			case <-ctx.Done():
+			}
 			if err := w.s.abort(ctx, w.u, w.id); err != nil {
 				w.s.remember(w.u, w.id, w.s.wrap("aborting", w.u, err))
 			}

@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 )
 
 // Options say how to reach the store and how to move data. The zero value
@@ -58,6 +60,34 @@ type Store struct {
 	c        *s3.Client
 	o        Options
 	endpoint string // for messages: the custom endpoint, or "" for AWS
+	cache    blockCache
+}
+
+// CheckEndpoint says what is wrong with an endpoint URL, if anything.
+func CheckEndpoint(endpoint string) error {
+	if endpoint != "" && !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+		return fmt.Errorf("s3: endpoint %q: want http://HOST[:PORT] or https://HOST[:PORT]", endpoint)
+	}
+	return nil
+}
+
+// idleTimeout is how long a connection may carry nothing, either way,
+// while a request is on it.
+const idleTimeout = 2 * time.Minute
+
+// idleConn puts a deadline on each read and write of a connection, so a
+// peer that stops mid-request times out instead of hanging the transfer.
+// A connection idle in the pool times out too, and is dialled afresh.
+type idleConn struct{ net.Conn }
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(idleTimeout))
+	return c.Conn.Write(p)
 }
 
 // New configures a Store from o and the environment. It sends nothing.
@@ -76,16 +106,35 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = 4 * o.Jobs
+		// A store that takes a connection and then says nothing must not
+		// hang xva: no answer, or no byte either way, for idleTimeout is a
+		// timeout, which is retried like a reset.
+		t.ResponseHeaderTimeout = idleTimeout
+		dial := (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c}, nil
+		}
 		if o.Insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked, with --insecure
 		}
 	})
 	loads := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient),
+		// The SDK's own warnings (IMDS fallbacks) are not for xva's users:
+		// what fails comes back as an error, said once.
+		config.WithLogger(logging.Nop{}),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
 				so.MaxBackoff = 4 * time.Second
+				// The SDK's default retry budget is shared by every request
+				// of the client and runs dry in a burst of failures across
+				// parallel parts; MaxAttempts alone bounds the tries.
+				so.RateLimiter = ratelimit.None
 				// A certificate that is not trusted now will not be on
 				// the next try.
 				so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
@@ -116,8 +165,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			endpoint = *cfg.BaseEndpoint
 		}
 	}
-	if endpoint != "" && !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
-		return nil, fmt.Errorf("s3: endpoint %q: want http://HOST[:PORT] or https://HOST[:PORT]", endpoint)
+	if err := CheckEndpoint(endpoint); err != nil {
+		return nil, err
 	}
 	pathStyle := endpoint != ""
 	if o.PathStyle != nil {
@@ -132,7 +181,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// archive's own checks (CRC-32s, block hashes) judge the bytes.
 		so.DisableLogOutputChecksumValidationSkipped = true
 	})
-	s := &Store{c: c, o: o, endpoint: endpoint}
+	s := &Store{c: c, o: o, endpoint: endpoint, cache: blockCache{blocks: map[blockKey]*block{}, max: readAhead + 4*o.Jobs}}
 	s.abortPending(ctx)
 	return s, nil
 }
@@ -225,14 +274,15 @@ var ErrIntegrity = errors.New("integrity")
 // Error is a failed request: what was being done to which object (and
 // which bytes of it), and why.
 type Error struct {
-	Op    string // "reading", "writing", "listing", ...
-	URL   URL
-	Range string // "bytes 0-8388607", or ""
-	Code  string // the store's error code, if it gave one
-	Hint  string // what to check; not part of Error()
-	Err   error
-	kind  error // ErrNotFound, ErrAccess, ... or nil
-	where string
+	Op      string // "reading", "writing", "listing", ...
+	URL     URL
+	Range   string // "bytes 0-8388607", or ""
+	Code    string // the store's error code, if it gave one
+	Hint    string // what to check; not part of Error()
+	Err     error
+	kind    error // ErrNotFound, ErrAccess, ... or nil
+	noCreds bool  // ErrAccess because no credentials were found at all
+	where   string
 }
 
 func (e *Error) Error() string {
@@ -314,7 +364,7 @@ func (s *Store) wrap(op string, u URL, err error) error {
 		e.Err = context.Canceled
 	}
 	if isNoCredentials(err) {
-		e.kind = ErrAccess
+		e.kind, e.noCreds, e.Err = ErrAccess, true, errors.New("no credentials found")
 		e.Hint = "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or write ~/.aws/credentials"
 	}
 	return e

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -49,6 +50,9 @@ func (f *s3Flags) configure(cmd *cobra.Command, g *globals) error {
 	}
 	if part < s3.MinPartSize || part > 5<<30 {
 		return usagef("--part-size %s: S3 takes parts of 5 MiB to 5 GiB", f.partSize)
+	}
+	if err := s3.CheckEndpoint(f.endpoint); err != nil {
+		return usagef("--s3-endpoint: %s", strings.TrimPrefix(err.Error(), "s3: "))
 	}
 	o := s3.Options{Endpoint: f.endpoint, PartSize: int64(part), Jobs: pipeline.Jobs(g.jobs)}
 	if fl := cmd.Flags().Lookup("s3-path-style"); fl != nil && fl.Changed {

@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,4 +358,64 @@ func TestS3ExportPoolThenVerify(t *testing.T) {
 		t.Fatal("the exported object is not the bytes the host sent")
 	}
 	clean(t, s)
+}
+
+// failingParts forwards to the server but fails every upload of part 3
+// (a 500, retried and failing again), as a store that breaks mid-upload.
+func failingParts(t *testing.T, g *testutil.VersityGW) string {
+	t.Helper()
+	target, _ := url.Parse(g.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "3" {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestS3ReplacingAPrefixFails: --force over a directory-form archive that
+// fails part way leaves no archive at all, never the old one's members
+// mixed with the new one's; and the edges of prefixes: none there (exit
+// 1), a console's folder marker (ignored), a bad endpoint (exit 2).
+func TestS3ReplacingAPrefixFails(t *testing.T) {
+	g := testutil.S3Server(t, bucket)
+	dir, _ := setupSectors(t)
+	bigDisk(t, filepath.Join(dir, "big.img"), 24<<20)
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "--disk", "sdb=big.img", "s3://"+bucket+"/vm/")
+	mustRun(t, dir, nil, "verify", "s3://"+bucket+"/vm/")
+	r := run(t, dir, nil, "pack", "--force", "--part-size", "5MiB", "--s3-endpoint", failingParts(t, g), "--format", "legacy",
+		"--disk", "sda=big.img", "--disk", "sdb=sdb.img", "s3://"+bucket+"/vm/")
+	if r.code != 1 || !strings.Contains(r.stderr, "part 3") {
+		t.Fatalf("pack through a failing store: exit %d\n%s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(storedFile(g, "vm")); len(entries) != 0 {
+		names := []string{}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("the failed replacement left %v under the prefix", names)
+	}
+	if r := run(t, dir, nil, "verify", "s3://"+bucket+"/vm/"); r.code != 1 {
+		t.Fatalf("verify of an emptied prefix: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, dir, nil, "info", "s3://"+bucket+"/typo/"); r.code != 1 || !strings.Contains(r.stderr, "typo") {
+		t.Fatalf("info of no prefix: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := run(t, dir, nil, "info", "s3://no-such-bucket/x.xva"); r.code != 1 || !strings.Contains(r.stderr, "no-such-bucket") {
+		t.Fatalf("info in no bucket: exit %d\n%s", r.code, r.stderr)
+	}
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "s3://"+bucket+"/vm2/")
+	if _, err := sdk(t, g).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("vm2/"), Body: strings.NewReader("")}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, nil, "verify", "s3://"+bucket+"/vm2/")
+	if r := run(t, dir, nil, "info", "--s3-endpoint", "127.0.0.1:9000", "s3://"+bucket+"/vm2/"); r.code != 2 {
+		t.Fatalf("a bad endpoint: exit %d\n%s", r.code, r.stderr)
+	}
 }
