@@ -37,6 +37,20 @@ type Export struct {
 	Source disk.Source
 }
 
+// Lender is a Source that can lend the bytes of a range instead of copying
+// them into the caller's buffer: the server then writes a read's reply
+// straight from the source's memory (an archive's checked span, say),
+// which saves a copy and a buffer per request. A Source that does not
+// implement it is read with ReadAt.
+type Lender interface {
+	// LendAt appends to dst slices whose concatenation is the n bytes at
+	// off, checked as ReadAt checks them, and returns it; an error fails
+	// the whole range. The slices are the source's and must stay unchanged
+	// for ever: the server only reads them, and may still be sending them
+	// when the source has stopped holding them itself.
+	LendAt(dst [][]byte, off, n int64) ([][]byte, error)
+}
+
 // Server serves its Exports to every client that connects.
 type Server struct {
 	Exports []Export

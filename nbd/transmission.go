@@ -20,7 +20,9 @@ type transmission struct {
 	structured bool // NBD_OPT_STRUCTURED_REPLY negotiated
 	meta       bool // base:allocation selected for this export
 
-	wmu    sync.Mutex // replies are written whole, one at a time
+	wmu sync.Mutex // replies are written whole, one at a time
+	// w gathers a reply's parts into TLS records; nil on a plain socket,
+	// where a reply is one writev of its parts.
 	w      *bufio.Writer
 	broken bool // a write failed: the connection is going
 }
@@ -41,7 +43,11 @@ const dataChunk = 1 << 20
 // NBD_CMD_DISC, an error on the connection or ctx; it returns when every
 // request it started has been answered.
 func (t *transmission) run(ctx context.Context) {
-	t.w = bufio.NewWriterSize(t.conn, 64<<10)
+	switch t.conn.(type) {
+	case *net.UnixConn, *net.TCPConn:
+	default:
+		t.w = bufio.NewWriterSize(t.conn, 64<<10)
+	}
 	r := bufio.NewReaderSize(t.conn, 64<<10)
 	limit := t.s.MaxInFlight
 	if limit <= 0 {
@@ -171,27 +177,26 @@ func (t *transmission) read(ctx context.Context, q request) {
 	if !t.structured || q.flags&cmdFlagDF != 0 {
 		// One piece of data: the simple reply ("Simple replies"), which
 		// cannot report an error once its header is sent, or the one
-		// content chunk NBD_CMD_FLAG_DF allows. Holes are the buffer's
-		// zeros; a range that is all hole is one NBD_REPLY_TYPE_OFFSET_HOLE.
+		// content chunk NBD_CMD_FLAG_DF allows. Holes are zeros; a range
+		// that is all hole is one NBD_REPLY_TYPE_OFFSET_HOLE.
 		if t.structured && len(segs) == 1 && segs[0].hole {
 			t.holeChunk(q, segs[0], true)
 			return
 		}
-		buf := make([]byte, n)
+		var data [][]byte
+		var buf []byte
 		for _, s := range segs {
-			if s.hole {
-				continue
-			}
-			if err := t.readAt(buf[s.off-off:s.off-off+s.len], s.off); err != nil {
+			var err error
+			if data, buf, err = t.fetch(data, buf, s, off, n); err != nil {
 				t.readFailed(q, s.off, err)
 				return
 			}
 		}
 		if !t.structured {
-			t.simple(q, 0, buf)
+			t.simple(q, 0, data)
 			return
 		}
-		t.dataChunk(q, off, buf, true)
+		t.dataChunk(q, off, data, true)
 		return
 	}
 
@@ -200,6 +205,7 @@ func (t *transmission) read(ctx context.Context, q request) {
 	// error becomes an NBD_REPLY_TYPE_ERROR_OFFSET chunk, never a short
 	// chunk.
 	var buf []byte
+	var data [][]byte
 	for i, s := range segs {
 		last := i == len(segs)-1
 		if s.hole {
@@ -210,18 +216,53 @@ func (t *transmission) read(ctx context.Context, q request) {
 		}
 		for p := s.off; p < s.off+s.len; p += dataChunk {
 			m := min(s.off+s.len-p, dataChunk)
-			if buf == nil {
-				buf = make([]byte, min(n, dataChunk))
-			}
-			if err := t.readAt(buf[:m], p); err != nil {
+			var err error
+			if data, buf, err = t.fetch(data[:0], buf, segment{p, m, false}, p, min(n, dataChunk)); err != nil {
 				t.readFailed(q, p, err)
 				return
 			}
-			if !t.dataChunk(q, p, buf[:m], last && p+m == s.off+s.len) {
+			if !t.dataChunk(q, p, data, last && p+m == s.off+s.len) {
 				return
 			}
 		}
 	}
+}
+
+// fetch appends segment s of a reply starting at base to data: zeros for
+// a hole, the source's own bytes when it lends them, or else bytes read
+// into buf, made of size bytes when nil (the reply's length: segments of
+// one reply share it).
+func (t *transmission) fetch(data [][]byte, buf []byte, s segment, base, size int64) ([][]byte, []byte, error) {
+	if s.hole {
+		return appendZeros(data, s.len), buf, nil
+	}
+	if l, ok := t.e.Source.(Lender); ok {
+		var err error
+		data, err = l.LendAt(data, s.off, s.len)
+		return data, buf, err
+	}
+	if buf == nil {
+		buf = make([]byte, size)
+	}
+	// Segments come in order and fill the reply's range without gaps:
+	// the buffer's part for this one starts at s.off-base.
+	p := buf[s.off-base : s.off-base+s.len]
+	if err := t.readAt(p, s.off); err != nil {
+		return data, buf, err
+	}
+	return append(data, p), buf, nil
+}
+
+// zeros are the bytes of holes in replies that carry data: never written,
+// so that sending them costs no memory.
+var zeros [dataChunk]byte
+
+// appendZeros appends n zero bytes to data, as slices of zeros.
+func appendZeros(data [][]byte, n int64) [][]byte {
+	for ; n > 0; n -= min(n, dataChunk) {
+		data = append(data, zeros[:min(n, dataChunk)])
+	}
+	return data
 }
 
 // readAt reads p at off: every byte, or an error.
@@ -252,7 +293,7 @@ func (t *transmission) readFailed(q request, at int64, err error) {
 	p = binary.BigEndian.AppendUint16(p, uint16(len(msg)))
 	p = append(p, msg...)
 	p = binary.BigEndian.AppendUint64(p, uint64(at))
-	t.chunk(q, replyFlagDone, replyErrorOffset, p, nil)
+	t.chunk(q, replyFlagDone, replyErrorOffset, p)
 }
 
 // blockStatus answers NBD_CMD_BLOCK_STATUS for base:allocation
@@ -284,7 +325,7 @@ func (t *transmission) blockStatus(ctx context.Context, q request) {
 		p = binary.BigEndian.AppendUint32(p, uint32(s.len))
 		p = binary.BigEndian.AppendUint32(p, st)
 	}
-	t.chunk(q, replyFlagDone, replyBlockStatus, p, nil)
+	t.chunk(q, replyFlagDone, replyBlockStatus, p)
 }
 
 // fail answers a request with an error: an NBD_REPLY_TYPE_ERROR chunk with
@@ -299,7 +340,7 @@ func (t *transmission) fail(q request, code uint32, msg string) {
 	p := binary.BigEndian.AppendUint32(nil, code)
 	p = binary.BigEndian.AppendUint16(p, uint16(len(msg)))
 	p = append(p, msg...)
-	t.chunk(q, replyFlagDone, replyError, p, nil)
+	t.chunk(q, replyFlagDone, replyError, p)
 }
 
 // ok answers a request without data successfully.
@@ -312,17 +353,17 @@ func (t *transmission) ok(q request) {
 }
 
 func (t *transmission) none(q request) bool {
-	return t.chunk(q, replyFlagDone, replyNone, nil, nil)
+	return t.chunk(q, replyFlagDone, replyNone, nil)
 }
 
 func (t *transmission) holeChunk(q request, s segment, last bool) bool {
 	p := binary.BigEndian.AppendUint64(nil, uint64(s.off))
 	p = binary.BigEndian.AppendUint32(p, uint32(s.len))
-	return t.chunk(q, doneIf(last), replyOffsetHole, p, nil)
+	return t.chunk(q, doneIf(last), replyOffsetHole, p)
 }
 
-func (t *transmission) dataChunk(q request, off int64, data []byte, last bool) bool {
-	return t.chunk(q, doneIf(last), replyOffsetData, binary.BigEndian.AppendUint64(nil, uint64(off)), data)
+func (t *transmission) dataChunk(q request, off int64, data [][]byte, last bool) bool {
+	return t.chunk(q, doneIf(last), replyOffsetData, binary.BigEndian.AppendUint64(nil, uint64(off)), data...)
 }
 
 func doneIf(last bool) uint16 {
@@ -333,42 +374,54 @@ func doneIf(last bool) uint16 {
 }
 
 // simple sends a simple reply ("Simple reply message").
-func (t *transmission) simple(q request, code uint32, data []byte) bool {
+func (t *transmission) simple(q request, code uint32, data [][]byte) bool {
 	var hdr [16]byte
 	binary.BigEndian.PutUint32(hdr[0:], simpleMagic)
 	binary.BigEndian.PutUint32(hdr[4:], code)
 	binary.BigEndian.PutUint64(hdr[8:], q.cookie)
-	return t.send(hdr[:], nil, data)
+	return t.send(append(net.Buffers{hdr[:]}, data...))
 }
 
 // chunk sends a structured reply chunk ("Structured reply chunk message")
 // whose payload is head then data.
-func (t *transmission) chunk(q request, flags, typ uint16, head, data []byte) bool {
+func (t *transmission) chunk(q request, flags, typ uint16, head []byte, data ...[]byte) bool {
+	size := len(head)
+	for _, d := range data {
+		size += len(d)
+	}
 	var hdr [20]byte
 	binary.BigEndian.PutUint32(hdr[0:], structuredMagic)
 	binary.BigEndian.PutUint16(hdr[4:], flags)
 	binary.BigEndian.PutUint16(hdr[6:], typ)
 	binary.BigEndian.PutUint64(hdr[8:], q.cookie)
-	binary.BigEndian.PutUint32(hdr[16:], uint32(len(head)+len(data)))
-	return t.send(hdr[:], head, data)
+	binary.BigEndian.PutUint32(hdr[16:], uint32(size))
+	return t.send(append(net.Buffers{hdr[:], head}, data...))
 }
 
-// send writes one message whole and flushes it. After a failed write the
-// connection is closed, which ends the reading loop.
-func (t *transmission) send(parts ...[]byte) bool {
+// send writes one message whole: on a plain socket in one writev, so that
+// data lent by the source goes to the kernel without being copied here
+// first; through TLS gathered into records and flushed. After a failed
+// write the connection is closed, which ends the reading loop.
+func (t *transmission) send(parts net.Buffers) bool {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if t.broken {
 		return false
 	}
-	for _, p := range parts {
-		if _, err := t.w.Write(p); err != nil {
-			t.broken = true
-			t.conn.Close()
-			return false
+	var err error
+	if t.w == nil {
+		_, err = parts.WriteTo(t.conn)
+	} else {
+		for _, p := range parts {
+			if _, err = t.w.Write(p); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = t.w.Flush()
 		}
 	}
-	if err := t.w.Flush(); err != nil {
+	if err != nil {
 		t.broken = true
 		t.conn.Close()
 		return false
