@@ -24,7 +24,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xva-tools/xva/disk"
 )
@@ -65,9 +68,67 @@ type Server struct {
 	// once (0: 16).
 	MaxInFlight int
 	// MaxConnections is how many clients are served at once (0: 64); a
-	// connection past it is closed at once. With MaxInFlight and the
-	// largest request (32 MiB), it bounds the server's memory.
+	// connection past it is closed at once.
 	MaxConnections int
+	// MaxMemory bounds the bytes the replies to reads hold at once, all
+	// connections together (0: 256 MiB): a read waits until its reply
+	// fits rather than failing. It is at least 32 MiB, the longest read a
+	// client may ask for, which a simple reply or NBD_CMD_FLAG_DF must
+	// hold whole.
+	MaxMemory int64
+
+	budgetOnce sync.Once
+	budget     *budget
+}
+
+// DefaultMaxMemory is the budget of read replies when MaxMemory is 0.
+const DefaultMaxMemory = 256 << 20
+
+// MinMaxMemory is the smallest MaxMemory: the longest read a client may
+// ask for.
+const MinMaxMemory = maxPayload
+
+// memBudget is the server's budget of reply bytes, made on first use: a
+// Server is one budget however many times it serves.
+func (s *Server) memBudget() *budget {
+	s.budgetOnce.Do(func() {
+		size := s.MaxMemory
+		if size <= 0 {
+			size = DefaultMaxMemory
+		}
+		s.budget = &budget{sem: semaphore.NewWeighted(size)}
+	})
+	return s.budget
+}
+
+// budget is the server-wide allowance of bytes held by read replies: the
+// per-request (32 MiB), per-connection (MaxInFlight) and connection
+// (MaxConnections) bounds alone allowed 32 GiB.
+type budget struct {
+	sem  *semaphore.Weighted
+	held atomic.Int64 // bytes held now
+	peak atomic.Int64 // the most ever held, which tests check
+}
+
+// acquire waits until n bytes fit in the budget, or ctx is done. The
+// semaphore serves waiters in order: a long read is not overtaken for
+// ever by short ones.
+func (b *budget) acquire(ctx context.Context, n int64) error {
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	h := b.held.Add(n)
+	for {
+		p := b.peak.Load()
+		if h <= p || b.peak.CompareAndSwap(p, h) {
+			return nil
+		}
+	}
+}
+
+func (b *budget) release(n int64) {
+	b.held.Add(-n)
+	b.sem.Release(n)
 }
 
 // handshakeTime is how long a client has to finish option haggling: one
@@ -163,6 +224,9 @@ func segments(list []disk.Extent, off, n int64) []segment {
 // handlers and returns nil; when l fails it does the same and returns the
 // error.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if s.MaxMemory > 0 && s.MaxMemory < MinMaxMemory {
+		return fmt.Errorf("nbd: a memory budget of %d bytes is under the longest read a client may ask for (%d)", s.MaxMemory, MinMaxMemory)
+	}
 	exports := make(map[string]*export, len(s.Exports))
 	var order []*export
 	for _, e := range s.Exports {

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 )
 
 // transmission is the transmission phase of one connection ("Transmission").
 type transmission struct {
 	s          *Server
+	mem        *budget // the server's, for read replies
 	conn       net.Conn
 	e          *export
 	flags      uint16
@@ -54,8 +56,18 @@ func (t *transmission) run(ctx context.Context) {
 		limit = 16
 	}
 	sem := make(chan struct{}, limit)
+	// Requests waiting for memory give up when the connection is gone;
+	// after NBD_CMD_DISC they are still answered.
+	ctx, cancel := context.WithCancel(ctx)
+	disc := false
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		if !disc {
+			cancel()
+		}
+		wg.Wait()
+		cancel()
+	}()
 	log := t.s.log()
 	for {
 		var hdr [28]byte
@@ -80,6 +92,7 @@ func (t *transmission) run(ctx context.Context) {
 		case cmdDisc:
 			// "NBD_CMD_DISC": handle all outstanding requests (the
 			// deferred Wait), then close; no reply.
+			disc = true
 			return
 		case cmdWrite:
 			// The payload follows the header whatever the answer: skip
@@ -183,6 +196,12 @@ func (t *transmission) read(ctx context.Context, q request) {
 			t.holeChunk(q, segs[0], true)
 			return
 		}
+		// The reply is held whole. Should the connection or the server
+		// end first, the request goes unanswered.
+		if t.mem.acquire(ctx, n) != nil {
+			return
+		}
+		defer t.mem.release(n)
 		var data [][]byte
 		var buf []byte
 		for _, s := range segs {
@@ -204,6 +223,14 @@ func (t *transmission) read(ctx context.Context, q request) {
 	// dataChunk bytes, each read before its header is sent so that an
 	// error becomes an NBD_REPLY_TYPE_ERROR_OFFSET chunk, never a short
 	// chunk.
+	if slices.ContainsFunc(segs, func(s segment) bool { return !s.hole }) {
+		// One data chunk is held at a time.
+		hold := min(n, dataChunk)
+		if t.mem.acquire(ctx, hold) != nil {
+			return
+		}
+		defer t.mem.release(hold)
+	}
 	var buf []byte
 	var data [][]byte
 	for i, s := range segs {
