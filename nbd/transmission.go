@@ -41,12 +41,24 @@ type request struct {
 // fragmented: the memory a request holds is this, not its length.
 const dataChunk = 1 << 20
 
+// sendBuffer is the socket send buffer asked for: a client that stops
+// reading for a moment, to write what it has received (nbdcopy waits for
+// each write to reach the disk before the next), finds the next replies
+// queued instead of the server waiting to send them. Linux's default
+// (about 200 KiB on a Unix socket) holds less than one reply to
+// nbdcopy's 256 KiB reads. The kernel caps it (net.core.wmem_max); it is
+// kernel memory per connection, outside MaxMemory.
+const sendBuffer = 4 << 20
+
 // run reads requests and serves them, up to MaxInFlight at once, until
 // NBD_CMD_DISC, an error on the connection or ctx; it returns when every
 // request it started has been answered.
 func (t *transmission) run(ctx context.Context) {
-	switch t.conn.(type) {
-	case *net.UnixConn, *net.TCPConn:
+	switch c := t.conn.(type) {
+	case *net.UnixConn:
+		c.SetWriteBuffer(sendBuffer)
+	case *net.TCPConn:
+		c.SetWriteBuffer(sendBuffer)
 	default:
 		t.w = bufio.NewWriterSize(t.conn, 64<<10)
 	}
