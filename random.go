@@ -525,6 +525,44 @@ func (d *ArchiveDisk) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// LendAt implements nbd.Lender: the checked spans' own bytes, no copy. A
+// span's bytes are never written once loaded (the cache and concurrent
+// readers share them already), so lending them is safe; gaps between
+// spans are zeros of a shared, never written array.
+func (d *ArchiveDisk) LendAt(dst [][]byte, off, n int64) ([][]byte, error) {
+	if off < 0 || n < 0 || n > d.size-off {
+		return dst, fmt.Errorf("xva: range %d+%d outside the disk (%d bytes)", off, n, d.size)
+	}
+	end := off + n
+	pos := off
+	i := sort.Search(len(d.spans), func(i int) bool { return d.spans[i].off+d.spans[i].size > off })
+	for ; i < len(d.spans) && d.spans[i].off < end; i++ {
+		s := &d.spans[i]
+		dst = appendZeros(dst, s.off-pos)
+		data, err := d.load(i)
+		if err != nil {
+			return dst, err
+		}
+		from, to := max(pos, s.off), min(end, s.off+s.size)
+		dst = append(dst, data[from-s.off:to-s.off])
+		pos = to
+	}
+	return appendZeros(dst, end-pos), nil
+}
+
+// zeroBytes backs the gaps LendAt lends: never written, so they cost no
+// memory.
+var zeroBytes [1 << 20]byte
+
+func appendZeros(dst [][]byte, n int64) [][]byte {
+	for n > 0 {
+		k := min(n, int64(len(zeroBytes)))
+		dst = append(dst, zeroBytes[:k])
+		n -= k
+	}
+	return dst
+}
+
 // load returns span i's checked bytes, from the cache when recently used;
 // concurrent reads of one span (a client's requests in flight, a quarter
 // of a block each) wait for one load of it.

@@ -17,6 +17,7 @@ import (
 	"github.com/xva-tools/xva/disk"
 	"github.com/xva-tools/xva/fixtures"
 	"github.com/xva-tools/xva/internal/testutil"
+	"github.com/xva-tools/xva/nbd"
 )
 
 var randomVM = fixtures.VM{Name: "r", Memory: 256 << 20, VCPUs: 1, Disks: []fixtures.Disk{
@@ -142,6 +143,16 @@ func sameAtRandom(t *testing.T, src disk.Source, want []byte) {
 		if !bytes.Equal(buf[:k], want[off:off+int64(k)]) {
 			t.Fatalf("ReadAt(%d, %d) differs", n, off)
 		}
+		// What the NBD server reads instead: the same bytes, lent.
+		if l, ok := src.(nbd.Lender); ok {
+			parts, err := l.LendAt(nil, off, int64(k))
+			if err != nil {
+				t.Fatalf("LendAt(%d, %d): %v", off, k, err)
+			}
+			if got := bytes.Join(parts, nil); !bytes.Equal(got, want[off:off+int64(k)]) {
+				t.Fatalf("LendAt(%d, %d) differs", off, k)
+			}
+		}
 	}
 	covered := make([]byte, len(want))
 	for e, err := range disk.Extents(context.Background(), src) {
@@ -185,6 +196,14 @@ func TestRandomAccessRefusesWhatItCannotCheck(t *testing.T) {
 	}
 	if _, err := d.ReadAt(buf, 2<<20); err != nil {
 		t.Fatalf("reading another block: %v", err)
+	}
+	// Lent, as the NBD server reads: the same failure, nothing lent of
+	// the damaged block.
+	if _, err := d.LendAt(nil, 4096, 1<<20); !xva.IsCorrupt(err) || !strings.Contains(err.Error(), "00000000") {
+		t.Fatalf("lending the damaged block: %v", err)
+	}
+	if parts, err := d.LendAt(nil, 2<<20, 4096); err != nil || !bytes.Equal(bytes.Join(parts, nil), buf) {
+		t.Fatalf("lending another block: %v", err)
 	}
 
 	// A damaged legacy chunk (ours): the piece that holds the damage fails

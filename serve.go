@@ -19,7 +19,15 @@ type ServeOptions struct {
 	// Log receives each failed read (export, offset, member), and nil
 	// discards them.
 	Log *slog.Logger
+	// MaxMemory bounds the bytes replies to reads hold at once, every
+	// client together (0: 256 MiB); a read waits for room. At least
+	// MinServeMemory.
+	MaxMemory int64
 }
+
+// MinServeMemory is the smallest ServeOptions.MaxMemory: the longest read
+// a client may ask for (32 MiB), which some replies hold whole.
+const MinServeMemory = nbd.MinMaxMemory
 
 // ServedDisk is one disk ServeNBD exports.
 type ServedDisk struct {
@@ -41,6 +49,9 @@ type Serving struct {
 // Every byte served is checked as OpenDisks checks it; a range that fails
 // is an I/O error for that read alone, logged, and the server goes on.
 func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(Serving), opts ...Option) error {
+	if so.MaxMemory < 0 || so.MaxMemory > 0 && so.MaxMemory < MinServeMemory {
+		return fmt.Errorf("%w: a memory budget of %d bytes: want at least %d MiB, the longest read a client may ask for", ErrBadOptions, so.MaxMemory, MinServeMemory>>20)
+	}
 	ad, err := OpenDisks(ctx, path, opts...)
 	if err != nil {
 		return err
@@ -53,7 +64,7 @@ func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(Serv
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadOptions, err)
 	}
-	s := &nbd.Server{TLSConfig: so.TLS, Log: so.Log}
+	s := &nbd.Server{TLSConfig: so.TLS, Log: so.Log, MaxMemory: so.MaxMemory}
 	var served []ServedDisk
 	for _, d := range ad.Disks {
 		s.Exports = append(s.Exports, nbd.Export{Name: d.Device, Description: fmt.Sprintf("disk %s of %s", d.Device, path), Source: d})
@@ -64,3 +75,7 @@ func ServeNBD(ctx context.Context, path string, so ServeOptions, ready func(Serv
 	}
 	return s.Serve(ctx, l)
 }
+
+// An archive's disk lends the server its checked spans: replies are
+// written from them without a copy.
+var _ nbd.Lender = (*ArchiveDisk)(nil)

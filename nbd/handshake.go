@@ -206,7 +206,7 @@ func (h *handshake) transmission(e *export) *transmission {
 		f |= flagSendDF
 	}
 	return &transmission{
-		s: h.s, conn: h.conn, e: e, flags: f,
+		s: h.s, mem: h.s.memBudget(), conn: h.conn, e: e, flags: f,
 		structured: h.structured,
 		meta:       h.structured && h.metaSet && h.lookup(h.metaExport) == e,
 	}

@@ -67,6 +67,48 @@ func (m *memSource) Extents(context.Context) iter.Seq2[disk.Extent, error] {
 	}
 }
 
+// lendSource is a memSource that lends its bytes (Lender), in parts of at
+// most 3000 bytes so that a reply is many slices, failing as ReadAt does.
+type lendSource struct{ *memSource }
+
+func (l lendSource) LendAt(dst [][]byte, off, n int64) ([][]byte, error) {
+	if l.gate != nil {
+		<-l.gate
+	}
+	if l.failLen > 0 && off < l.failOff+l.failLen && off+n > l.failOff {
+		return dst, errors.New("injected media error")
+	}
+	if off < 0 || n > int64(len(l.data))-off {
+		return dst, errors.New("past the end")
+	}
+	for end := off + n; off < end; off += min(end-off, 3000) {
+		dst = append(dst, l.data[off:off+min(end-off, 3000)])
+	}
+	return dst, nil
+}
+
+// memOf is the memSource behind an export's source, lent or not.
+func memOf(s disk.Source) *memSource {
+	if l, ok := s.(lendSource); ok {
+		return l.memSource
+	}
+	return s.(*memSource)
+}
+
+// lending makes every export's source lend its bytes.
+func lending(exports []Export) []Export {
+	for i := range exports {
+		exports[i].Source = lendSource{exports[i].Source.(*memSource)}
+	}
+	return exports
+}
+
+// bothWays runs f with the test exports read with ReadAt, then lent.
+func bothWays(t *testing.T, f func(t *testing.T, exports []Export)) {
+	t.Run("ReadAt", func(t *testing.T) { f(t, testExports()) })
+	t.Run("LendAt", func(t *testing.T) { f(t, lending(testExports())) })
+}
+
 // newMem builds a disk of size bytes whose extents hold random non-zero
 // bytes and whose holes are zero.
 func newMem(size int64, extents ...disk.Extent) *memSource {
@@ -141,7 +183,7 @@ func run(t *testing.T, name string, args ...string) []byte {
 func writeRaw(t *testing.T, e Export) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), e.Name+".raw")
-	if err := os.WriteFile(p, e.Source.(*memSource).data, 0o644); err != nil {
+	if err := os.WriteFile(p, memOf(e.Source).data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -151,7 +193,10 @@ func writeRaw(t *testing.T, e Export) string {
 // with nbdinfo, qemu-img, nbdcopy and qemu-io.
 func TestRealClients(t *testing.T) {
 	testutil.NeedTools(t, "nbdinfo", "nbdcopy", "qemu-img")
-	exports := testExports()
+	bothWays(t, testRealClients)
+}
+
+func testRealClients(t *testing.T, exports []Export) {
 	addr := serve(t, &Server{Exports: exports}, unixSpec(t))
 	uri := func(name string) string { return URI(addr, name, false) }
 
@@ -211,7 +256,7 @@ func TestRealClients(t *testing.T) {
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			want := segments(e.Source.(*memSource).extents, 0, e.Source.Size())
+			want := segments(memOf(e.Source).extents, 0, e.Source.Size())
 			if len(got) != len(want) {
 				t.Fatalf("%s: nbdinfo --map: %d extents, want %d\n%s", e.Name, len(got), len(want), out)
 			}
@@ -242,7 +287,7 @@ func TestRealClients(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(b, e.Source.(*memSource).data) {
+				if !bytes.Equal(b, memOf(e.Source).data) {
 					t.Errorf("nbdcopy %v of %s: bytes differ", args, e.Name)
 				}
 			}
@@ -258,12 +303,12 @@ func TestRealClients(t *testing.T) {
 
 	t.Run("write refused", func(t *testing.T) {
 		testutil.NeedTools(t, "qemu-io")
-		before := bytes.Clone(exports[0].Source.(*memSource).data)
+		before := bytes.Clone(memOf(exports[0].Source).data)
 		out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write -P 0x55 0 4096", uri("xvda")).CombinedOutput()
 		if err == nil && !strings.Contains(strings.ToLower(string(out)), "error") && !strings.Contains(string(out), "failed") {
 			t.Errorf("qemu-io write reported no error:\n%s", out)
 		}
-		if !bytes.Equal(before, exports[0].Source.(*memSource).data) {
+		if !bytes.Equal(before, memOf(exports[0].Source).data) {
 			t.Error("the source changed")
 		}
 	})
@@ -289,13 +334,23 @@ func (s *syncBuffer) String() string {
 
 // TestReadError: a range whose ReadAt fails is an EIO for that read, logged
 // with the export and offset; the rest of the export still reads.
+// The same when the source lends its bytes.
 func TestReadError(t *testing.T) {
 	testutil.NeedTools(t, "qemu-io")
+	t.Run("ReadAt", func(t *testing.T) { testReadError(t, false) })
+	t.Run("LendAt", func(t *testing.T) { testReadError(t, true) })
+}
+
+func testReadError(t *testing.T, lend bool) {
 	src := newMem(4*mib, disk.Extent{Off: 0, Len: 4 * mib})
 	src.failOff, src.failLen = 2*mib+512, 10
+	var source disk.Source = src
+	if lend {
+		source = lendSource{src}
+	}
 	var log syncBuffer
 	addr := serve(t, &Server{
-		Exports: []Export{{Name: "bad", Source: src}},
+		Exports: []Export{{Name: "bad", Source: source}},
 		Log:     slog.New(slog.NewTextHandler(&log, nil)),
 	}, unixSpec(t))
 	uri := URI(addr, "bad", false)
@@ -387,7 +442,7 @@ func TestTLS(t *testing.T) {
 	}
 	dst := filepath.Join(t.TempDir(), "out.raw")
 	run(t, "nbdcopy", uri, dst)
-	if b, err := os.ReadFile(dst); err != nil || !bytes.Equal(b, exports[0].Source.(*memSource).data) {
+	if b, err := os.ReadFile(dst); err != nil || !bytes.Equal(b, memOf(exports[0].Source).data) {
 		t.Errorf("nbdcopy over TLS: bytes differ (%v)", err)
 	}
 	out, err := exec.Command("nbdinfo", URI(addr, "xvda", false)).CombinedOutput()

@@ -331,8 +331,11 @@ func TestExportName(t *testing.T) {
 // TestCommands: reads past the end, too long, with DF, block status with
 // and without REQ_ONE, writes refused in step, unknown commands.
 func TestCommands(t *testing.T) {
-	exports := testExports()
-	a := exports[0].Source.(*memSource)
+	bothWays(t, testCommands)
+}
+
+func testCommands(t *testing.T, exports []Export) {
+	a := memOf(exports[0].Source)
 	size := uint64(a.Size())
 	addr := serve(t, &Server{Exports: exports}, unixSpec(t))
 
@@ -444,7 +447,7 @@ func TestCommands(t *testing.T) {
 	}
 	tail := make([]byte, 7)
 	io.ReadFull(c2.conn, tail)
-	if !bytes.Equal(tail, exports[2].Source.(*memSource).data[mib:]) {
+	if !bytes.Equal(tail, memOf(exports[2].Source).data[mib:]) {
 		t.Error("simple read of the last bytes differs")
 	}
 	c2.request(0, cmdRead, 21, mib, 8)

@@ -24,7 +24,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xva-tools/xva/disk"
 )
@@ -35,6 +38,20 @@ type Export struct {
 	// Source is read concurrently by the server: the caller guarantees its
 	// ReadAt is safe for concurrent use. The server never closes it.
 	Source disk.Source
+}
+
+// Lender is a Source that can lend the bytes of a range instead of copying
+// them into the caller's buffer: the server then writes a read's reply
+// straight from the source's memory (an archive's checked span, say),
+// which saves a copy and a buffer per request. A Source that does not
+// implement it is read with ReadAt.
+type Lender interface {
+	// LendAt appends to dst slices whose concatenation is the n bytes at
+	// off, checked as ReadAt checks them, and returns it; an error fails
+	// the whole range. The slices are the source's and must stay unchanged
+	// for ever: the server only reads them, and may still be sending them
+	// when the source has stopped holding them itself.
+	LendAt(dst [][]byte, off, n int64) ([][]byte, error)
 }
 
 // Server serves its Exports to every client that connects.
@@ -51,9 +68,67 @@ type Server struct {
 	// once (0: 16).
 	MaxInFlight int
 	// MaxConnections is how many clients are served at once (0: 64); a
-	// connection past it is closed at once. With MaxInFlight and the
-	// largest request (32 MiB), it bounds the server's memory.
+	// connection past it is closed at once.
 	MaxConnections int
+	// MaxMemory bounds the bytes the replies to reads hold at once, all
+	// connections together (0: 256 MiB): a read waits until its reply
+	// fits rather than failing. It is at least 32 MiB, the longest read a
+	// client may ask for, which a simple reply or NBD_CMD_FLAG_DF must
+	// hold whole.
+	MaxMemory int64
+
+	budgetOnce sync.Once
+	budget     *budget
+}
+
+// DefaultMaxMemory is the budget of read replies when MaxMemory is 0.
+const DefaultMaxMemory = 256 << 20
+
+// MinMaxMemory is the smallest MaxMemory: the longest read a client may
+// ask for.
+const MinMaxMemory = maxPayload
+
+// memBudget is the server's budget of reply bytes, made on first use: a
+// Server is one budget however many times it serves.
+func (s *Server) memBudget() *budget {
+	s.budgetOnce.Do(func() {
+		size := s.MaxMemory
+		if size <= 0 {
+			size = DefaultMaxMemory
+		}
+		s.budget = &budget{sem: semaphore.NewWeighted(size)}
+	})
+	return s.budget
+}
+
+// budget is the server-wide allowance of bytes held by read replies: the
+// per-request (32 MiB), per-connection (MaxInFlight) and connection
+// (MaxConnections) bounds alone allowed 32 GiB.
+type budget struct {
+	sem  *semaphore.Weighted
+	held atomic.Int64 // bytes held now
+	peak atomic.Int64 // the most ever held, which tests check
+}
+
+// acquire waits until n bytes fit in the budget, or ctx is done. The
+// semaphore serves waiters in order: a long read is not overtaken for
+// ever by short ones.
+func (b *budget) acquire(ctx context.Context, n int64) error {
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	h := b.held.Add(n)
+	for {
+		p := b.peak.Load()
+		if h <= p || b.peak.CompareAndSwap(p, h) {
+			return nil
+		}
+	}
+}
+
+func (b *budget) release(n int64) {
+	b.held.Add(-n)
+	b.sem.Release(n)
 }
 
 // handshakeTime is how long a client has to finish option haggling: one
@@ -149,6 +224,9 @@ func segments(list []disk.Extent, off, n int64) []segment {
 // handlers and returns nil; when l fails it does the same and returns the
 // error.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if s.MaxMemory > 0 && s.MaxMemory < MinMaxMemory {
+		return fmt.Errorf("nbd: a memory budget of %d bytes is under the longest read a client may ask for (%d)", s.MaxMemory, MinMaxMemory)
+	}
 	exports := make(map[string]*export, len(s.Exports))
 	var order []*export
 	for _, e := range s.Exports {

@@ -8,19 +8,23 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 )
 
 // transmission is the transmission phase of one connection ("Transmission").
 type transmission struct {
 	s          *Server
+	mem        *budget // the server's, for read replies
 	conn       net.Conn
 	e          *export
 	flags      uint16
 	structured bool // NBD_OPT_STRUCTURED_REPLY negotiated
 	meta       bool // base:allocation selected for this export
 
-	wmu    sync.Mutex // replies are written whole, one at a time
+	wmu sync.Mutex // replies are written whole, one at a time
+	// w gathers a reply's parts into TLS records; nil on a plain socket,
+	// where a reply is one writev of its parts.
 	w      *bufio.Writer
 	broken bool // a write failed: the connection is going
 }
@@ -37,19 +41,45 @@ type request struct {
 // fragmented: the memory a request holds is this, not its length.
 const dataChunk = 1 << 20
 
+// sendBuffer is the socket send buffer asked for: a client that stops
+// reading for a moment, to write what it has received (nbdcopy waits for
+// each write to reach the disk before the next), finds the next replies
+// queued instead of the server waiting to send them. Linux's default
+// (about 200 KiB on a Unix socket) holds less than one reply to
+// nbdcopy's 256 KiB reads. The kernel caps it (net.core.wmem_max); it is
+// kernel memory per connection, outside MaxMemory.
+const sendBuffer = 4 << 20
+
 // run reads requests and serves them, up to MaxInFlight at once, until
 // NBD_CMD_DISC, an error on the connection or ctx; it returns when every
 // request it started has been answered.
 func (t *transmission) run(ctx context.Context) {
-	t.w = bufio.NewWriterSize(t.conn, 64<<10)
+	switch c := t.conn.(type) {
+	case *net.UnixConn:
+		c.SetWriteBuffer(sendBuffer)
+	case *net.TCPConn:
+		c.SetWriteBuffer(sendBuffer)
+	default:
+		t.w = bufio.NewWriterSize(t.conn, 64<<10)
+	}
 	r := bufio.NewReaderSize(t.conn, 64<<10)
 	limit := t.s.MaxInFlight
 	if limit <= 0 {
 		limit = 16
 	}
 	sem := make(chan struct{}, limit)
+	// Requests waiting for memory give up when the connection is gone;
+	// after NBD_CMD_DISC they are still answered.
+	ctx, cancel := context.WithCancel(ctx)
+	disc := false
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		if !disc {
+			cancel()
+		}
+		wg.Wait()
+		cancel()
+	}()
 	log := t.s.log()
 	for {
 		var hdr [28]byte
@@ -74,6 +104,7 @@ func (t *transmission) run(ctx context.Context) {
 		case cmdDisc:
 			// "NBD_CMD_DISC": handle all outstanding requests (the
 			// deferred Wait), then close; no reply.
+			disc = true
 			return
 		case cmdWrite:
 			// The payload follows the header whatever the answer: skip
@@ -171,27 +202,32 @@ func (t *transmission) read(ctx context.Context, q request) {
 	if !t.structured || q.flags&cmdFlagDF != 0 {
 		// One piece of data: the simple reply ("Simple replies"), which
 		// cannot report an error once its header is sent, or the one
-		// content chunk NBD_CMD_FLAG_DF allows. Holes are the buffer's
-		// zeros; a range that is all hole is one NBD_REPLY_TYPE_OFFSET_HOLE.
+		// content chunk NBD_CMD_FLAG_DF allows. Holes are zeros; a range
+		// that is all hole is one NBD_REPLY_TYPE_OFFSET_HOLE.
 		if t.structured && len(segs) == 1 && segs[0].hole {
 			t.holeChunk(q, segs[0], true)
 			return
 		}
-		buf := make([]byte, n)
+		// The reply is held whole. Should the connection or the server
+		// end first, the request goes unanswered.
+		if t.mem.acquire(ctx, n) != nil {
+			return
+		}
+		defer t.mem.release(n)
+		var data [][]byte
+		var buf []byte
 		for _, s := range segs {
-			if s.hole {
-				continue
-			}
-			if err := t.readAt(buf[s.off-off:s.off-off+s.len], s.off); err != nil {
+			var err error
+			if data, buf, err = t.fetch(data, buf, s, off, n); err != nil {
 				t.readFailed(q, s.off, err)
 				return
 			}
 		}
 		if !t.structured {
-			t.simple(q, 0, buf)
+			t.simple(q, 0, data)
 			return
 		}
-		t.dataChunk(q, off, buf, true)
+		t.dataChunk(q, off, data, true)
 		return
 	}
 
@@ -199,7 +235,16 @@ func (t *transmission) read(ctx context.Context, q request) {
 	// dataChunk bytes, each read before its header is sent so that an
 	// error becomes an NBD_REPLY_TYPE_ERROR_OFFSET chunk, never a short
 	// chunk.
+	if slices.ContainsFunc(segs, func(s segment) bool { return !s.hole }) {
+		// One data chunk is held at a time.
+		hold := min(n, dataChunk)
+		if t.mem.acquire(ctx, hold) != nil {
+			return
+		}
+		defer t.mem.release(hold)
+	}
 	var buf []byte
+	var data [][]byte
 	for i, s := range segs {
 		last := i == len(segs)-1
 		if s.hole {
@@ -210,18 +255,53 @@ func (t *transmission) read(ctx context.Context, q request) {
 		}
 		for p := s.off; p < s.off+s.len; p += dataChunk {
 			m := min(s.off+s.len-p, dataChunk)
-			if buf == nil {
-				buf = make([]byte, min(n, dataChunk))
-			}
-			if err := t.readAt(buf[:m], p); err != nil {
+			var err error
+			if data, buf, err = t.fetch(data[:0], buf, segment{p, m, false}, p, min(n, dataChunk)); err != nil {
 				t.readFailed(q, p, err)
 				return
 			}
-			if !t.dataChunk(q, p, buf[:m], last && p+m == s.off+s.len) {
+			if !t.dataChunk(q, p, data, last && p+m == s.off+s.len) {
 				return
 			}
 		}
 	}
+}
+
+// fetch appends segment s of a reply starting at base to data: zeros for
+// a hole, the source's own bytes when it lends them, or else bytes read
+// into buf, made of size bytes when nil (the reply's length: segments of
+// one reply share it).
+func (t *transmission) fetch(data [][]byte, buf []byte, s segment, base, size int64) ([][]byte, []byte, error) {
+	if s.hole {
+		return appendZeros(data, s.len), buf, nil
+	}
+	if l, ok := t.e.Source.(Lender); ok {
+		var err error
+		data, err = l.LendAt(data, s.off, s.len)
+		return data, buf, err
+	}
+	if buf == nil {
+		buf = make([]byte, size)
+	}
+	// Segments come in order and fill the reply's range without gaps:
+	// the buffer's part for this one starts at s.off-base.
+	p := buf[s.off-base : s.off-base+s.len]
+	if err := t.readAt(p, s.off); err != nil {
+		return data, buf, err
+	}
+	return append(data, p), buf, nil
+}
+
+// zeros are the bytes of holes in replies that carry data: never written,
+// so that sending them costs no memory.
+var zeros [dataChunk]byte
+
+// appendZeros appends n zero bytes to data, as slices of zeros.
+func appendZeros(data [][]byte, n int64) [][]byte {
+	for ; n > 0; n -= min(n, dataChunk) {
+		data = append(data, zeros[:min(n, dataChunk)])
+	}
+	return data
 }
 
 // readAt reads p at off: every byte, or an error.
@@ -252,7 +332,7 @@ func (t *transmission) readFailed(q request, at int64, err error) {
 	p = binary.BigEndian.AppendUint16(p, uint16(len(msg)))
 	p = append(p, msg...)
 	p = binary.BigEndian.AppendUint64(p, uint64(at))
-	t.chunk(q, replyFlagDone, replyErrorOffset, p, nil)
+	t.chunk(q, replyFlagDone, replyErrorOffset, p)
 }
 
 // blockStatus answers NBD_CMD_BLOCK_STATUS for base:allocation
@@ -284,7 +364,7 @@ func (t *transmission) blockStatus(ctx context.Context, q request) {
 		p = binary.BigEndian.AppendUint32(p, uint32(s.len))
 		p = binary.BigEndian.AppendUint32(p, st)
 	}
-	t.chunk(q, replyFlagDone, replyBlockStatus, p, nil)
+	t.chunk(q, replyFlagDone, replyBlockStatus, p)
 }
 
 // fail answers a request with an error: an NBD_REPLY_TYPE_ERROR chunk with
@@ -299,7 +379,7 @@ func (t *transmission) fail(q request, code uint32, msg string) {
 	p := binary.BigEndian.AppendUint32(nil, code)
 	p = binary.BigEndian.AppendUint16(p, uint16(len(msg)))
 	p = append(p, msg...)
-	t.chunk(q, replyFlagDone, replyError, p, nil)
+	t.chunk(q, replyFlagDone, replyError, p)
 }
 
 // ok answers a request without data successfully.
@@ -312,17 +392,17 @@ func (t *transmission) ok(q request) {
 }
 
 func (t *transmission) none(q request) bool {
-	return t.chunk(q, replyFlagDone, replyNone, nil, nil)
+	return t.chunk(q, replyFlagDone, replyNone, nil)
 }
 
 func (t *transmission) holeChunk(q request, s segment, last bool) bool {
 	p := binary.BigEndian.AppendUint64(nil, uint64(s.off))
 	p = binary.BigEndian.AppendUint32(p, uint32(s.len))
-	return t.chunk(q, doneIf(last), replyOffsetHole, p, nil)
+	return t.chunk(q, doneIf(last), replyOffsetHole, p)
 }
 
-func (t *transmission) dataChunk(q request, off int64, data []byte, last bool) bool {
-	return t.chunk(q, doneIf(last), replyOffsetData, binary.BigEndian.AppendUint64(nil, uint64(off)), data)
+func (t *transmission) dataChunk(q request, off int64, data [][]byte, last bool) bool {
+	return t.chunk(q, doneIf(last), replyOffsetData, binary.BigEndian.AppendUint64(nil, uint64(off)), data...)
 }
 
 func doneIf(last bool) uint16 {
@@ -333,42 +413,54 @@ func doneIf(last bool) uint16 {
 }
 
 // simple sends a simple reply ("Simple reply message").
-func (t *transmission) simple(q request, code uint32, data []byte) bool {
+func (t *transmission) simple(q request, code uint32, data [][]byte) bool {
 	var hdr [16]byte
 	binary.BigEndian.PutUint32(hdr[0:], simpleMagic)
 	binary.BigEndian.PutUint32(hdr[4:], code)
 	binary.BigEndian.PutUint64(hdr[8:], q.cookie)
-	return t.send(hdr[:], nil, data)
+	return t.send(append(net.Buffers{hdr[:]}, data...))
 }
 
 // chunk sends a structured reply chunk ("Structured reply chunk message")
 // whose payload is head then data.
-func (t *transmission) chunk(q request, flags, typ uint16, head, data []byte) bool {
+func (t *transmission) chunk(q request, flags, typ uint16, head []byte, data ...[]byte) bool {
+	size := len(head)
+	for _, d := range data {
+		size += len(d)
+	}
 	var hdr [20]byte
 	binary.BigEndian.PutUint32(hdr[0:], structuredMagic)
 	binary.BigEndian.PutUint16(hdr[4:], flags)
 	binary.BigEndian.PutUint16(hdr[6:], typ)
 	binary.BigEndian.PutUint64(hdr[8:], q.cookie)
-	binary.BigEndian.PutUint32(hdr[16:], uint32(len(head)+len(data)))
-	return t.send(hdr[:], head, data)
+	binary.BigEndian.PutUint32(hdr[16:], uint32(size))
+	return t.send(append(net.Buffers{hdr[:], head}, data...))
 }
 
-// send writes one message whole and flushes it. After a failed write the
-// connection is closed, which ends the reading loop.
-func (t *transmission) send(parts ...[]byte) bool {
+// send writes one message whole: on a plain socket in one writev, so that
+// data lent by the source goes to the kernel without being copied here
+// first; through TLS gathered into records and flushed. After a failed
+// write the connection is closed, which ends the reading loop.
+func (t *transmission) send(parts net.Buffers) bool {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	if t.broken {
 		return false
 	}
-	for _, p := range parts {
-		if _, err := t.w.Write(p); err != nil {
-			t.broken = true
-			t.conn.Close()
-			return false
+	var err error
+	if t.w == nil {
+		_, err = parts.WriteTo(t.conn)
+	} else {
+		for _, p := range parts {
+			if _, err = t.w.Write(p); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = t.w.Flush()
 		}
 	}
-	if err := t.w.Flush(); err != nil {
+	if err != nil {
 		t.broken = true
 		t.conn.Close()
 		return false

@@ -17,7 +17,7 @@ import (
 )
 
 func newServeCmd(g *globals) *cobra.Command {
-	var listen, certFile, keyFile string
+	var listen, certFile, keyFile, maxMemory string
 	cmd := &cobra.Command{
 		Use:   "serve ARCHIVE",
 		Short: "Export every disk of an archive read-only over NBD, without unpacking it",
@@ -41,7 +41,9 @@ convert' writes a seekable one).
 
 --listen unix:PATH (default: a socket in the temporary directory) or
 tcp:HOST:PORT (HOST 127.0.0.1 when empty: give an address to serve others);
---tls-cert and --tls-key make clients use TLS. The URIs to use are printed,
+--tls-cert and --tls-key make clients use TLS. --max-memory bounds the
+bytes the replies to reads hold at once, every client together: a read
+waits for room rather than failing. The URIs to use are printed,
 with the commands to attach and mount; --json prints them as a document
 (docs/json/serve.schema.json) before serving.`,
 		Example: `  # Serve a backup's disks, and copy one out with nbdcopy (holes stay holes)
@@ -52,6 +54,11 @@ with the commands to attach and mount; --json prints them as a document
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			so := xva.ServeOptions{Listen: listen, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+			mem, err := humanize.ParseBytes(maxMemory)
+			if err != nil || mem < xva.MinServeMemory || mem > 1<<50 {
+				return usagef("--max-memory %q: want a size of at least 32MiB (the longest read a client may ask for), such as 256MiB", maxMemory)
+			}
+			so.MaxMemory = int64(mem)
 			if so.Listen == "" {
 				so.Listen = "unix:" + filepath.Join(os.TempDir(), fmt.Sprintf("xva-%d.sock", os.Getpid()))
 			}
@@ -80,7 +87,7 @@ with the commands to attach and mount; --json prints them as a document
 				}
 				printServing(cmd.OutOrStdout(), g, args[0], spec, disks)
 			}
-			err := xva.ServeNBD(cmd.Context(), args[0], so, ready, g.options()...)
+			err = xva.ServeNBD(cmd.Context(), args[0], so, ready, g.options()...)
 			if err == nil && cmd.Context().Err() != nil {
 				fmt.Fprintln(g.chatter(cmd.ErrOrStderr()), "xva: stopped serving")
 			}
@@ -90,6 +97,7 @@ with the commands to attach and mount; --json prints them as a document
 	cmd.Flags().StringVar(&listen, "listen", "", "unix:PATH or tcp:HOST:PORT (default: a Unix socket in the temporary directory)")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "serve with TLS: the certificate (PEM)")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "serve with TLS: its private key (PEM)")
+	cmd.Flags().StringVar(&maxMemory, "max-memory", "256MiB", "bytes the replies to reads hold at once, all clients together; a read waits for room")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the exports and their URIs as JSON, then serve")
 	return cmd
 }

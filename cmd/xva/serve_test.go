@@ -90,7 +90,12 @@ func TestServe(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir", "g.xva.gz", "z.xva.zst", "gzdir"} {
 		t.Run(a, func(t *testing.T) {
-			uris, _ := startServe(t, dir, a)
+			var extra []string
+			if a == "x.xva" {
+				// The smallest memory budget serves the same bytes.
+				extra = []string{"--max-memory", "32MiB"}
+			}
+			uris, _ := startServe(t, dir, a, extra...)
 			list := sh(t, dir, "nbdinfo", "--list", "--json", strings.Replace(uris["sda"], "/sda?", "/?", 1))
 			if !strings.Contains(list, `"sda"`) || !strings.Contains(list, `"sdb"`) {
 				t.Fatalf("nbdinfo --list: %s", list)
@@ -116,6 +121,18 @@ func TestServe(t *testing.T) {
 				t.Errorf("a write was not refused: %s", out)
 			}
 		})
+	}
+}
+
+// A memory budget under the longest read a client may ask for is a usage
+// error.
+func TestServeMaxMemoryTooSmall(t *testing.T) {
+	dir, _ := setup(t)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "sda=sda.img", "x.xva")
+	for _, v := range []string{"16MiB", "lots", "0"} {
+		if r := run(t, dir, nil, "serve", "--max-memory", v, "x.xva"); r.code != 2 || !strings.Contains(r.stderr, "--max-memory") {
+			t.Errorf("--max-memory %s: exit %d\n%s", v, r.code, r.stderr)
+		}
 	}
 }
 
