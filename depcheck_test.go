@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"internal/procmem":  {},
 	"internal/fuzzutil": {},
 	"internal/zran":     {},
+	"internal/zstdran":  {},
 	"internal/zstdseek": {"internal/pipeline"},
 	"internal/testutil": {},
 	"internal/fsutil":   {"disk"},
