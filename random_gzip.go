@@ -32,9 +32,10 @@ const zranSpan = 4 << 20
 // the archive compressed as a whole) and an archive compressed as a
 // whole as one zstd stream with no seek table. They are built on first
 // access and kept in a cache file that names the archive's size and
-// modification time.
+// modification time, and each indexed file's size and modification time.
 type restartIndexes struct {
 	path  string // the archive
+	dir   bool   // a directory: its files' mtimes are checked one by one
 	size  int64
 	mtime int64
 	cache string // the cache file, "" when none can be kept
@@ -49,10 +50,12 @@ type restartIndexes struct {
 	builtBytes    int64 // the compressed bytes read to build them
 }
 
-// cacheEntry is one file's index, gzip or zstd.
+// cacheEntry is one file's index, gzip or zstd, and the file's mtime when
+// it was built.
 type cacheEntry struct {
-	gz *zran.Index
-	zs *zstdran.Index
+	mtime int64
+	gz    *zran.Index
+	zs    *zstdran.Index
 }
 
 // compressedSize is the size of the file the entry's index was built from.
@@ -71,9 +74,9 @@ func openRestartIndexes(path string) *restartIndexes {
 	if err != nil {
 		return g
 	}
-	g.size, g.mtime = st.Size(), st.ModTime().UnixNano()
-	if st.IsDir() {
-		g.size = 0 // a directory's files are checked one by one, by their own size
+	g.size, g.mtime, g.dir = st.Size(), st.ModTime().UnixNano(), st.IsDir()
+	if g.dir {
+		g.size = 0 // a directory's files are checked one by one, by their own size and mtime
 	}
 	g.cache = cacheFile(path)
 	if g.cache != "" {
@@ -84,13 +87,27 @@ func openRestartIndexes(path string) *restartIndexes {
 	return g
 }
 
-// current is the entry for member name if it was built from a file of
-// size bytes.
+// memberMtime is the modification time of the file holding member name:
+// a directory archive's file of that name (a chunk rewritten in place
+// keeps the directory's mtime, and may keep its size), else the archive.
+func (g *restartIndexes) memberMtime(name string) int64 {
+	if !g.dir {
+		return g.mtime
+	}
+	st, err := os.Stat(filepath.Join(g.path, filepath.FromSlash(name)))
+	if err != nil {
+		return -1
+	}
+	return st.ModTime().UnixNano()
+}
+
+// current is the entry for member name if it was built from the file as
+// it is (size bytes, and its mtime).
 func (g *restartIndexes) current(name string, size int64) (cacheEntry, bool) {
 	g.mu.Lock()
 	e, ok := g.entries[name]
 	g.mu.Unlock()
-	if !ok || e.compressedSize() != size {
+	if !ok || e.compressedSize() != size || e.mtime != g.memberMtime(name) {
 		return cacheEntry{}, false
 	}
 	return e, true
@@ -117,10 +134,10 @@ func cacheFile(path string) string {
 }
 
 // The cache file: cacheMagic, the archive's size and mtime, the number of
-// indexes, each (kind: gzip or zstd, name, member size, index), the
-// number of tar member tables (of an archive compressed as a whole), each
-// (name, table), and a CRC-32 of all that. Version 2 had no kinds: such a
-// cache is ignored, and rebuilt.
+// indexes, each (kind: gzip or zstd, name, member size, member mtime,
+// index), the number of tar member tables (of an archive compressed as a
+// whole), each (name, table), and a CRC-32 of all that. Version 2 had no
+// kinds nor member mtimes: such a cache is ignored, and rebuilt.
 var cacheMagic = []byte("xva-zran 3\n")
 
 // Kinds of cached index.
@@ -153,12 +170,12 @@ func (g *restartIndexes) load(b []byte) {
 		}
 		kind := p[0]
 		name, rest, ok := cacheField(p[1:])
-		if !ok || len(rest) < 8 {
+		if !ok || len(rest) < 16 {
 			return
 		}
 		msize := int64(binary.LittleEndian.Uint64(rest))
-		var e cacheEntry
-		data, rest2, ok := cacheField(rest[8:])
+		e := cacheEntry{mtime: int64(binary.LittleEndian.Uint64(rest[8:]))}
+		data, rest2, ok := cacheField(rest[16:])
 		if !ok {
 			return
 		}
@@ -242,6 +259,7 @@ func (g *restartIndexes) save() {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
 		b = append(b, name...)
 		b = binary.LittleEndian.AppendUint64(b, uint64(e.compressedSize()))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.mtime))
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
 		b = append(b, data...)
 	}
@@ -271,6 +289,7 @@ func (g *restartIndexes) index(ctx context.Context, name string, r io.ReaderAt, 
 		g.mu.Unlock()
 		return e.gz, nil
 	}
+	mtime := g.memberMtime(name) // before reading: a change while it is read is seen next time
 	start := time.Now()
 	rec := &failedRead{r: r}
 	x, err := zran.Build(ctx, &progressReaderAt{r: rec, progress: o.progress.Advance}, size, zranSpan, nil)
@@ -279,7 +298,7 @@ func (g *restartIndexes) index(ctx context.Context, name string, r io.ReaderAt, 
 	}
 	o.log.Debug("gzip index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
 	g.mu.Lock()
-	g.entries[name], g.dirty = cacheEntry{gz: x}, true
+	g.entries[name], g.dirty = cacheEntry{mtime: mtime, gz: x}, true
 	g.built++
 	g.builtBytes += size
 	g.mu.Unlock()
@@ -320,6 +339,7 @@ func (g *restartIndexes) zindex(ctx context.Context, name string, r io.ReaderAt,
 		g.mu.Unlock()
 		return e.zs, nil
 	}
+	mtime := g.memberMtime(name)
 	o.progress.StartDisk("index", size)
 	defer o.progress.EndDisk()
 	start := time.Now()
@@ -334,7 +354,7 @@ func (g *restartIndexes) zindex(ctx context.Context, name string, r io.ReaderAt,
 	}
 	o.log.Debug("zstd index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
 	g.mu.Lock()
-	g.entries[name], g.dirty = cacheEntry{zs: x}, true
+	g.entries[name], g.dirty = cacheEntry{mtime: mtime, zs: x}, true
 	g.built++
 	g.builtZstd++
 	g.builtBytes += size

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/chunk"
@@ -332,5 +333,58 @@ func TestRandomAccessKeepsTheArchiveRules(t *testing.T) {
 	_, err := xva.OpenDisks(ctx, filepath.Join(dir, "bad.xva.gz"))
 	if !xva.IsCorrupt(err) || xva.IsIOError(err) {
 		t.Fatalf("a damaged gzip archive: %v (corrupt %v, I/O %v)", err, xva.IsCorrupt(err), xva.IsIOError(err))
+	}
+}
+
+// The cache of a directory archive holds while its files stay as they
+// are; a chunk rewritten in place, its size the same (the directory's
+// mtime does not change then), has its index built again.
+func TestRandomAccessCacheSeesRewrittenChunk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	vmdir := filepath.Join(dir, "vm")
+	if _, err := randomVM.WriteDir(vmdir); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	a := filepath.Join(dir, "a")
+	if _, err := xva.PackDir(ctx, vmdir, a, xva.WithFormat(xva.Legacy), xva.WithDirectory(true)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.NeedTools(t, "gzip")
+	sh(t, a, "sh", "-c", "for c in sd*/chunk-*.gz; do gzip -dc $c | gzip -c > $c.new && mv $c.new $c; done")
+	chunks, _ := filepath.Glob(filepath.Join(a, "sda", "chunk-*.gz"))
+	open := func() *xva.IndexBuild {
+		t.Helper()
+		ad, err := xva.OpenDisks(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ad.Close()
+		want, _ := os.ReadFile(filepath.Join(vmdir, "sda.raw"))
+		sameAtRandom(t, ad.Disk("sda"), want)
+		return ad.Indexed
+	}
+	if x := open(); x == nil || x.Files != len(chunks)+1 {
+		t.Fatalf("first open: indexes %+v, want %d built", x, len(chunks)+1)
+	}
+	if x := open(); x == nil || x.Files != 0 {
+		t.Fatalf("second open: indexes %+v, want all from the cache", x)
+	}
+	// The same bytes but the gzip header's mtime: the same size.
+	dirSt, _ := os.Stat(a)
+	b, _ := os.ReadFile(chunks[0])
+	b[4] ^= 1
+	if err := os.WriteFile(chunks[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(chunks[0], later, later)
+	os.Chtimes(a, dirSt.ModTime(), dirSt.ModTime())
+	if x := open(); x == nil || x.Files != 1 || x.Bytes != int64(len(b)) {
+		t.Fatalf("after a chunk is rewritten: indexes %+v, want it alone (%d bytes) built again", x, len(b))
+	}
+	if x := open(); x == nil || x.Files != 0 {
+		t.Fatalf("the open after: indexes %+v, want all from the cache", x)
 	}
 }
