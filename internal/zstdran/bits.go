@@ -67,13 +67,13 @@ func (b *revBits) skip(n uint8) { b.bitsRead += int(n) }
 // refill loads bytes so that at least 56 bits are unread, or all that
 // are left.
 func (b *revBits) refill() {
-	if b.bitsRead < 8 {
+	if b.off >= 8 {
+		// value is in[off:off+8]: move down by the bytes consumed.
+		n := b.bitsRead >> 3
+		b.off -= n
+		b.value = binary.LittleEndian.Uint64(b.in[b.off:])
+		b.bitsRead &= 7
 		return
-	}
-	if b.off >= 4 && b.bitsRead >= 32 {
-		b.off -= 4
-		b.value = b.value<<32 | uint64(binary.LittleEndian.Uint32(b.in[b.off:]))
-		b.bitsRead -= 32
 	}
 	for b.off > 0 && b.bitsRead >= 8 {
 		b.off--

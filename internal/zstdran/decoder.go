@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -123,6 +124,36 @@ func newDecoder(src *source) *decoder {
 		d.seq[k].mode = 0xff
 	}
 	return d
+}
+
+// decoders keeps ReadAt's decoders for the next call: a decoder's buffers
+// (the window and more, the input's) cost more to allocate and clear
+// than a small read costs to decode.
+var decoders sync.Pool
+
+// readDecoder is a decoder reading r (size bytes) from its start, its
+// buffers reused when one is in the pool.
+func readDecoder(r io.ReaderAt, size int64) *decoder {
+	d, ok := decoders.Get().(*decoder)
+	if !ok {
+		return newDecoder(newSource(r, size))
+	}
+	buf := d.src.buf
+	*d.src = source{r: r, size: size, buf: buf}
+	d.inFrame, d.last, d.out, d.frameOut = false, false, 0, 0
+	d.buf = d.buf[:0]
+	d.hufOK = false
+	for k := range d.seq {
+		d.seq[k].mode = 0xff
+	}
+	d.trackHi, d.onRef = 0, nil
+	return d
+}
+
+// release puts d back in the pool, holding no reader.
+func (d *decoder) release() {
+	d.src.r = nil
+	decoders.Put(d)
 }
 
 func (d *decoder) corrupt(format string, args ...any) error {
@@ -311,8 +342,11 @@ func (d *decoder) block() ([]byte, error) {
 		if err != nil {
 			return nil, d.readErr(err, "an RLE block")
 		}
-		for range size {
-			d.buf = append(d.buf, b[0])
+		n := len(d.buf)
+		d.buf = d.buf[:n+size] // room left a block's capacity
+		fill := d.buf[n:]
+		for i := range fill {
+			fill[i] = b[0]
 		}
 	case 2:
 		if size > blockMax {

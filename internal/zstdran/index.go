@@ -324,7 +324,7 @@ func (x *Index) window(k int) ([]byte, error) {
 // restart makes a decoder positioned at point k.
 func (x *Index) restart(r io.ReaderAt, k int) (*decoder, error) {
 	p := x.points[k]
-	d := newDecoder(newSource(r, x.csize))
+	d := readDecoder(r, x.csize)
 	d.src.seek(p.coff)
 	d.out = p.out
 	if !p.mid {
@@ -338,6 +338,7 @@ func (x *Index) restart(r io.ReaderAt, k int) (*decoder, error) {
 	if p.huf != nil {
 		d.huf.weights = p.huf
 		if err := d.huf.build(); err != nil {
+			d.release()
 			return nil, err
 		}
 		d.hufOK = true
@@ -349,14 +350,16 @@ func (x *Index) restart(r io.ReaderAt, k int) (*decoder, error) {
 			continue
 		}
 		if err := s.set(k); err != nil {
+			d.release()
 			return nil, err
 		}
 	}
 	w, err := x.window(k)
 	if err != nil {
+		d.release()
 		return nil, err
 	}
-	d.buf = w
+	d.buf = append(d.buf[:0], w...)
 	d.room()
 	return d, nil
 }
@@ -402,6 +405,7 @@ func (x *Index) decode(r io.ReaderAt, k int, dst []byte, off int64) error {
 	if err != nil {
 		return fail(err)
 	}
+	defer d.release()
 	pos := x.points[k].out
 	var crc uint32
 	end := off + int64(len(dst))

@@ -62,6 +62,38 @@ type seqTable struct {
 	desc fseDesc // for modeFSE
 	log  uint8
 	t    []fseEntry
+	seq  []seqEntry
+}
+
+// seqEntry is a decoding table cell with its code's meaning folded in:
+// the value's baseline and extra bits, then how the next state is found.
+// One lookup per kind and sequence, and no code range to check: a table
+// holds only valid codes.
+type seqEntry struct {
+	base   uint32
+	extra  uint8
+	nbBits uint8
+	next   uint16
+}
+
+// fold makes the sequence entries of s.t for kind.
+func (s *seqTable) fold(kind int) {
+	if cap(s.seq) < len(s.t) {
+		s.seq = make([]seqEntry, len(s.t))
+	}
+	s.seq = s.seq[:len(s.t)]
+	for i, e := range s.t {
+		q := seqEntry{nbBits: e.nbBits, next: e.base}
+		switch kind {
+		case ll:
+			q.base, q.extra = llBase[e.sym], llBits[e.sym]
+		case ml:
+			q.base, q.extra = mlBase[e.sym], mlBits[e.sym]
+		default:
+			q.base, q.extra = 1<<e.sym, e.sym
+		}
+		s.seq[i] = q
+	}
 }
 
 // set makes the table from its description, checking it.
@@ -90,6 +122,12 @@ func (s *seqTable) set(kind int) error {
 	default:
 		return errors.New("sequences: no table")
 	}
+	for _, e := range s.t {
+		if int(e.sym) > maxCode[kind] {
+			return fmt.Errorf("sequences: code %d over %d", e.sym, maxCode[kind])
+		}
+	}
+	s.fold(kind)
 	return nil
 }
 
@@ -170,13 +208,11 @@ func (d *decoder) execute(in []byte, n int, lits []byte) error {
 	if err := br.init(in); err != nil {
 		return fmt.Errorf("sequences: %w", err)
 	}
-	sll := fseState{t: d.seq[ll].t}
-	sof := fseState{t: d.seq[of].t}
-	sml := fseState{t: d.seq[ml].t}
-	sll.init(&br, d.seq[ll].log)
-	sof.init(&br, d.seq[of].log)
+	lt, mt, ot := d.seq[ll].seq, d.seq[ml].seq, d.seq[of].seq
+	sll := uint16(br.get(d.seq[ll].log))
+	sof := uint16(br.get(d.seq[of].log))
 	br.refill()
-	sml.init(&br, d.seq[ml].log)
+	sml := uint16(br.get(d.seq[ml].log))
 	// Output goes into buf by index: room left at least a block's
 	// worth of capacity.
 	start := len(d.buf)
@@ -191,15 +227,13 @@ func (d *decoder) execute(in []byte, n int, lits []byte) error {
 	rep := d.rep
 	for i := range n {
 		br.refill()
-		llc, ofc, mlc := sll.sym(), sof.sym(), sml.sym()
-		if int(llc) > maxCode[ll] || int(mlc) > maxCode[ml] || int(ofc) > maxCode[of] {
-			return errors.New("sequences: code out of range")
-		}
+		le, me, oe := lt[sll], mt[sml], ot[sof]
 		// At most 31 + 16 bits, then 16 + 26: a refill gives 56.
-		offVal := uint32(1)<<ofc + uint32(br.get(ofc))
-		mlen := int(mlBase[mlc] + uint32(br.get(mlBits[mlc])))
+		offVal := oe.base + uint32(br.get(oe.extra))
+		mlen := int(me.base + uint32(br.get(me.extra)))
 		br.refill()
-		llen := int(llBase[llc] + uint32(br.get(llBits[llc])))
+		llen := int(le.base + uint32(br.get(le.extra)))
+		ofc := oe.extra
 		var off uint32
 		if ofc > 1 {
 			// Offset_Value over 3 is a new offset (code 2 up).
@@ -227,9 +261,9 @@ func (d *decoder) execute(in []byte, n int, lits []byte) error {
 			}
 		}
 		if i+1 < n {
-			sll.update(&br)
-			sml.update(&br)
-			sof.update(&br)
+			sll = le.next + uint16(br.get(le.nbBits))
+			sml = me.next + uint16(br.get(me.nbBits))
+			sof = oe.next + uint16(br.get(oe.nbBits))
 		}
 		if llen > len(lits) {
 			return errors.New("sequences: more literals than the block has")
