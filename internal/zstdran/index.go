@@ -428,6 +428,9 @@ func (x *Index) decode(r io.ReaderAt, k int, dst []byte, off int64) error {
 			if !ok {
 				return fail(errors.New("the stream ends before the span does"))
 			}
+			if d.frame.window > MaxWindow {
+				return fail(fmt.Errorf("%w: the frame at compressed byte %d", ErrWindow, d.frameStart))
+			}
 			continue
 		}
 		out, err := d.block()
