@@ -182,7 +182,7 @@ func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int
 			if err != nil {
 				return nil, 0, err
 			}
-			return zstdranReader{x, f, name}, x.Size(), nil
+			return newZstdranReader(x, f, name), x.Size(), nil
 		}
 		if err != nil {
 			return nil, 0, corrupt(KindCompression, filepath.Base(path), "", -1, "%v", trimPrefix(err, "zstdseek: "))

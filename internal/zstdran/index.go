@@ -95,6 +95,14 @@ func (x *Index) Span() int64 { return x.span }
 // CompressedSize is the size of the zstd file the index was built from.
 func (x *Index) CompressedSize() int64 { return x.csize }
 
+// SpanOf is the span holding uncompressed offset off (in [0, Size)): a
+// read checks whole spans, so a reader that keeps what it decoded reads
+// by spans.
+func (x *Index) SpanOf(off int64) (start, end int64) {
+	k := sort.Search(len(x.points), func(i int) bool { return x.points[i].out > off }) - 1
+	return x.points[max(k, 0)].out, x.spanEnd(max(k, 0))
+}
+
 // spanEnd is the output offset where the span of point k ends.
 func (x *Index) spanEnd(k int) int64 {
 	if k+1 < len(x.points) {
