@@ -446,23 +446,29 @@ func (z zranReader) ReadAt(p []byte, off int64) (int, error) {
 // its span's end to check it anyway (16 MiB for the 2 MiB window of
 // zstd -3), and reads come in runs (a tar's headers on open, a disk's
 // blocks in turn), which then decode each span once instead of once per
-// read. A span over the cache's size is read straight into the caller's
-// buffer instead, costing the window and no more.
+// read. The cache holds the stream's largest span, and at least 32 MiB
+// (two spans of zstd -3's), at most 128 MiB (a span of a 16 MiB window);
+// a span over that is read straight into the caller's buffer instead,
+// costing the window and no more, but decoded again for each read.
 type zstdranReader struct {
 	x    *zstdran.Index
 	r    io.ReaderAt
 	name string
 
+	limit   int64 // the largest span cached
 	cache   *spanCache
 	mu      sync.Mutex
 	loading map[int]*spanLoad
 }
 
-// zstdSpanCacheBytes bounds the decoded spans a zstd stream keeps.
-const zstdSpanCacheBytes = 64 << 20
-
 func newZstdranReader(x *zstdran.Index, r io.ReaderAt, name string) *zstdranReader {
-	return &zstdranReader{x: x, r: r, name: name, cache: newSpanCache(zstdSpanCacheBytes), loading: map[int]*spanLoad{}}
+	var largest int64
+	for off := int64(0); off < x.Size(); {
+		s, e := x.SpanOf(off)
+		largest, off = max(largest, e-s), e
+	}
+	limit := min(max(32<<20, largest), 128<<20)
+	return &zstdranReader{x: x, r: r, name: name, limit: limit, cache: newSpanCache(int(limit)), loading: map[int]*spanLoad{}}
 }
 
 func (z *zstdranReader) ReadAt(p []byte, off int64) (int, error) {
@@ -473,7 +479,7 @@ func (z *zstdranReader) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) && off < size {
 		s, e := z.x.SpanOf(off)
-		if e-s > zstdSpanCacheBytes {
+		if e-s > z.limit {
 			k, err := z.direct(p[n:], off)
 			return n + k, err
 		}
