@@ -98,7 +98,7 @@ FUZZ_TARGETS := .:FuzzParseMetadata .:FuzzLoadCache ./ova:FuzzParseLegacy ./ova:
 	./vhd:FuzzOpen ./vhdx:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
 	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor ./ovf:FuzzParse ./ovf:FuzzParseManifest ./ovf:FuzzOpenPackage \
 	./nbd:FuzzHandshake ./internal/zran:FuzzInflate ./internal/zran:FuzzUnmarshal ./internal/zstdseek:FuzzOpen \
-	./internal/zstdran:FuzzDecode
+	./internal/zstdran:FuzzDecode ./internal/zstdran:FuzzUnmarshal
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

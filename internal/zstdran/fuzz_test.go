@@ -3,7 +3,9 @@ package zstdran
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os/exec"
 	"testing"
 
@@ -76,4 +78,45 @@ func zstdOut(in []byte, args ...string) ([]byte, error) {
 	cmd := exec.Command("zstd", append([]string{"-q", "-c"}, args...)...)
 	cmd.Stdin = bytes.NewReader(in)
 	return cmd.Output()
+}
+
+// FuzzUnmarshal: any bytes are refused or accepted without a panic, and
+// an accepted index marshals back to the same bytes. Each input is also
+// tried with its trailing CRC-32 made right, so that the fuzzer gets past
+// it to the checks of the structure.
+func FuzzUnmarshal(f *testing.F) {
+	z, err := zstdOut(mixedData(1<<20, 4), "-3", "--zstd=wlog=16")
+	if err != nil {
+		w, _ := zstd.NewWriter(nil, zstd.WithWindowSize(1<<16))
+		z = w.EncodeAll(mixedData(1<<20, 4), nil)
+	}
+	x, err := Build(context.Background(), bytes.NewReader(z), int64(len(z)), MinSpan, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := x.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(b[:headerLen+4])
+	f.Fuzz(func(t *testing.T, in []byte) {
+		unmarshalRoundTrip(t, in)
+		if len(in) >= 4 {
+			fixed := bytes.Clone(in)
+			binary.BigEndian.PutUint32(fixed[len(fixed)-4:], crc32.ChecksumIEEE(fixed[:len(fixed)-4]))
+			unmarshalRoundTrip(t, fixed)
+		}
+	})
+}
+
+func unmarshalRoundTrip(t *testing.T, in []byte) {
+	var x Index
+	if err := x.UnmarshalBinary(in); err != nil {
+		return
+	}
+	out, err := x.MarshalBinary()
+	if err != nil || !bytes.Equal(out, in) {
+		t.Fatalf("an accepted index re-marshals to %d bytes (%v), not the %d it came from", len(out), err, len(in))
+	}
 }
