@@ -299,10 +299,12 @@ func (d *decoder) execute(in []byte, n int, lits []byte) error {
 		} else if int(off) >= mlen {
 			copy(buf[o:o+mlen], buf[from:from+mlen])
 		} else {
-			// Overlapping: each byte from one already written.
-			dst, src := buf[o:o+mlen], buf[from:from+mlen]
-			for j := range dst {
-				dst[j] = src[j]
+			// Overlapping, off < mlen: the match repeats its first off
+			// bytes, so copying what is already written doubles it.
+			dst := buf[o : o+mlen]
+			k := copy(dst, buf[from:o])
+			for k < mlen {
+				k += copy(dst[k:], dst[:k])
 			}
 		}
 		o += mlen
