@@ -108,7 +108,8 @@ FUZZ_TARGETS := .:FuzzParseMetadata .:FuzzLoadCache ./ova:FuzzParseLegacy ./ova:
 	./internal/tarx:FuzzReader ./chunk:FuzzReadGzipChunk ./chunk:FuzzReadBlocks \
 	./vhd:FuzzOpen ./vhdx:FuzzOpen ./qcow2:FuzzOpen ./lvm:FuzzParseMetadata ./lvm:FuzzReadPV \
 	./vmdk:FuzzOpen ./vmdk:FuzzParseDescriptor ./ovf:FuzzParse ./ovf:FuzzParseManifest ./ovf:FuzzOpenPackage \
-	./nbd:FuzzHandshake ./internal/zran:FuzzInflate ./internal/zran:FuzzUnmarshal ./internal/zstdseek:FuzzOpen ./s3:FuzzParse
+	./nbd:FuzzHandshake ./internal/zran:FuzzInflate ./internal/zran:FuzzUnmarshal ./internal/zstdseek:FuzzOpen \
+	./internal/zstdran:FuzzDecode ./internal/zstdran:FuzzUnmarshal ./s3:FuzzParse
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

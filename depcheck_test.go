@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"internal/procmem":  {},
 	"internal/fuzzutil": {},
 	"internal/zran":     {},
+	"internal/zstdran":  {},
 	"internal/zstdseek": {"internal/pipeline"},
 	"internal/testutil": {},
 	"internal/fsutil":   {"disk"},
@@ -46,7 +47,7 @@ var allowed = map[string][]string{
 
 	// The root package is where formats meet, and the only place a format
 	// name maps to a package (its format table).
-	".": {"formats", "disk", "xapi", "nbd", "s3", "internal/pipeline", "internal/fsutil", "internal/blockdev", "internal/tarx", "internal/zran", "internal/zstdseek"},
+	".": {"formats", "disk", "xapi", "nbd", "s3", "internal/pipeline", "internal/fsutil", "internal/blockdev", "internal/tarx", "internal/zran", "internal/zstdran", "internal/zstdseek"},
 
 	// Libraries of their own, not formats: verify reads through the root
 	// package; xapi sends and reads ova's records.

@@ -23,15 +23,16 @@ type ArchiveDisks struct {
 	Metadata *Metadata
 	Disks    []*ArchiveDisk // in archive order
 	// Indexed says what opening built: the restart-point indexes of gzip
-	// files (a first read of them at random), how long that took, and
-	// where they are kept for the next time.
+	// files and zstd streams (a first read of them at random), how long
+	// that took, and where they are kept for the next time.
 	Indexed *IndexBuild
 	closers []io.Closer
 }
 
 // IndexBuild is the indexes built opening an archive.
 type IndexBuild struct {
-	Files   int           // gzip files indexed
+	Files   int           // gzip files and zstd streams indexed
+	Zstd    int           // of Files, the zstd streams
 	Bytes   int64         // their compressed bytes, read once
 	Took    time.Duration // the time it took
 	Cache   string        // the cache file they are kept in, "" if none
@@ -67,7 +68,9 @@ func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
 // range only. Gzip files that carry no piece index of ours (the archive
 // compressed as a whole, chunks made by split and gzip) are inflated once
 // to build an index of restart points (kept in a cache file for the next
-// time) and read through it. ctx bounds that work, and the checks reads
+// time) and read through it; so is an archive compressed as a whole as
+// one zstd stream with no seek table (the zstd program's, a host's
+// export), decoded once. ctx bounds that work, and the checks reads
 // make later (an older xva's legacy chunk is inflated whole on its first
 // read).
 func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks, error) {
@@ -78,7 +81,7 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 	if st, err := os.Stat(path); path == "-" || err == nil && !st.Mode().IsRegular() && !st.IsDir() {
 		return nil, fmt.Errorf("%w: %s is a stream (standard input, a pipe or a device), which cannot be read at random: give the archive's file or directory", ErrBadOptions, path)
 	}
-	gz := openGzipIndexes(path)
+	gz := openRestartIndexes(path)
 	defer gz.save()
 	start := time.Now()
 	a, err := openRandom(ctx, path, gz, o)
@@ -91,15 +94,16 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 		return nil, err
 	}
 	if gz.built > 0 || gz.reused > 0 {
-		ad.Indexed = &IndexBuild{Files: gz.built, Bytes: gz.builtBytes, Took: time.Since(start), Cache: gz.cache, Skipped: gz.reused}
+		ad.Indexed = &IndexBuild{Files: gz.built, Zstd: gz.builtZstd, Bytes: gz.builtBytes, Took: time.Since(start), Cache: gz.cache, Skipped: gz.reused}
 	}
 	return ad, nil
 }
 
 // openRandom opens the archive at path with a container whose members can
 // be read at random: a tar file or a directory as they are, a tar file
-// compressed as a whole with gzip through its restart-point index.
-func openRandom(ctx context.Context, path string, gz *gzipIndexes, o *options) (*archive, error) {
+// compressed as a whole with gzip or zstd through its restart-point index
+// or seek table.
+func openRandom(ctx context.Context, path string, gz *restartIndexes, o *options) (*archive, error) {
 	if IsObjectURL(path) {
 		c, err := openObjectContainer(path, o.jobs, true)
 		if err != nil {
@@ -161,8 +165,9 @@ func (f zstdFrames) ReadAt(p []byte, off int64) (int, error) {
 
 // decompressedAt reads the tar inside an archive compressed as a whole at
 // random: a gzip one through its restart-point index, a zstd one through
-// the seek table xva writes (the seekable format).
-func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int64, gz *gzipIndexes, o *options) (io.ReaderAt, int64, error) {
+// the seek table xva writes (the seekable format), or, one zstd stream
+// without a table, through its restart-point index.
+func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int64, gz *restartIndexes, o *options) (io.ReaderAt, int64, error) {
 	switch kind {
 	case "gzip":
 		name := filepath.Base(path)
@@ -177,8 +182,14 @@ func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int
 	case "zstd":
 		z, err := zstdseek.Open(f, size)
 		if errors.Is(err, zstdseek.ErrNotSeekable) {
-			return nil, 0, fmt.Errorf("%w: %s is one zstd stream, with no seek table, which cannot be read at random: "+
-				"'xva convert %s seekable.xva.zst' writes one that can (xva writes every zstd archive seekable)", ErrUnsupported, path, path)
+			// One zstd stream (the zstd program's, a host's export):
+			// decoded once to index restart points in it.
+			name := filepath.Base(path)
+			x, err := gz.zindex(ctx, name, f, size, o)
+			if err != nil {
+				return nil, 0, err
+			}
+			return newZstdranReader(x, f, name), x.Size(), nil
 		}
 		if err != nil {
 			return nil, 0, corrupt(KindCompression, filepath.Base(path), "", -1, "%v", trimPrefix(err, "zstdseek: "))
@@ -206,7 +217,7 @@ type located struct {
 }
 
 // index lists the archive's members and lays out each disk's spans.
-func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *gzipIndexes, o *options) error {
+func (ad *ArchiveDisks) index(ctx context.Context, a *archive, path string, gz *restartIndexes, o *options) error {
 	// The walker unpack reads with: its rules (disk order, members of no
 	// disk, a disk resumed after another, duplicates, missing disks) hold
 	// for reading at random too.
@@ -339,7 +350,7 @@ func xapiBlock(m, sum located, kind chunk.Checksum) func() ([]byte, error) {
 
 // legacySpans places the chunks of d, each a run of 1 MiB pieces that its
 // piece index locates; the all-zero pieces are holes.
-func legacySpans(ctx context.Context, d *Disk, members []located, gz *gzipIndexes, o *options) ([]span, error) {
+func legacySpans(ctx context.Context, d *Disk, members []located, gz *restartIndexes, o *options) ([]span, error) {
 	if err := gz.indexAll(ctx, foreignChunks(members), o); err != nil {
 		return nil, err
 	}
@@ -400,7 +411,7 @@ func foreignChunks(members []located) []located {
 // foreignChunk lays out a gzip chunk that carries no piece index (split
 // and gzip made it) through its restart-point index: a span per restart
 // point, each checked against the CRC-32 the index recorded for it.
-func foreignChunk(ctx context.Context, d *Disk, m located, start, want int64, gz *gzipIndexes, o *options) ([]span, error) {
+func foreignChunk(ctx context.Context, d *Disk, m located, start, want int64, gz *restartIndexes, o *options) ([]span, error) {
 	x, err := gz.index(ctx, m.name, m.r, m.size, o)
 	if err != nil {
 		return nil, err

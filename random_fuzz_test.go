@@ -33,7 +33,7 @@ func FuzzLoadCache(f *testing.F) {
 				}
 			}
 		}
-		g := &gzipIndexes{size: 5, mtime: 7, indexes: nil, tars: map[string][]byte{}}
+		g := &restartIndexes{size: 5, mtime: 7, entries: nil, tars: map[string][]byte{}}
 		g.load(b)
 	})
 }

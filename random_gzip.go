@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/pipeline"
 	"github.com/xva-tools/xva/internal/zran"
+	"github.com/xva-tools/xva/internal/zstdran"
 )
 
 // zranSpan is the uncompressed distance between restart points of a gzip
@@ -24,36 +26,57 @@ import (
 // range, and the index keeps a 32 KiB window (compressed) per span.
 const zranSpan = 4 << 20
 
-// gzipIndexes are the restart-point indexes of an archive's gzip files
+// restartIndexes are the restart-point indexes of an archive's
+// compressed files that cannot be read at random otherwise: gzip files
 // that carry no piece index of ours (chunks made by split and gzip, or
-// the archive compressed as a whole), built on first access and kept in a
-// cache file that names the archive's size and modification time.
-type gzipIndexes struct {
+// the archive compressed as a whole) and an archive compressed as a
+// whole as one zstd stream with no seek table. They are built on first
+// access and kept in a cache file that names the archive's size and
+// modification time, and each indexed file's size and modification time.
+type restartIndexes struct {
 	path  string // the archive
+	dir   bool   // a directory: its files' mtimes are checked one by one
 	size  int64
 	mtime int64
 	cache string // the cache file, "" when none can be kept
 
 	mu      sync.Mutex
-	indexes map[string]*zran.Index // by member name ("" for the whole file)
-	tars    map[string][]byte      // the member table of a whole-compressed tar, encoded
+	entries map[string]cacheEntry // by member name (the file's base name for the whole file)
+	tars    map[string][]byte     // the member table of a whole-compressed tar, encoded
 	dirty   bool
 
 	built, reused int   // indexes built now, and taken from the cache
+	builtZstd     int   // of those built, zstd streams
 	builtBytes    int64 // the compressed bytes read to build them
 }
 
-// openGzipIndexes loads the cache of the archive at path, if it is
+// cacheEntry is one file's index, gzip or zstd, and the file's mtime when
+// it was built.
+type cacheEntry struct {
+	mtime int64
+	gz    *zran.Index
+	zs    *zstdran.Index
+}
+
+// compressedSize is the size of the file the entry's index was built from.
+func (e cacheEntry) compressedSize() int64 {
+	if e.gz != nil {
+		return e.gz.CompressedSize()
+	}
+	return e.zs.CompressedSize()
+}
+
+// openRestartIndexes loads the cache of the archive at path, if it is
 // current.
-func openGzipIndexes(path string) *gzipIndexes {
-	g := &gzipIndexes{path: path, indexes: map[string]*zran.Index{}, tars: map[string][]byte{}}
+func openRestartIndexes(path string) *restartIndexes {
+	g := &restartIndexes{path: path, entries: map[string]cacheEntry{}, tars: map[string][]byte{}}
 	st, err := os.Stat(path)
 	if err != nil {
 		return g
 	}
-	g.size, g.mtime = st.Size(), st.ModTime().UnixNano()
-	if st.IsDir() {
-		g.size = 0 // a directory's files are checked one by one, by their own size
+	g.size, g.mtime, g.dir = st.Size(), st.ModTime().UnixNano(), st.IsDir()
+	if g.dir {
+		g.size = 0 // a directory's files are checked one by one, by their own size and mtime
 	}
 	g.cache = cacheFile(path)
 	if g.cache != "" {
@@ -62,6 +85,32 @@ func openGzipIndexes(path string) *gzipIndexes {
 		}
 	}
 	return g
+}
+
+// memberMtime is the modification time of the file holding member name:
+// a directory archive's file of that name (a chunk rewritten in place
+// keeps the directory's mtime, and may keep its size), else the archive.
+func (g *restartIndexes) memberMtime(name string) int64 {
+	if !g.dir {
+		return g.mtime
+	}
+	st, err := os.Stat(filepath.Join(g.path, filepath.FromSlash(name)))
+	if err != nil {
+		return -1
+	}
+	return st.ModTime().UnixNano()
+}
+
+// current is the entry for member name if it was built from the file as
+// it is (size bytes, and its mtime).
+func (g *restartIndexes) current(name string, size int64) (cacheEntry, bool) {
+	g.mu.Lock()
+	e, ok := g.entries[name]
+	g.mu.Unlock()
+	if !ok || e.compressedSize() != size || e.mtime != g.memberMtime(name) {
+		return cacheEntry{}, false
+	}
+	return e, true
 }
 
 // cacheFile is where the indexes of the archive at path are kept:
@@ -85,15 +134,22 @@ func cacheFile(path string) string {
 }
 
 // The cache file: cacheMagic, the archive's size and mtime, the number of
-// indexes, each (name, member size, index), the number of tar member
-// tables (of an archive compressed as a whole), each (name, table), and a
-// CRC-32 of all that.
-var cacheMagic = []byte("xva-zran 2\n")
+// indexes, each (kind: gzip or zstd, name, member size, member mtime,
+// index), the number of tar member tables (of an archive compressed as a
+// whole), each (name, table), and a CRC-32 of all that. Version 2 had no
+// kinds nor member mtimes: such a cache is ignored, and rebuilt.
+var cacheMagic = []byte("xva-zran 3\n")
+
+// Kinds of cached index.
+const (
+	cacheGzip = 0
+	cacheZstd = 1
+)
 
 // load reads a cache file's entries if it describes the archive as it is;
 // anything else (another version, a changed archive, damage) is ignored:
 // the indexes are then built again.
-func (g *gzipIndexes) load(b []byte) {
+func (g *restartIndexes) load(b []byte) {
 	if len(b) < len(cacheMagic)+20+4 || !bytes.HasPrefix(b, cacheMagic) {
 		return
 	}
@@ -107,22 +163,40 @@ func (g *gzipIndexes) load(b []byte) {
 	}
 	n := int(binary.LittleEndian.Uint32(p[16:]))
 	p = p[20:]
-	loaded := map[string]*zran.Index{}
+	loaded := map[string]cacheEntry{}
 	for range n {
-		name, rest, ok := cacheField(p)
-		if !ok || len(rest) < 8 {
+		if len(p) < 1 {
+			return
+		}
+		kind := p[0]
+		name, rest, ok := cacheField(p[1:])
+		if !ok || len(rest) < 16 {
 			return
 		}
 		msize := int64(binary.LittleEndian.Uint64(rest))
-		data, rest2, ok := cacheField(rest[8:])
+		e := cacheEntry{mtime: int64(binary.LittleEndian.Uint64(rest[8:]))}
+		data, rest2, ok := cacheField(rest[16:])
 		if !ok {
 			return
 		}
-		x := new(zran.Index)
-		if x.UnmarshalBinary([]byte(data)) != nil || x.CompressedSize() != msize {
+		switch kind {
+		case cacheGzip:
+			e.gz = new(zran.Index)
+			if e.gz.UnmarshalBinary([]byte(data)) != nil {
+				return
+			}
+		case cacheZstd:
+			e.zs = new(zstdran.Index)
+			if e.zs.UnmarshalBinary([]byte(data)) != nil {
+				return
+			}
+		default:
 			return
 		}
-		loaded[name] = x
+		if e.compressedSize() != msize {
+			return
+		}
+		loaded[name] = e
 		p = rest2
 	}
 	if len(p) < 4 {
@@ -143,7 +217,7 @@ func (g *gzipIndexes) load(b []byte) {
 		tars[name] = []byte(data)
 		p = rest2
 	}
-	g.indexes, g.tars = loaded, tars
+	g.entries, g.tars = loaded, tars
 }
 
 // cacheField reads a length-prefixed field.
@@ -160,7 +234,7 @@ func cacheField(p []byte) (string, []byte, bool) {
 
 // save writes the cache file when an index was built, under a temporary
 // name renamed into place; a cache that cannot be written is no error.
-func (g *gzipIndexes) save() {
+func (g *restartIndexes) save() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.dirty || g.cache == "" {
@@ -169,15 +243,23 @@ func (g *gzipIndexes) save() {
 	b := append([]byte(nil), cacheMagic...)
 	b = binary.LittleEndian.AppendUint64(b, uint64(g.size))
 	b = binary.LittleEndian.AppendUint64(b, uint64(g.mtime))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(g.indexes)))
-	for name, x := range g.indexes {
-		data, err := x.MarshalBinary()
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(g.entries)))
+	for name, e := range g.entries {
+		kind, data, err := byte(cacheGzip), []byte(nil), error(nil)
+		if e.gz != nil {
+			data, err = e.gz.MarshalBinary()
+		} else {
+			kind = cacheZstd
+			data, err = e.zs.MarshalBinary()
+		}
 		if err != nil {
 			return
 		}
+		b = append(b, kind)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
 		b = append(b, name...)
-		b = binary.LittleEndian.AppendUint64(b, uint64(x.CompressedSize()))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.compressedSize()))
+		b = binary.LittleEndian.AppendUint64(b, uint64(e.mtime))
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
 		b = append(b, data...)
 	}
@@ -200,31 +282,81 @@ func (g *gzipIndexes) save() {
 
 // index returns the index of the gzip file r (size bytes) called name,
 // from the cache or built now (inflating it whole, its CRC-32 checked).
-func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, size int64, o *options) (*zran.Index, error) {
-	g.mu.Lock()
-	x, ok := g.indexes[name]
-	g.mu.Unlock()
-	if ok && x.CompressedSize() == size {
+func (g *restartIndexes) index(ctx context.Context, name string, r io.ReaderAt, size int64, o *options) (*zran.Index, error) {
+	if e, ok := g.current(name, size); ok && e.gz != nil {
 		g.mu.Lock()
 		g.reused++
 		g.mu.Unlock()
-		return x, nil
+		return e.gz, nil
 	}
+	mtime := g.memberMtime(name) // before reading: a change while it is read is seen next time
 	start := time.Now()
-	x, err := zran.Build(ctx, &progressReaderAt{r: r, progress: o.progress.Advance}, size, zranSpan, nil)
+	rec := &failedRead{r: r}
+	x, err := zran.Build(ctx, &progressReaderAt{r: rec, progress: o.progress.Advance}, size, zranSpan, nil)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if IsIOError(err) {
-			return nil, err
-		}
-		return nil, corrupt(KindCompression, name, "", -1, "%v", trimPrefix(err, "zran: "))
+		return nil, buildError(ctx, err, rec, name, "zran: ")
 	}
 	o.log.Debug("gzip index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
 	g.mu.Lock()
-	g.indexes[name], g.dirty = x, true
+	g.entries[name], g.dirty = cacheEntry{mtime: mtime, gz: x}, true
 	g.built++
+	g.builtBytes += size
+	g.mu.Unlock()
+	return x, nil
+}
+
+// buildError sorts out why building an index failed: cancelled, the
+// medium (a read of the file failed), or the data.
+func buildError(ctx context.Context, err error, rec *failedRead, name, prefix string) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case IsIOError(err):
+		return err
+	case rec.err != nil:
+		if IsIOError(rec.err) || IsCorrupt(rec.err) {
+			return rec.err
+		}
+		return ioError{rec.err}
+	}
+	return corrupt(KindCompression, name, "", -1, "%v", trimPrefix(err, prefix))
+}
+
+// zstdSpan is the least uncompressed distance between restart points of
+// a zstd stream read at random; the index spaces them at 8 windows when
+// that is more (a default-level stream from a pipe has 2 MiB windows:
+// a point every 16 MiB), each keeping the bytes of the window its span
+// uses.
+const zstdSpan = 4 << 20
+
+// zindex returns the index of the zstd stream r (size bytes) called
+// name, from the cache or built now (decoding it whole, under the
+// progress bar, the frames' checksums checked).
+func (g *restartIndexes) zindex(ctx context.Context, name string, r io.ReaderAt, size int64, o *options) (*zstdran.Index, error) {
+	if e, ok := g.current(name, size); ok && e.zs != nil {
+		g.mu.Lock()
+		g.reused++
+		g.mu.Unlock()
+		return e.zs, nil
+	}
+	mtime := g.memberMtime(name)
+	o.progress.StartDisk("index", size)
+	defer o.progress.EndDisk()
+	start := time.Now()
+	rec := &failedRead{r: r}
+	x, err := zstdran.Build(ctx, &progressReaderAt{r: rec, progress: o.progress.Advance}, size, zstdSpan, nil)
+	if err != nil {
+		if errors.Is(err, zstdran.ErrWindow) || errors.Is(err, zstdran.ErrDictionary) {
+			return nil, fmt.Errorf("%w: %s: %v; 'xva convert %s seekable.xva.zst' writes a zstd archive that can be read at random",
+				ErrUnsupported, name, trimPrefix(err, "zstdran: "), g.path)
+		}
+		return nil, buildError(ctx, err, rec, name, "zstdran: ")
+	}
+	o.log.Debug("zstd index built", "member", name, "bytes", size, "points", x.Points(), "seconds", time.Since(start).Seconds())
+	g.mu.Lock()
+	g.entries[name], g.dirty = cacheEntry{mtime: mtime, zs: x}, true
+	g.built++
+	g.builtZstd++
 	g.builtBytes += size
 	g.mu.Unlock()
 	return x, nil
@@ -233,17 +365,15 @@ func (g *gzipIndexes) index(ctx context.Context, name string, r io.ReaderAt, siz
 // indexAll builds, on up to jobs workers, the indexes of the gzip files
 // whose index is not in the cache yet, under one progress bar; index then
 // finds each of them built.
-func (g *gzipIndexes) indexAll(ctx context.Context, files []located, o *options) error {
+func (g *restartIndexes) indexAll(ctx context.Context, files []located, o *options) error {
 	var todo []located
 	var total int64
-	g.mu.Lock()
 	for _, f := range files {
-		if x, ok := g.indexes[f.name]; !ok || x.CompressedSize() != f.size {
+		if e, ok := g.current(f.name, f.size); !ok || e.gz == nil {
 			todo = append(todo, f)
 			total += f.size
 		}
 	}
-	g.mu.Unlock()
 	if len(todo) == 0 {
 		return nil
 	}
@@ -311,6 +441,110 @@ func (z zranReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// zstdranReader reads a zstd stream at random through its index, a whole
+// span at a time, keeping the spans read last: a read has to decode to
+// its span's end to check it anyway (16 MiB for the 2 MiB window of
+// zstd -3), and reads come in runs (a tar's headers on open, a disk's
+// blocks in turn), which then decode each span once instead of once per
+// read. The cache holds the stream's largest span, and at least 32 MiB
+// (two spans of zstd -3's), at most 128 MiB (a span of a 16 MiB window);
+// a span over that is read straight into the caller's buffer instead,
+// costing the window and no more, but decoded again for each read.
+type zstdranReader struct {
+	x    *zstdran.Index
+	r    io.ReaderAt
+	name string
+
+	limit   int64 // the largest span cached
+	cache   *spanCache
+	mu      sync.Mutex
+	loading map[int]*spanLoad
+}
+
+func newZstdranReader(x *zstdran.Index, r io.ReaderAt, name string) *zstdranReader {
+	var largest int64
+	for off := int64(0); off < x.Size(); {
+		s, e := x.SpanOf(off)
+		largest, off = max(largest, e-s), e
+	}
+	limit := min(max(32<<20, largest), 128<<20)
+	return &zstdranReader{x: x, r: r, name: name, limit: limit, cache: newSpanCache(int(limit)), loading: map[int]*spanLoad{}}
+}
+
+func (z *zstdranReader) ReadAt(p []byte, off int64) (int, error) {
+	size := z.x.Size()
+	if off < 0 || off >= size {
+		return z.direct(p, off)
+	}
+	n := 0
+	for n < len(p) && off < size {
+		s, e := z.x.SpanOf(off)
+		if e-s > z.limit {
+			k, err := z.direct(p[n:], off)
+			return n + k, err
+		}
+		b, err := z.span(s, e)
+		if err != nil {
+			clear(p)
+			return 0, err
+		}
+		c := copy(p[n:], b[off-s:])
+		n += c
+		off += int64(c)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// direct reads through the index into p.
+func (z *zstdranReader) direct(p []byte, off int64) (int, error) {
+	rec := &failedRead{r: z.r}
+	n, err := z.x.ReadAt(rec, p, off)
+	return n, z.readError(err, rec)
+}
+
+func (z *zstdranReader) readError(err error, rec *failedRead) error {
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case rec.err != nil:
+		return ioError{rec.err}
+	}
+	return corrupt(KindCompression, z.name, "", -1, "%v", trimPrefix(err, "zstdran: "))
+}
+
+// span is the checked span [s, e), from the cache or decoded now; reads
+// of one span at once wait for one decode of it.
+func (z *zstdranReader) span(s, e int64) ([]byte, error) {
+	key := int(s)
+	if b := z.cache.get(key); b != nil {
+		return b, nil
+	}
+	z.mu.Lock()
+	if l, ok := z.loading[key]; ok {
+		z.mu.Unlock()
+		<-l.done
+		return l.data, l.err
+	}
+	l := &spanLoad{done: make(chan struct{})}
+	z.loading[key] = l
+	z.mu.Unlock()
+	b := make([]byte, e-s)
+	if _, err := z.direct(b, s); err != nil && err != io.EOF {
+		l.err = err
+	} else {
+		l.data = b
+		z.cache.put(key, b)
+	}
+	close(l.done)
+	z.mu.Lock()
+	delete(z.loading, key)
+	z.mu.Unlock()
+	return l.data, l.err
+}
+
 // failedRead remembers the first failed read of r.
 type failedRead struct {
 	r   io.ReaderAt
@@ -342,7 +576,7 @@ func trimPrefix(err error, prefix string) error {
 // the archive called name), from the member table in the cache when there
 // is one: reading every header through a restart-point index costs about
 // one inflation, which the table spares the next open.
-func (g *gzipIndexes) tarOf(name string, r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, error) {
+func (g *restartIndexes) tarOf(name string, r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, error) {
 	g.mu.Lock()
 	enc, ok := g.tars[name]
 	g.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xva-tools/xva"
 	"github.com/xva-tools/xva/chunk"
@@ -62,9 +63,17 @@ func TestRandomAccessReadsEveryForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	archives["whole.xva.zst"] = nil
-	testutil.NeedTools(t, "gzip", "pigz", "tar")
+	testutil.NeedTools(t, "gzip", "pigz", "tar", "zstd")
 	sh(t, dir, "sh", "-c", "gzip -c xapi.xva > gzip.xva.gz")
 	archives["gzip.xva.gz"] = nil
+	// One zstd stream with no seek table, as the zstd program writes it
+	// from a pipe (as a host's /export?compress=zstd sends it: no content
+	// size, a 2 MiB window at -3) and from a file, read through restart
+	// points.
+	sh(t, dir, "sh", "-c", "cat xapi.xva | zstd -q -3 > zstd.xva.zst")
+	sh(t, dir, "sh", "-c", "zstd -q -19 -o zstd19.xva.zst legacy.xva")
+	archives["zstd.xva.zst"] = nil
+	archives["zstd19.xva.zst"] = nil
 	for _, tool := range []string{"gzip", "pigz"} {
 		d := "foreign-" + tool
 		sh(t, dir, "cp", "-r", "legacy-dir", d)
@@ -76,7 +85,7 @@ func TestRandomAccessReadsEveryForm(t *testing.T) {
 	t.Cleanup(func() {
 		// A second open of an archive compressed as a whole takes its tar
 		// member table from the cache, and reads the same.
-		for _, name := range []string{"gzip.xva.gz", "whole.xva.zst"} {
+		for _, name := range []string{"gzip.xva.gz", "whole.xva.zst", "zstd.xva.zst"} {
 			ad, err := xva.OpenDisks(ctx, filepath.Join(dir, name))
 			if err != nil {
 				t.Fatalf("%s again: %v", name, err)
@@ -91,11 +100,11 @@ func TestRandomAccessReadsEveryForm(t *testing.T) {
 		// The indexes built are kept for the next time; a damaged cache
 		// file is ignored and the index built again.
 		caches, _ := filepath.Glob(filepath.Join(dir, "cache", "xva", "*.zran"))
-		if len(caches) != 7 {
+		if len(caches) != 9 {
 			t.Errorf("%d cache files, want one per archive with gzip files of others or compressed as a whole", len(caches))
 		}
 		for _, c := range caches {
-			os.WriteFile(c, []byte("xva-zran 1\ngarbage"), 0o600)
+			os.WriteFile(c, []byte("xva-zran 2\ngarbage"), 0o600)
 		}
 		ad, err := xva.OpenDisks(ctx, filepath.Join(dir, "foreign-pigz.xva"))
 		if err != nil {
@@ -166,8 +175,9 @@ func sameAtRandom(t *testing.T, src disk.Source, want []byte) {
 	}
 }
 
-// A damaged block fails the reads of its range only; a zstd stream with no
-// seek table and a stream are refused with what to do.
+// A damaged block fails the reads of its range only, in a zstd stream
+// read through restart points too; a zstd window too large to read at
+// random and a stream are refused with what to do.
 func TestRandomAccessRefusesWhatItCannotCheck(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -241,11 +251,59 @@ func TestRandomAccessRefusesWhatItCannotCheck(t *testing.T) {
 	sameAtRandom(t, lad.Disk("sdb"), want)
 
 	// One zstd stream, as the zstd tool (and a host's export) writes it,
-	// has no seek table.
+	// has no seek table: it is read through restart points. Damaged
+	// before its first open, it fails to index (its checksum);
+	// damaged once indexed (the cache matching its size and mtime), the
+	// span that holds the damage fails, the rest reads.
 	testutil.NeedTools(t, "zstd")
-	sh(t, dir, "sh", "-c", "zstd -q -c x.xva > z.xva.zst")
-	if _, err := xva.OpenDisks(ctx, filepath.Join(dir, "z.xva.zst")); !errors.Is(err, xva.ErrUnsupported) || !strings.Contains(err.Error(), "xva convert") {
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	// A 256 KiB window: restart points every 4 MiB, a few in this archive.
+	sh(t, dir, "sh", "-c", "zstd -q --zstd=wlog=18 -c x.xva > z.xva.zst")
+	zst := filepath.Join(dir, "z.xva.zst")
+	zb, _ := os.ReadFile(zst)
+	zbad := bytes.Clone(zb)
+	zbad[len(zbad)*9/10] ^= 0x55 // past the first span, which holds the metadata
+	os.WriteFile(filepath.Join(dir, "zbad.xva.zst"), zbad, 0o644)
+	if _, err := xva.OpenDisks(ctx, filepath.Join(dir, "zbad.xva.zst")); !xva.IsCorrupt(err) {
+		t.Fatalf("a damaged zstd stream: %v", err)
+	}
+	zad, err := xva.OpenDisks(ctx, zst)
+	if err != nil {
 		t.Fatalf("a zstd stream: %v", err)
+	}
+	zad.Close()
+	st, _ := os.Stat(zst)
+	os.WriteFile(zst, zbad, 0o644)
+	os.Chtimes(zst, st.ModTime(), st.ModTime())
+	zad, err = xva.OpenDisks(ctx, zst)
+	if err != nil {
+		t.Fatalf("a zstd stream damaged since it was indexed: %v", err)
+	}
+	defer zad.Close()
+	if zad.Indexed == nil || zad.Indexed.Files != 0 || zad.Indexed.Skipped != 1 {
+		t.Fatalf("a zstd stream damaged since it was indexed: indexes %+v, want it from the cache", zad.Indexed)
+	}
+	bad, good = 0, 0
+	for _, d := range zad.Disks {
+		for off := int64(0); off < d.Size(); off += 1 << 20 {
+			_, err := d.ReadAt(piece, off)
+			switch {
+			case err == nil || err == io.EOF:
+				good++
+			case xva.IsCorrupt(err) && strings.Contains(err.Error(), "z.xva.zst"):
+				bad++
+			default:
+				t.Fatalf("reading at %d: %v", off, err)
+			}
+		}
+	}
+	if bad == 0 || good == 0 {
+		t.Fatalf("%d MiB failed and %d read; want the damaged span's to fail, and the rest to read", bad, good)
+	}
+	// A window over 64 MiB (--long=27 from a pipe: 128 MiB) is refused.
+	sh(t, dir, "sh", "-c", "zstd -q --long=27 -c < x.xva > long.xva.zst")
+	if _, err := xva.OpenDisks(ctx, filepath.Join(dir, "long.xva.zst")); !errors.Is(err, xva.ErrUnsupported) || !strings.Contains(err.Error(), "xva convert") {
+		t.Fatalf("a zstd stream with a 128 MiB window: %v", err)
 	}
 	if _, err := xva.OpenDisks(ctx, "-"); !errors.Is(err, xva.ErrBadOptions) {
 		t.Fatalf("a stream: %v", err)
@@ -294,5 +352,58 @@ func TestRandomAccessKeepsTheArchiveRules(t *testing.T) {
 	_, err := xva.OpenDisks(ctx, filepath.Join(dir, "bad.xva.gz"))
 	if !xva.IsCorrupt(err) || xva.IsIOError(err) {
 		t.Fatalf("a damaged gzip archive: %v (corrupt %v, I/O %v)", err, xva.IsCorrupt(err), xva.IsIOError(err))
+	}
+}
+
+// The cache of a directory archive holds while its files stay as they
+// are; a chunk rewritten in place, its size the same (the directory's
+// mtime does not change then), has its index built again.
+func TestRandomAccessCacheSeesRewrittenChunk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	vmdir := filepath.Join(dir, "vm")
+	if _, err := randomVM.WriteDir(vmdir); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	a := filepath.Join(dir, "a")
+	if _, err := xva.PackDir(ctx, vmdir, a, xva.WithFormat(xva.Legacy), xva.WithDirectory(true)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.NeedTools(t, "gzip")
+	sh(t, a, "sh", "-c", "for c in sd*/chunk-*.gz; do gzip -dc $c | gzip -c > $c.new && mv $c.new $c; done")
+	chunks, _ := filepath.Glob(filepath.Join(a, "sda", "chunk-*.gz"))
+	open := func() *xva.IndexBuild {
+		t.Helper()
+		ad, err := xva.OpenDisks(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ad.Close()
+		want, _ := os.ReadFile(filepath.Join(vmdir, "sda.raw"))
+		sameAtRandom(t, ad.Disk("sda"), want)
+		return ad.Indexed
+	}
+	if x := open(); x == nil || x.Files != len(chunks)+1 {
+		t.Fatalf("first open: indexes %+v, want %d built", x, len(chunks)+1)
+	}
+	if x := open(); x == nil || x.Files != 0 {
+		t.Fatalf("second open: indexes %+v, want all from the cache", x)
+	}
+	// The same bytes but the gzip header's mtime: the same size.
+	dirSt, _ := os.Stat(a)
+	b, _ := os.ReadFile(chunks[0])
+	b[4] ^= 1
+	if err := os.WriteFile(chunks[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(chunks[0], later, later)
+	os.Chtimes(a, dirSt.ModTime(), dirSt.ModTime())
+	if x := open(); x == nil || x.Files != 1 || x.Bytes != int64(len(b)) {
+		t.Fatalf("after a chunk is rewritten: indexes %+v, want it alone (%d bytes) built again", x, len(b))
+	}
+	if x := open(); x == nil || x.Files != 0 {
+		t.Fatalf("the open after: indexes %+v, want all from the cache", x)
 	}
 }

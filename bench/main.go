@@ -243,9 +243,9 @@ func (b *bench) setup() error {
 	if out, err := exec.Command("go", "build", "-o", b.xva, "./cmd/xva").CombinedOutput(); err != nil {
 		return fmt.Errorf("building xva: %v\n%s", err, out)
 	}
-	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img", "nbdcopy"} {
+	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img", "nbdcopy", "zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar qemu-utils libnbd-bin)", tool)
+			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar qemu-utils libnbd-bin zstd)", tool)
 		}
 	}
 	return nil
@@ -603,18 +603,35 @@ func (b *bench) ova(n int64) error {
 // and nbdcopy of the whole disk against xva unpack of the same archive.
 func (b *bench) serve(n int64) error {
 	// The compressed kinds: gzip (read through a restart-point index built
-	// on the server's start), zstd (xva writes it seekable), and chunks
+	// on the server's start), zstd (xva writes it seekable), one zstd
+	// stream as the zstd program writes it from a pipe, as a host's export
+	// is (a restart-point index built on the server's start), and chunks
 	// pigz made (an index per chunk). Random reads only.
-	prep := fmt.Sprintf("%[1]s convert -q x.xva x.xva.gz && %[1]s convert -q x.xva x.xva.zst && "+
+	prep := fmt.Sprintf("%[1]s convert -q x.xva x.xva.gz && %[1]s convert -q x.xva x.xva.zst && zstd -q -3 < x.xva > xs.xva.zst && "+
 		"rm -rf pz && mkdir pz && tar -C pz -xf legacy.xva && for c in pz/sda/chunk*; do gzip -dc $c | pigz -6 > $c.new && mv $c.new $c; done", b.xva)
 	if out, err := exec.Command("sh", "-c", "cd "+b.dir+" && "+prep).CombinedOutput(); err != nil {
 		return fmt.Errorf("making compressed archives: %v\n%s", err, out)
 	}
 	defer func() {
-		for _, f := range []string{"x.xva.gz", "x.xva.zst", "pz", "cache"} {
+		for _, f := range []string{"x.xva.gz", "x.xva.zst", "xs.xva.zst", "pz", "cache", "zcache"} {
 			os.RemoveAll(b.path(f))
 		}
 	}()
+	// The zstd stream's index, built by the first read at random, against
+	// decoding the stream with zstd -dc; the index is the cache file.
+	zcache := b.path("zcache")
+	ours, err := b.measure("xva", fmt.Sprintf("rm -rf %[1]s && XDG_CACHE_HOME=%[1]s %[2]s cat -q xs.xva.zst xvda --length 4096 > /dev/null", zcache, b.xva))
+	if err != nil {
+		return err
+	}
+	ours.OutBytes = b.size("zcache")
+	theirs, err := b.measure("zstd -dc", "zstd -dc xs.xva.zst > /dev/null")
+	if err != nil {
+		return err
+	}
+	theirs.OutBytes = b.size("xs.xva.zst")
+	b.compare("index of a zstd stream (zstd CLI, -3 from a pipe), first read at random", n, ours, theirs, "index < 3% of the archive",
+		func(r result) bool { return r.SizeRatio < 0.03 })
 	for _, c := range []struct {
 		archive, device, kind string
 		copy                  bool // also nbdcopy against unpack
@@ -623,6 +640,7 @@ func (b *bench) serve(n int64) error {
 		{"legacy.xva", "sda", "legacy (xva's chunks)", true},
 		{"x.xva.gz", "xvda", "xapi, gzip as a whole", false},
 		{"x.xva.zst", "xvda", "xapi, zstd as a whole (seekable)", false},
+		{"xs.xva.zst", "xvda", "xapi, zstd stream (zstd CLI)", false},
 		{"pz", "sda", "legacy (pigz's chunks)", false},
 	} {
 		sock := b.path(c.archive + ".sock")
@@ -729,7 +747,7 @@ func (b *bench) foreignIndex(n int64) error {
 
 // waitSocket waits for a server to listen on the Unix socket path.
 func waitSocket(path string) error {
-	for range 3000 { // a server builds its gzip indexes first
+	for range 3000 { // a server builds its gzip and zstd indexes first
 		if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeSocket != 0 {
 			return nil
 		}

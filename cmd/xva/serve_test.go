@@ -84,11 +84,15 @@ func TestServe(t *testing.T) {
 	mustRun(t, dir, nil, append([]string{"pack", "--format", "legacy", "--dir"}, append(disks, "ldir")...)...)
 	mustRun(t, dir, nil, "convert", "x.xva", "g.xva.gz")
 	mustRun(t, dir, nil, "convert", "x.xva", "z.xva.zst")
+	// One zstd stream, as the zstd program writes it from a pipe (and a
+	// host's /export?compress=zstd sends it): read through restart points.
+	testutil.NeedTools(t, "zstd")
+	sh(t, dir, "sh", "-c", "zstd -q -3 < x.xva > zs.xva.zst")
 	// A legacy archive as split and gzip make it: chunks with no index.
 	sh(t, dir, "cp", "-r", "ldir", "gzdir")
 	sh(t, dir, "sh", "-c", "for c in gzdir/sd*/chunk-*.gz; do gzip -dc $c | gzip -c > $c.new && mv $c.new $c; done")
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
-	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir", "g.xva.gz", "z.xva.zst", "gzdir"} {
+	for _, a := range []string{"x.xva", "s.xva", "l.xva", "ldir", "g.xva.gz", "z.xva.zst", "zs.xva.zst", "gzdir"} {
 		t.Run(a, func(t *testing.T) {
 			var extra []string
 			if a == "x.xva" {
@@ -158,6 +162,41 @@ func TestServeDamagedBlock(t *testing.T) {
 	}
 	if log := stop(); !strings.Contains(log, "00000001") || !strings.Contains(log, "sda") {
 		t.Errorf("the log does not name the member and disk:\n%s", log)
+	}
+}
+
+// A zstd stream damaged after it was indexed (the cache still matching
+// its size and mtime, as after a medium's silent corruption): the reads
+// of the span that holds the damage fail (the client sees EIO), the other
+// ranges are served, and the server logs the archive.
+func TestServeDamagedZstdStream(t *testing.T) {
+	testutil.NeedTools(t, "qemu-io", "zstd")
+	dir, _ := setup(t)
+	os.WriteFile(filepath.Join(dir, "big.img"), testutil.Image(12<<20, 5, 256<<10), 0o644)
+	mustRun(t, dir, nil, "pack", "--format", "xapi", "--disk", "sda=big.img", "x.xva")
+	// A 256 KiB window: restart points every 4 MiB.
+	sh(t, dir, "sh", "-c", "zstd -q --zstd=wlog=18 < x.xva > z.xva.zst")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	_, stop := startServe(t, dir, "z.xva.zst")
+	stop()
+	zst := filepath.Join(dir, "z.xva.zst")
+	st, _ := os.Stat(zst)
+	b, _ := os.ReadFile(zst)
+	b[len(b)*9/10] ^= 0xff
+	os.WriteFile(zst, b, 0o644)
+	os.Chtimes(zst, st.ModTime(), st.ModTime())
+	uris, stop := startServe(t, dir, "z.xva.zst")
+	var cmds []string
+	for off := 0; off < 12; off++ {
+		cmds = append(cmds, "-c", "read "+strconv.Itoa(off)+"M 1M")
+	}
+	out, _ := exec.Command("qemu-io", append(append([]string{"-r", "-f", "raw"}, cmds...), uris["sda"])...).CombinedOutput()
+	failed, read := strings.Count(string(out), "Input/output error"), strings.Count(string(out), "read 1048576/1048576 bytes")
+	if failed == 0 || read == 0 || failed+read != 12 {
+		t.Errorf("%d MiB failed and %d read; want the damaged span's to fail and the rest to read:\n%s", failed, read, out)
+	}
+	if log := stop(); !strings.Contains(log, "z.xva.zst") || !strings.Contains(log, "CRC-32") {
+		t.Errorf("the log does not name the archive and the check:\n%s", log)
 	}
 }
 
