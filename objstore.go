@@ -80,7 +80,7 @@ func openObjectContainer(p string, jobs int, random bool) (container, error) {
 		obj, err := s.Open(ctx, u)
 		switch {
 		case err == nil:
-			return openObject(obj, jobs, random)
+			return openObjectTar(obj, jobs, random)
 		case !errors.Is(err, s3.ErrNotFound):
 			return nil, ioError{err}
 		}
@@ -96,11 +96,30 @@ func openObjectContainer(p string, jobs int, random bool) (container, error) {
 	return openObjectDir(ctx, s, u.Dir())
 }
 
+// openObject opens the object at an s3:// path.
+func openObject(p string) (*s3.Object, error) {
+	u, s, err := parseObjectURL(p)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s.Open(context.Background(), u)
+	if err != nil {
+		return nil, ioError{err}
+	}
+	return obj, nil
+}
+
+// objectAt reads an object at random, its failures the medium's.
+type objectAt struct{ o *s3.Object }
+
+func (a objectAt) ReadAt(p []byte, off int64) (int, error) { return ioReaderAt{a.o}.ReadAt(p, off) }
+func (a objectAt) Close() error                            { return a.o.Close() }
+
 // indexLimit is how many members a tar object may have to be indexed
 // from its headers for reading front to back.
 const indexLimit = 64
 
-func openObject(obj *s3.Object, jobs int, random bool) (container, error) {
+func openObjectTar(obj *s3.Object, jobs int, random bool) (container, error) {
 	var magic [4]byte
 	n, err := obj.ReadDirect(magic[:], 0)
 	if err != nil && err != io.EOF {

@@ -104,14 +104,17 @@ func OpenDisks(ctx context.Context, path string, opts ...Option) (*ArchiveDisks,
 // compressed as a whole with gzip or zstd through its restart-point index
 // or seek table.
 func openRandom(ctx context.Context, path string, gz *restartIndexes, o *options) (*archive, error) {
+	var a *archive
+	var err error
 	if IsObjectURL(path) {
-		c, err := openObjectContainer(path, o.jobs, true)
-		if err != nil {
+		var c container
+		if c, err = openObjectContainer(path, o.jobs, true); err != nil {
 			return nil, err
 		}
-		return newArchive(c, path, o)
+		a, err = newArchive(c, path, o)
+	} else {
+		a, err = openArchive(path, o)
 	}
-	a, err := openArchive(path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -123,16 +126,11 @@ func openRandom(ctx context.Context, path string, gz *restartIndexes, o *options
 		kind = tc.compression
 	}
 	a.close()
-	f, err := os.Open(path)
+	f, size, err := openCompressed(path)
 	if err != nil {
-		return nil, ioError{err}
+		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, ioError{err}
-	}
-	r, size, err := decompressedAt(ctx, kind, path, f, st.Size(), gz, o)
+	r, size, err := decompressedAt(ctx, kind, path, f, size, gz, o)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -142,6 +140,34 @@ func openRandom(ctx context.Context, path string, gz *restartIndexes, o *options
 		return nil, err
 	}
 	return newArchive(c, path, o)
+}
+
+// readerAtCloser is a file, or an object in a store, read at random.
+type readerAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// openCompressed opens the archive file at path, compressed as a whole,
+// for reading at random.
+func openCompressed(path string) (readerAtCloser, int64, error) {
+	if IsObjectURL(path) {
+		obj, err := openObject(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		return objectAt{obj}, obj.Size(), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, ioError{err}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, ioError{err}
+	}
+	return f, st.Size(), nil
 }
 
 // maxZstdFrame bounds the frames of a zstd archive read at random: each
@@ -167,7 +193,7 @@ func (f zstdFrames) ReadAt(p []byte, off int64) (int, error) {
 // random: a gzip one through its restart-point index, a zstd one through
 // the seek table xva writes (the seekable format), or, one zstd stream
 // without a table, through its restart-point index.
-func decompressedAt(ctx context.Context, kind, path string, f *os.File, size int64, gz *restartIndexes, o *options) (io.ReaderAt, int64, error) {
+func decompressedAt(ctx context.Context, kind, path string, f io.ReaderAt, size int64, gz *restartIndexes, o *options) (io.ReaderAt, int64, error) {
 	switch kind {
 	case "gzip":
 		name := filepath.Base(path)

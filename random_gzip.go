@@ -70,11 +70,22 @@ func (e cacheEntry) compressedSize() int64 {
 // current.
 func openRestartIndexes(path string) *restartIndexes {
 	g := &restartIndexes{path: path, entries: map[string]cacheEntry{}, tars: map[string][]byte{}}
-	st, err := os.Stat(path)
-	if err != nil {
-		return g
+	if IsObjectURL(path) {
+		// An object's index is kept as a file's is, checked against its
+		// size and Last-Modified; a prefix's members have no mtime the
+		// cache could check without a request each, so theirs are not kept.
+		obj, err := openObject(path)
+		if err != nil {
+			return g
+		}
+		g.size, g.mtime = obj.Size(), obj.Info().Modified.UnixNano()
+	} else {
+		st, err := os.Stat(path)
+		if err != nil {
+			return g
+		}
+		g.size, g.mtime, g.dir = st.Size(), st.ModTime().UnixNano(), st.IsDir()
 	}
-	g.size, g.mtime, g.dir = st.Size(), st.ModTime().UnixNano(), st.IsDir()
 	if g.dir {
 		g.size = 0 // a directory's files are checked one by one, by their own size and mtime
 	}
@@ -126,6 +137,9 @@ func cacheFile(path string) string {
 		dir = filepath.Join(home, ".cache")
 	}
 	abs, err := filepath.Abs(path)
+	if IsObjectURL(path) {
+		abs, err = path, nil // a location already absolute
+	}
 	if err != nil {
 		return ""
 	}

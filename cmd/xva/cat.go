@@ -24,12 +24,13 @@ chunk pieces that hold the range are read, each checked (an xapi block
 against its hash, a legacy chunk's piece against its CRC-32) before its
 bytes are written. A range that fails its check stops the command with
 exit 3 naming the member and offset. ARCHIVE is a tar file (plain or
-gzip-compressed) or an archive directory, of either generation; gzip files
-without xva's piece index are inflated once to build an index of restart
-points, kept in $XDG_CACHE_HOME/xva; zstd archives xva wrote are read
-through their seek table. One zstd stream from another tool, or a stream,
-cannot be read at random ('xva convert' writes a seekable one). Holes of
-the disk are written as zeros.`,
+gzip- or zstd-compressed) or an archive directory, of either generation,
+on this machine or in object storage (s3://BUCKET/KEY); gzip files without
+xva's piece index, and a zstd stream from another tool (a host's export,
+the zstd program), are decoded once to build an index of restart points,
+kept in $XDG_CACHE_HOME/xva; zstd archives xva wrote are read through
+their seek table. A stream ('-') cannot be read at random. Holes of the
+disk are written as zeros.`,
 		Example: `  # The first sector of the boot disk (its partition table)
   xva cat backup.xva sda --length 512 | od -A d -t x1 | head
 
@@ -112,6 +113,13 @@ func reportIndexes(g *globals, w io.Writer, ad *xva.ArchiveDisks) {
 	if x.Cache != "" {
 		kept = "kept in " + printable(x.Cache) + " for the next time"
 	}
-	fmt.Fprintf(g.chatter(w), "xva: indexed %d gzip files (%s) in %.1f s on this first access; %s\n",
-		x.Files, humanize.IBytes(uint64(x.Bytes)), x.Took.Seconds(), kept)
+	what := plural(x.Files-x.Zstd, "gzip file")
+	switch {
+	case x.Zstd == x.Files:
+		what = plural(x.Zstd, "zstd stream")
+	case x.Zstd > 0:
+		what += " and " + plural(x.Zstd, "zstd stream")
+	}
+	fmt.Fprintf(g.chatter(w), "xva: indexed %s (%s) in %.1f s on this first access; %s\n",
+		what, humanize.IBytes(uint64(x.Bytes)), x.Took.Seconds(), kept)
 }

@@ -273,14 +273,26 @@ func TestS3UploadToPool(t *testing.T) {
 // TestS3Serve: the disks of archives in the store, served over NBD and
 // read by cat, read as their images, through ranged GETs only.
 func TestS3Serve(t *testing.T) {
-	testutil.NeedTools(t, "qemu-img", "nbdcopy")
-	testutil.S3Server(t, bucket)
+	testutil.NeedTools(t, "qemu-img", "nbdcopy", "zstd")
+	g := testutil.S3Server(t, bucket)
 	dir, _ := setupSectors(t)
 	disks := []string{"--disk", "sda=sda.img", "--disk", "sdb=sdb.img"}
 	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "xapi"}, disks...), "s3://"+bucket+"/x.xva")...)
 	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "legacy"}, disks...), "s3://"+bucket+"/l.xva")...)
 	mustRun(t, dir, nil, append(append([]string{"pack", "--format", "legacy"}, disks...), "s3://"+bucket+"/ldir/")...)
-	for _, a := range []string{"x.xva", "l.xva", "ldir/"} {
+	// Compressed as a whole: gzip and xva's seekable zstd, and one zstd
+	// stream from the zstd program (a host's export is one too), read
+	// through restart-point indexes built over ranged GETs.
+	mustRun(t, dir, nil, "convert", "s3://"+bucket+"/x.xva", "s3://"+bucket+"/g.xva.gz")
+	mustRun(t, dir, nil, "convert", "s3://"+bucket+"/x.xva", "s3://"+bucket+"/z.xva.zst")
+	mustRun(t, dir, nil, "convert", "s3://"+bucket+"/x.xva", "plain.xva")
+	sh(t, dir, "zstd", "-q", "-3", "plain.xva", "-o", "stream.xva.zst")
+	zs, _ := os.ReadFile(filepath.Join(dir, "stream.xva.zst"))
+	if _, err := sdk(t, g).PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("zs.xva.zst"), Body: bytes.NewReader(zs)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	for _, a := range []string{"x.xva", "l.xva", "ldir/", "g.xva.gz", "z.xva.zst", "zs.xva.zst"} {
 		t.Run(a, func(t *testing.T) {
 			uris, _ := startServe(t, dir, "s3://"+bucket+"/"+a)
 			for _, dev := range []string{"sda", "sdb"} {

@@ -31,13 +31,14 @@ its member and offset, and the rest goes on being served. Clients learn
 where the holes are (NBD_CMD_BLOCK_STATUS, base:allocation), so copies stay
 sparse.
 
-ARCHIVE is a tar file (plain or gzip-compressed) or an archive directory,
-of either generation. Gzip files without xva's piece index (the archive
-compressed as a whole, chunks made by split and gzip) are inflated once to
-build an index of restart points, kept in $XDG_CACHE_HOME/xva for the next
-time. Zstd archives xva wrote are read through their seek table; one zstd
-stream from another tool, or a stream, cannot be read at random ('xva
-convert' writes a seekable one).
+ARCHIVE is a tar file (plain, gzip- or zstd-compressed) or an archive
+directory, of either generation, on this machine or in object storage
+(s3://BUCKET/KEY, read by ranged GETs). Gzip files without xva's piece
+index (the archive compressed as a whole, chunks made by split and gzip)
+and one zstd stream from another tool (a host's export, the zstd program)
+are decoded once to build an index of restart points, kept in
+$XDG_CACHE_HOME/xva for the next time. Zstd archives xva wrote are read
+through their seek table. A stream ('-') cannot be read at random.
 
 --listen unix:PATH (default: a socket in the temporary directory) or
 tcp:HOST:PORT (HOST 127.0.0.1 when empty: give an address to serve others);
