@@ -2,6 +2,7 @@ package xva
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -47,14 +48,20 @@ func FindArchives(ctx context.Context, dir string) ([]string, error) {
 		return findObjectArchives(ctx, dir)
 	}
 	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	// The root is walked through a trailing separator, so that a symbolic
+	// link given as the root is followed (links below it are not).
+	root := dir
+	if !strings.HasSuffix(root, string(os.PathSeparator)) {
+		root += string(os.PathSeparator)
+	}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("listing archives under %s: %w", dir, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if path != dir && strings.HasPrefix(d.Name(), ".") {
+		if path != root && strings.HasPrefix(d.Name(), ".") {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -62,7 +69,7 @@ func FindArchives(ctx context.Context, dir string) ([]string, error) {
 		}
 		switch {
 		case d.IsDir():
-			if path != dir && !IsArchiveTree(path) {
+			if path != root && (!IsArchiveTree(path) || lostOVA(path)) {
 				found = append(found, path)
 				return filepath.SkipDir
 			}
@@ -81,6 +88,29 @@ func FindArchives(ctx context.Context, dir string) ([]string, error) {
 	return found, nil
 }
 
+// lostOVA reports whether the directory at path looks like a
+// directory-form archive that has lost its ova.xml (it holds an xapi
+// Ref:N directory, or a disk directory of legacy chunks): listed as an
+// archive, so its check fails and says so, rather than being skipped.
+func lostOVA(path string) bool {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), "Ref:") {
+			return true
+		}
+		if _, err := os.Lstat(filepath.Join(path, e.Name(), "chunk-000000000.gz")); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // JoinOutput names the output called name in the output place dir: a
 // local directory, or an s3:// prefix, which is joined with a slash
 // whatever the local system's separator.
@@ -89,6 +119,17 @@ func JoinOutput(dir, name string) string {
 		return strings.TrimSuffix(dir, "/") + "/" + name
 	}
 	return filepath.Join(dir, name)
+}
+
+// CheckOutputDir says what is wrong with dir as a place for outputs, if
+// anything, before any work: an s3:// location that does not parse.
+func CheckOutputDir(dir string) error {
+	if IsObjectURL(dir) {
+		if _, err := s3.Parse(dir); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "s3: "))
+		}
+	}
+	return nil
 }
 
 // MakeOutputDir makes the local directory dir (and its parents) for

@@ -63,8 +63,11 @@ func (c *Client) VMRecords(ctx context.Context) ([]VMRecord, error) {
 		if r.IsSnapshot, err = flag("is_a_snapshot"); err != nil {
 			return nil, err
 		}
-		if r.UUID == "" {
-			return nil, fmt.Errorf("xapi: VM.get_all_records: VM %s has no uuid", m.Name)
+		// The uuid names files (ExportName): one that is not the
+		// canonical 8-4-4-4-12 form, as xapi makes them, could name a
+		// path elsewhere, and comes from a host xva need not trust.
+		if !IsUUID(r.UUID) {
+			return nil, fmt.Errorf("xapi: VM.get_all_records: VM %s has uuid %q, not one of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", m.Name, r.UUID)
 		}
 		out = append(out, r)
 	}
@@ -141,4 +144,23 @@ func Select(records []VMRecord, s Selection) ([]VMRecord, error) {
 		}
 	}
 	return out, nil
+}
+
+// IsUUID reports whether s is a uuid as xapi writes them: 36
+// characters, hex digits in groups of 8-4-4-4-12.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }

@@ -46,7 +46,9 @@ const (
 )
 
 // maxResponse caps what is read of an XML-RPC response.
-const maxResponse = 64 << 20
+// VM.get_all_records of a large pool (thousands of VMs, templates and
+// snapshots, each with its boot record and NVRAM) runs to tens of MiB.
+const maxResponse = 256 << 20
 
 // encodeCall writes an XML-RPC methodCall.
 func encodeCall(method string, args []any) ([]byte, error) {
@@ -95,9 +97,12 @@ func toValue(a any) (*ova.Value, error) {
 // struct {Status: "Success", Value} or {Status: "Failure",
 // ErrorDescription: [code, params...]}.
 func decodeResponse(r io.Reader) (*ova.Value, error) {
-	body, err := io.ReadAll(io.LimitReader(r, maxResponse))
+	body, err := io.ReadAll(io.LimitReader(r, maxResponse+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(body) > maxResponse {
+		return nil, fmt.Errorf("xapi: the response is over %d MiB, more than xva reads of one call", maxResponse>>20)
 	}
 	i := bytes.Index(body, []byte("<value"))
 	j := bytes.LastIndex(body, []byte("</param>"))

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xva-tools/xva"
+	"github.com/xva-tools/xva/xapi"
 )
 
 type exportFlags struct {
@@ -111,6 +112,18 @@ func runExport(cmd *cobra.Command, g *globals, f *exportFlags, output string) er
 		return err
 	}
 	defer logout(c)
+	if !xapi.IsUUID(vm) {
+		// A name: the one user VM that has it, as with several --vm.
+		recs, err := c.VMRecords(ctx)
+		if err != nil {
+			return fmt.Errorf("listing the pool's VMs: %w", err)
+		}
+		vms, err := xapi.Select(recs, xapi.Selection{VMs: []string{vm}})
+		if err != nil {
+			return err
+		}
+		vm = vms[0].UUID
+	}
 	res, err := xva.Export(ctx, c, vm, out, xva.ExportOptions{Compression: f.compression,
 		Progress: g.rep.transfer("export", -1)}, xva.WithJobs(g.jobs), xva.WithLogger(g.log))
 	g.settle()

@@ -69,8 +69,8 @@ func runExportMany(cmd *cobra.Command, g *globals, f *exportFlags, dir string) e
 	if _, err := f.remote.checkURL(); err != nil {
 		return err
 	}
-	if err := xva.MakeOutputDir(dir); err != nil {
-		return err
+	if err := xva.CheckOutputDir(dir); err != nil {
+		return usagef("%v", err)
 	}
 	c, err := f.remote.login(ctx, g)
 	if err != nil {
@@ -83,6 +83,11 @@ func runExportMany(cmd *cobra.Command, g *globals, f *exportFlags, dir string) e
 	}
 	vms, err := xapi.Select(recs, xapi.Selection{All: f.all, VMs: f.vms, Tags: f.tags})
 	if err != nil {
+		return err
+	}
+	// Made only now: a wrong password or a selection of nothing leaves
+	// no empty directory behind.
+	if err := xva.MakeOutputDir(dir); err != nil {
 		return err
 	}
 	g.log.Debug("exporting", "vms", len(vms), "parallel", f.parallel, "output", dir)

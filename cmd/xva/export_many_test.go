@@ -76,7 +76,7 @@ func TestExportAllThenVerifyDir(t *testing.T) {
 	for _, v := range skip {
 		s.AddPoolVM(v, arch[3])
 	}
-	s.ExportDelay = 200 * time.Millisecond
+	s.SetExportDelay(200 * time.Millisecond)
 	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--all", "--json", "backups")
 	if r.code != 0 {
 		t.Fatalf("export --all: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -147,7 +147,7 @@ func TestExportManyFailures(t *testing.T) {
 	s.AddPoolVM(vmMail, bad)
 	s.AddPoolVM(running, arch[0])
 	s.AddPoolVM(broken, arch[1])
-	s.FailExport[broken.UUID] = 20000
+	s.SetFailExport(broken.UUID, 20000)
 	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--all", "--parallel", "3", "out")
 	if r.code != exitCorrupt {
 		t.Fatalf("exit %d, want 3\n%s%s", r.code, r.stdout, r.stderr)
@@ -241,4 +241,42 @@ func TestExportManySelects(t *testing.T) {
 		}
 	}
 	clean(t, s)
+}
+
+// TestExportManyReviewEdges: a host's uuid that is not a uuid names no
+// file (it could name a path elsewhere); a name works with one --vm; a
+// failed login leaves no output directory; verify follows a symbolic
+// link given as the directory, and reports a directory-form archive that
+// lost its ova.xml instead of skipping it.
+func TestExportManyReviewEdges(t *testing.T) {
+	s, ca := pool(t)
+	dir := t.TempDir()
+	arch := poolArchives(t, dir, 2)
+	s.AddPoolVM(vmDB, arch[0])
+	s.AddPoolVM(xapitest.PoolVM{UUID: "../../../escaped", Name: "evil", PowerState: "Halted"}, arch[1])
+	r := remote(t, dir, "secret", "export", "--url", s.URL, "--ca-cert", ca, "--all", "out/sub")
+	if r.code != 1 || !strings.Contains(r.stderr, "escaped") {
+		t.Fatalf("a bad uuid: exit %d\n%s", r.code, r.stderr)
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "*escaped*")); len(m) > 0 || fileExists(filepath.Join(dir, "out")) {
+		t.Fatalf("written: %v", m)
+	}
+	clean(t, s)
+	s2, ca2 := pool(t)
+	s2.AddPoolVM(vmDB, arch[0])
+	if r := remote(t, dir, "secret", "export", "--url", s2.URL, "--ca-cert", ca2, "--vm", "db", "one.xva"); r.code != 0 {
+		t.Fatalf("--vm NAME: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := remote(t, dir, "wrong", "export", "--url", s2.URL, "--ca-cert", ca2, "--all", "newdir"); r.code == 0 || fileExists(filepath.Join(dir, "newdir")) {
+		t.Fatalf("a wrong password: exit %d, newdir left %v", r.code, fileExists(filepath.Join(dir, "newdir")))
+	}
+	clean(t, s2)
+	os.MkdirAll(filepath.Join(dir, "real", "broken", "Ref:5"), 0o755)
+	os.WriteFile(filepath.Join(dir, "real", "broken", "Ref:5", "00000000"), make([]byte, 512), 0o644)
+	os.Rename(filepath.Join(dir, "one.xva"), filepath.Join(dir, "real", "one.xva"))
+	os.Symlink("real", filepath.Join(dir, "link"))
+	r = run(t, dir, nil, "verify", "link")
+	if r.code == 0 || !strings.Contains(r.stdout, filepath.Join("link", "broken")) || !strings.Contains(r.stdout, "OK       "+filepath.Join("link", "one.xva")) {
+		t.Fatalf("verify through a link, with a lost ova.xml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -646,6 +646,21 @@ func (d *dropper) Read(p []byte) (int, error) {
 
 // GET /export ------------------------------------------------------------
 
+// SetFailExport makes the export of the VM uuid fail after n bytes; tests
+// set it through here, under the lock the handlers read it with.
+func (s *Server) SetFailExport(uuid string, n int64) {
+	s.mu.Lock()
+	s.FailExport[uuid] = n
+	s.mu.Unlock()
+}
+
+// SetExportDelay holds each export d before its first byte.
+func (s *Server) SetExportDelay(d time.Duration) {
+	s.mu.Lock()
+	s.ExportDelay = d
+	s.mu.Unlock()
+}
+
 func (s *Server) getExport(w http.ResponseWriter, r *http.Request) {
 	t, status := s.checkHTTP(r)
 	if status != 0 {
@@ -657,6 +672,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request) {
 	archive, ok := s.Exports[uuid]
 	failAt, fail := s.FailExport[uuid]
 	refusal := s.exportRefusal(uuid)
+	delay := s.ExportDelay
 	s.mu.Unlock()
 	if !ok {
 		s.finish(t, "", failure("UUID_INVALID", "VM", uuid))
@@ -674,7 +690,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.exportStarted()
 	defer s.exportEnded()
-	time.Sleep(s.ExportDelay)
+	time.Sleep(delay)
 	if fail {
 		s.failExport(w, t, archive, failAt)
 		return
