@@ -244,9 +244,16 @@ func createObjectOutput(output string, g Generation, o *options) (archiveOut, er
 		up.Abort()
 		return nil, err
 	}
-	out.obj = up
+	// The upload's parts are this output's memory; a legacy chunk, whose
+	// size the tar needs before its bytes, waits in a temporary file
+	// past a small spool, not beside them.
+	out.obj, out.spoolAt = up, objectSpool
 	return out, nil
 }
+
+// objectSpool is how much of a legacy chunk going to object storage is
+// kept in memory before it spills to a temporary file.
+const objectSpool = 16 << 20
 
 // objectError maps the store's refusal to replace an object to ErrExists.
 func objectError(err error) error {
@@ -319,7 +326,7 @@ func (d *objectDirOut) file(name string, data []byte) error {
 }
 
 func (d *objectDirOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error) {
-	sp := &spool{limit: spoolMemory}
+	sp := &spool{limit: objectSpool}
 	defer sp.close()
 	n, err := write(sp)
 	if err != nil {

@@ -2,6 +2,7 @@ package xva
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -269,6 +270,7 @@ type streamOut struct {
 	final   string
 	replace bool
 	obj     *s3.Upload // an object being uploaded, made to appear by commit
+	spoolAt int        // bytes of a chunk kept in memory before spilling; 0: spoolMemory
 }
 
 func newStreamOut(w io.Writer, closer io.Closer, o *options) (*streamOut, error) {
@@ -301,7 +303,7 @@ func (s *streamOut) file(name string, data []byte) error {
 }
 
 func (s *streamOut) chunk(name string, write func(chunk.ChunkFile) (int64, error)) (int64, error) {
-	sp := &spool{limit: spoolMemory}
+	sp := &spool{limit: cmp.Or(s.spoolAt, spoolMemory)}
 	defer sp.close()
 	n, err := write(sp)
 	if err != nil {

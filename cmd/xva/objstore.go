@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -43,7 +44,7 @@ func addInsecure(root *cobra.Command) {
 }
 
 // configure hands the flags of cmd to the library.
-func (f *s3Flags) configure(cmd *cobra.Command, g *globals) error {
+func (f *s3Flags) configure(cmd *cobra.Command, g *globals, args []string) error {
 	part, err := humanize.ParseBytes(f.partSize)
 	if err != nil {
 		return usagef("--part-size %q: %v", f.partSize, err)
@@ -63,6 +64,13 @@ func (f *s3Flags) configure(cmd *cobra.Command, g *globals) error {
 		o.Insecure = fl.Value.String() == "true"
 	}
 	xva.ConfigureS3(o)
+	if slices.ContainsFunc(args, xva.IsObjectURL) && os.Getenv("GOMEMLIMIT") == "" {
+		// Uploads hold --jobs parts in flight and one filling; a soft
+		// limit of those plus a working set (a legacy chunk's 16 MiB
+		// spool among it) makes the collector free finished parts before
+		// the heap doubles past them.
+		debug.SetMemoryLimit(int64(o.Jobs+1)*o.PartSize + 64<<20)
+	}
 	s3.OnPending = func(_ s3.URL, err error) {
 		fmt.Fprintf(os.Stderr, "xva: note: the incomplete upload could not be given up: %v; the next xva that reaches the store aborts it "+
 			"(a bucket lifecycle rule AbortIncompleteMultipartUpload also removes such uploads)\n", xva.PlainError(err))

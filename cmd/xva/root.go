@@ -52,11 +52,11 @@ Exit codes: 0 success, 1 failure (I/O and the like), 2 usage error,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step on stderr (archive form, disks, timings, calls to the pool)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors (and the result asked for: --json, info, an uploaded VM's uuid); no progress")
 	g.s3.register(root)
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.jobs < 0 {
 			return usagef("--jobs must not be negative, got %d (0 means one per core)", g.jobs)
 		}
-		if err := g.s3.configure(cmd, g); err != nil {
+		if err := g.s3.configure(cmd, g, args); err != nil {
 			return err
 		}
 		if err := applyMode(cmd); err != nil {
