@@ -66,10 +66,10 @@ func (f *s3Flags) configure(cmd *cobra.Command, g *globals, args []string) error
 	xva.ConfigureS3(o)
 	if slices.ContainsFunc(args, xva.IsObjectURL) && os.Getenv("GOMEMLIMIT") == "" {
 		// Uploads hold --jobs parts in flight and one filling; a soft
-		// limit of those plus a working set (a legacy chunk's 16 MiB
+		// limit of those plus 40 MiB of working set (a legacy chunk's 16 MiB
 		// spool among it) makes the collector free finished parts before
 		// the heap doubles past them.
-		debug.SetMemoryLimit(int64(o.Jobs+1)*o.PartSize + 64<<20)
+		debug.SetMemoryLimit(int64(o.Jobs+1)*o.PartSize + 40<<20)
 	}
 	s3.OnPending = func(_ s3.URL, err error) {
 		fmt.Fprintf(os.Stderr, "xva: note: the incomplete upload could not be given up: %v; the next xva that reaches the store aborts it "+
