@@ -169,7 +169,7 @@ func TestRedirectsKeepCredentials(t *testing.T) {
 			}
 			proxy.ServeHTTP(w, r)
 		}))
-		r := remote(t, dir, "secret", "export", "--url", f.URL, "--insecure", "--vm", "0000", "out.xva")
+		r := remote(t, dir, "secret", "export", "--url", f.URL, "--insecure", "--vm", "00000000-0000-0000-0000-000000000000", "out.xva")
 		f.Close()
 		if r.code != exitFailure || !strings.Contains(r.stderr, "from https to http") || hits.Load() != 0 || entries(t, dir) != "" {
 			t.Fatalf("redirect of %s: exit %d, %d requests reached http, left %q\n%s", path, r.code, hits.Load(), entries(t, dir), r.stderr)
