@@ -232,9 +232,54 @@ func (b *bench) objectStore(n int64) error {
 		}
 		b.compare(g+" unpack from a local S3 server vs from a file", n, ours, theirs, "≥ 0.8× the file's speed",
 			func(r result) bool { return r.Speedup >= 0.8 })
+		if g == "xapi" {
+			if err := b.objectStoreVsCurl(n, addr); err != nil {
+				return err
+			}
+		}
 		for _, f := range []string{"s3-out", "s3-out2", "s3-local.xva"} {
 			os.RemoveAll(b.path(f))
 		}
+	}
+	return nil
+}
+
+// objectStoreVsCurl holds xva's streaming to and from the store against
+// what a user does without it: pack to a local file, then upload it with
+// curl (SigV4, one PUT); download it with curl, then unpack the file.
+// s3-local.xva is the xapi archive the caller packed.
+func (b *bench) objectStoreVsCurl(n int64, addr string) error {
+	curl := `curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user benchaccess:benchsecret -H "x-amz-content-sha256: UNSIGNED-PAYLOAD"`
+	ours, err := b.measure("xva → S3", fmt.Sprintf("%s pack --force --name bench --uuid-seed bench --disk xvda=disk.raw s3://bench/c.xva && sync s3root/bench/c.xva", b.xva))
+	if err != nil {
+		return err
+	}
+	theirs, err := b.measure("xva → file, curl -T", fmt.Sprintf("%s pack --force --name bench --uuid-seed bench --disk xvda=disk.raw c-local.xva && %s -T c-local.xva http://%s/bench/curl.xva && sync s3root/bench/curl.xva",
+		b.xva, curl, addr))
+	if err != nil {
+		return err
+	}
+	if err := b.same("s3root/bench/c.xva", "s3root/bench/curl.xva"); err != nil {
+		return err
+	}
+	b.compare("xapi pack to S3 vs pack to a file, then curl upload", n, ours, theirs, "≥ 1× (nothing staged)",
+		func(r result) bool { return r.Speedup >= 1 })
+	ours, err = b.measure("S3 → xva", fmt.Sprintf("rm -rf c-out && %s unpack s3://bench/c.xva c-out && sync c-out/xvda.raw", b.xva))
+	if err != nil {
+		return err
+	}
+	theirs, err = b.measure("curl, file → xva", fmt.Sprintf("rm -rf c-out2 c-got.xva && %s -o c-got.xva http://%s/bench/c.xva && %s unpack c-got.xva c-out2 && sync c-out2/xvda.raw",
+		curl, addr, b.xva))
+	if err != nil {
+		return err
+	}
+	if err := b.same("c-out/xvda.raw", "c-out2/xvda.raw"); err != nil {
+		return err
+	}
+	b.compare("xapi unpack from S3 vs curl download, then unpack", n, ours, theirs, "≥ 1× (nothing staged)",
+		func(r result) bool { return r.Speedup >= 1 })
+	for _, f := range []string{"c-out", "c-out2", "c-got.xva", "c-local.xva"} {
+		os.RemoveAll(b.path(f))
 	}
 	return nil
 }
@@ -244,7 +289,7 @@ func (b *bench) setup() error {
 	if out, err := exec.Command("go", "build", "-o", b.xva, "./cmd/xva").CombinedOutput(); err != nil {
 		return fmt.Errorf("building xva: %v\n%s", err, out)
 	}
-	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img", "nbdcopy", "zstd"} {
+	for _, tool := range []string{"pigz", "split", "tar", "xxhsum", "cp", "qemu-img", "nbdcopy", "zstd", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (apt-get install pigz xxhash coreutils tar qemu-utils libnbd-bin zstd)", tool)
 		}
