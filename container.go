@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/xva-tools/xva/chunk"
 	"github.com/xva-tools/xva/internal/fsutil"
 	"github.com/xva-tools/xva/internal/tarx"
 )
@@ -319,7 +320,9 @@ func indexTar(r io.ReaderAt, size int64, closer io.Closer) (*tarFileContainer, e
 
 // indexTarVia indexes the tar held in data, reading its headers through
 // hdr (for an object in a store: one small GET each), and gives up,
-// reporting false, past limit members (0: no limit).
+// reporting false, past limit members (0: no limit) or, with a limit, at
+// the first block checksum member: an xapi archive, two members per MiB,
+// which would pass the limit anyway.
 func indexTarVia(hdr, data io.ReaderAt, size int64, closer io.Closer, limit int) (*tarFileContainer, bool, error) {
 	t := &tarFileContainer{f: data, closer: closer}
 	f := closer
@@ -341,6 +344,9 @@ func indexTarVia(hdr, data io.ReaderAt, size int64, closer io.Closer, limit int)
 			// Corruption: the members before it can still be read.
 			t.err = err
 			break
+		}
+		if limit > 0 && chunk.IsChecksumName(m.name) {
+			return nil, false, nil
 		}
 		t.members = append(t.members, indexed{m.name, m.raw, m.dir, m.size, tc.tr.DataOffset()})
 	}

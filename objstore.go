@@ -126,7 +126,7 @@ func openObjectTar(obj *s3.Object, jobs int, random bool) (container, error) {
 		return nil, ioError{err}
 	}
 	if compressionOf(magic[:n]) != "" {
-		return openStream(obj.Reader(0), obj, jobs)
+		return streamObject(obj, jobs)
 	}
 	limit := indexLimit
 	if random {
@@ -136,7 +136,26 @@ func openObjectTar(obj *s3.Object, jobs int, random bool) (container, error) {
 	if err != nil || ok {
 		return t, err
 	}
-	return openStream(obj.Reader(0), obj, jobs)
+	return streamObject(obj, jobs)
+}
+
+// streamObject reads obj front to back with one GET (s3.Object.Stream).
+func streamObject(obj *s3.Object, jobs int) (container, error) {
+	st := obj.Stream(0)
+	return openStream(st, closers{st, obj}, jobs)
+}
+
+// closers closes each of its closers, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // directReader reads an object's bytes with a GET of just those bytes.

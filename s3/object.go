@@ -57,6 +57,38 @@ type block struct {
 	data []byte
 	err  error
 	used int64
+	// refs counts the readers copying out of data; a block out of the
+	// cache (evicted, or its object closed) gives its buffer back to
+	// blockBufs when the last of them is done, and not before.
+	refs    int
+	dropped bool
+}
+
+// blockBufs recycles block buffers: a stream read through the cache
+// would otherwise allocate, zero and fault in a fresh 4 MiB for every
+// block, which cost more CPU than the transfer itself.
+var blockBufs = sync.Pool{New: func() any { return new([blockSize]byte) }}
+
+// drop takes b out of use; its buffer is recycled once no reader holds
+// it. c.mu is held.
+func (b *block) drop() {
+	b.dropped = true
+	b.recycle()
+}
+
+// recycle gives b's buffer back if b is dropped, fetched and unread.
+// c.mu is held.
+func (b *block) recycle() {
+	if !b.dropped || b.refs > 0 || b.data == nil {
+		return
+	}
+	select {
+	case <-b.done:
+	default:
+		return // the fetch still writes into it; it recycles when done
+	}
+	blockBufs.Put((*[blockSize]byte)(b.data[:blockSize]))
+	b.data = nil
 }
 
 // Open returns the object at u for reading; ctx bounds every request made
@@ -84,9 +116,10 @@ func (o *Object) Info() Info { return o.info }
 func (o *Object) Close() error {
 	c := &o.s.cache
 	c.mu.Lock()
-	for k := range c.blocks {
+	for k, b := range c.blocks {
 		if k.o == o {
 			delete(c.blocks, k)
+			b.drop()
 		}
 	}
 	c.mu.Unlock()
@@ -107,7 +140,8 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		c := copy(p[n:], b[off%blockSize:])
+		c := copy(p[n:], b.data[off%blockSize:])
+		o.release(b)
 		n += c
 		off += int64(c)
 	}
@@ -129,20 +163,18 @@ func (o *Object) ReadDirect(p []byte, off int64) (int, error) {
 		return o.ReadAt(p, off)
 	}
 	n := min(int64(len(p)), o.info.Size-off)
-	data, err := o.fetch(off, n)
-	if err != nil {
+	if err := o.fetch(off, p[:n]); err != nil {
 		return 0, err
 	}
-	copy(p, data)
 	if int(n) < len(p) {
 		return int(n), io.EOF
 	}
 	return int(n), nil
 }
 
-// block returns block i's bytes, fetching it (and, for a sequential
-// reader, the blocks after it) if need be.
-func (o *Object) block(i int64) ([]byte, error) {
+// block returns block i, fetched (and, for a sequential reader, the
+// blocks after it being fetched), held for reading until release.
+func (o *Object) block(i int64) (*block, error) {
 	c := &o.s.cache
 	c.mu.Lock()
 	k := blockKey{o, i}
@@ -152,6 +184,7 @@ func (o *Object) block(i int64) ([]byte, error) {
 	}
 	c.clock++
 	b.used = c.clock
+	b.refs++
 	// A read that follows the block before it is a stream: fetch ahead,
 	// into room the cache has, never evicting for a guess.
 	if c.blocks[blockKey{o, i - 1}] != nil {
@@ -167,10 +200,22 @@ func (o *Object) block(i int64) ([]byte, error) {
 		c.mu.Lock()
 		if c.blocks[k] == b {
 			delete(c.blocks, k) // a later read tries again
+			b.dropped = true
 		}
+		b.refs--
 		c.mu.Unlock()
+		return nil, b.err
 	}
-	return b.data, b.err
+	return b, nil
+}
+
+// release ends a read of b that block began.
+func (o *Object) release(b *block) {
+	c := &o.s.cache
+	c.mu.Lock()
+	b.refs--
+	b.recycle()
+	c.mu.Unlock()
 }
 
 // start begins fetching block i, evicting the least recently used
@@ -194,6 +239,7 @@ func (o *Object) start(i int64, wanted bool) *block {
 		if !found {
 			break // all in flight: go over by one rather than wait here
 		}
+		c.blocks[victim].drop()
 		delete(c.blocks, victim)
 	}
 	c.clock++
@@ -201,8 +247,18 @@ func (o *Object) start(i int64, wanted bool) *block {
 	b := &block{done: make(chan struct{}), used: c.clock}
 	c.blocks[blockKey{o, i}] = b
 	go func() {
-		b.data, b.err = o.fetch(i*blockSize, min(blockSize, o.info.Size-i*blockSize))
+		buf := blockBufs.Get().(*[blockSize]byte)[:min(blockSize, o.info.Size-i*blockSize)]
+		err := o.fetch(i*blockSize, buf)
+		c.mu.Lock()
+		if err != nil {
+			blockBufs.Put((*[blockSize]byte)(buf[:blockSize]))
+			b.err = err
+		} else {
+			b.data = buf
+		}
 		close(b.done)
+		b.recycle() // dropped while it was fetched
+		c.mu.Unlock()
 	}()
 	return b
 }
@@ -211,8 +267,9 @@ func (o *Object) start(i int64, wanted bool) *block {
 // retries a request that fails, not a body that stops coming.
 const readTries = 3
 
-// fetch reads n bytes at off with a ranged GET.
-func (o *Object) fetch(off, n int64) ([]byte, error) {
+// fetch fills buf with the bytes at off, with a ranged GET.
+func (o *Object) fetch(off int64, buf []byte) error {
+	n := int64(len(buf))
 	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 	var err error
 	for try := 0; try < readTries; try++ {
@@ -220,43 +277,42 @@ func (o *Object) fetch(off, n int64) ([]byte, error) {
 			select {
 			case <-time.After(time.Duration(100<<try) * time.Millisecond):
 			case <-o.ctx.Done():
-				return nil, o.rangeError(off, n, o.ctx.Err())
+				return o.rangeError(off, n, o.ctx.Err())
 			}
 		}
-		var buf []byte
-		if buf, err = o.get(rng, off, n); err == nil {
-			return buf, nil
+		if err = o.get(rng, off, buf); err == nil {
+			return nil
 		}
 		var se *Error
 		if errors.As(err, &se) || o.ctx.Err() != nil {
 			break // the store answered, or we are cancelled: no retry
 		}
 	}
-	return nil, o.rangeError(off, n, err)
+	return o.rangeError(off, n, err)
 }
 
-func (o *Object) get(rng string, off, n int64) ([]byte, error) {
+func (o *Object) get(rng string, off int64, buf []byte) error {
+	n := int64(len(buf))
 	in := &s3.GetObjectInput{Bucket: &o.info.URL.Bucket, Key: &o.info.URL.Key, Range: aws.String(rng)}
 	if o.info.ETag != "" {
 		in.IfMatch = aws.String(o.info.ETag)
 	}
 	out, err := o.s.c.GetObject(o.ctx, in)
 	if err != nil {
-		return nil, o.s.wrap("reading", o.info.URL, err)
+		return o.s.wrap("reading", o.info.URL, err)
 	}
 	defer out.Body.Close()
 	// A store that ignores Range answers with the whole object.
 	if cr := aws.ToString(out.ContentRange); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-%d/", off, off+n-1)) {
-		return nil, &Error{Op: "reading", URL: o.info.URL, Err: fmt.Errorf("the store answered a ranged GET with Content-Range %q", cr), where: o.s.endpoint}
+		return &Error{Op: "reading", URL: o.info.URL, Err: fmt.Errorf("the store answered a ranged GET with Content-Range %q", cr), where: o.s.endpoint}
 	}
-	buf := make([]byte, n)
 	if _, err := io.ReadFull(out.Body, buf); err != nil {
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return nil, fmt.Errorf("the store sent fewer bytes than asked: %w", io.ErrUnexpectedEOF)
+			return fmt.Errorf("the store sent fewer bytes than asked: %w", io.ErrUnexpectedEOF)
 		}
-		return nil, err
+		return err
 	}
-	return buf, nil
+	return nil
 }
 
 // rangeError names the object and the bytes a failed read asked for.

@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/xva-tools/xva/internal/testutil"
 )
@@ -21,6 +23,7 @@ import (
 // halfway to every fifth.
 type flaky struct {
 	next      http.Handler
+	cutLong   bool // cut every GET answered with more than 1 MiB, too
 	n         atomic.Int64
 	throttled atomic.Int64
 	cut       atomic.Int64
@@ -35,8 +38,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
-	case n%5 == 0 && r.Method == http.MethodGet && r.Header.Get("Range") != "":
-		f.cut.Add(1)
+	case r.Method == http.MethodGet && (n%5 == 0 || f.cutLong):
 		rec := httptest.NewRecorder()
 		f.next.ServeHTTP(rec, r)
 		for k, v := range rec.Header() {
@@ -44,7 +46,13 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(rec.Code)
 		body := rec.Body.Bytes()
+		if n%5 != 0 && len(body) <= 1<<20 {
+			w.Write(body)
+			return
+		}
+		f.cut.Add(1)
 		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
 		// Drop the connection with the body half sent.
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
@@ -87,6 +95,22 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 		t.Fatalf("the proxy spoiled nothing (%d throttled, %d cut)", f.throttled.Load(), f.cut.Load())
 	}
 	t.Logf("%d requests, %d throttled, %d bodies cut", f.n.Load(), f.throttled.Load(), f.cut.Load())
+
+	// A stream resumes a cut body from where it broke off, several times
+	// over: every fifth GET is cut, so some resumptions are cut again.
+	f.cutLong = true
+	for _, start := range []int64{0, 5<<20 + 3} {
+		cut := f.cut.Load()
+		st := o.Stream(int64(start))
+		got, err := io.ReadAll(st)
+		st.Close()
+		if err != nil || !bytes.Equal(got, data[start:]) {
+			t.Fatalf("stream from %d through a flaky network: %v, %d bytes, equal %v", start, err, len(got), bytes.Equal(got, data[start:]))
+		}
+		if f.cut.Load() < cut+2 {
+			t.Fatalf("stream from %d: %d bodies cut, want several", start, f.cut.Load()-cut)
+		}
+	}
 }
 
 // TestPersistentErrorNamesObjectAndRange: a store that keeps failing is
@@ -110,4 +134,70 @@ func TestPersistentErrorNamesObjectAndRange(t *testing.T) {
 		t.Fatalf("error %v names no object or range", err)
 	}
 	t.Log(err)
+}
+
+// TestStreamFailureNamesObjectAndRange: a stream whose store goes away
+// fails with the object and the bytes it did not get, and Close returns.
+func TestStreamFailureNamesObjectAndRange(t *testing.T) {
+	g := testutil.S3Server(t, "xva-test")
+	s := newStore(t, Options{MaxAttempts: 2})
+	u := URL{"xva-test", "s.xva"}
+	data := randomBytes(96<<20, 2)
+	w, _ := s.Create(context.Background(), u, CreateOptions{})
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := o.Stream(0)
+	defer st.Close()
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(st, head); err != nil || !bytes.Equal(head, data[:1<<20]) {
+		t.Fatalf("first MiB: %v", err)
+	}
+	g.Stop()
+	n, err := io.Copy(io.Discard, st)
+	if err == nil || !strings.Contains(err.Error(), "s3://xva-test/s.xva") || !strings.Contains(err.Error(), "bytes ") {
+		t.Fatalf("after %d more bytes: error %v names no object or range", n, err)
+	}
+	if want := fmt.Sprintf("bytes %d-%d", 1<<20+n, len(data)-1); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v does not name the bytes not read (%s)", err, want)
+	}
+	t.Log(err)
+}
+
+// TestStreamCloseEarly: closing a stream half read stops its GET and
+// hands back its buffers; reading after Close fails.
+func TestStreamCloseEarly(t *testing.T) {
+	testutil.S3Server(t, "xva-test")
+	s := newStore(t, Options{})
+	u := URL{"xva-test", "c.xva"}
+	data := randomBytes(64<<20, 3)
+	w, _ := s.Create(context.Background(), u, CreateOptions{})
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := o.Stream(7)
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(st, head); err != nil || !bytes.Equal(head, data[7:107]) {
+		t.Fatalf("first bytes from 7: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { st.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if _, err := st.Read(head); err == nil {
+		t.Fatal("a closed stream read on")
+	}
 }
