@@ -290,6 +290,9 @@ type tarFileContainer struct {
 	f       io.ReaderAt // the tar file, or its content read at random another way
 	closer  io.Closer
 	members []indexed
+	// section, if set, opens a member read front to back more cheaply
+	// than through f (an object in a store: one GET, read ahead).
+	section func(off, n int64) io.ReadCloser
 	// reordered is set when the physical order differed from name order.
 	reordered bool
 	sawEnd    bool  // the archive ends with two zero blocks
@@ -389,6 +392,11 @@ func (t *tarFileContainer) next() (*member, error) {
 		return io.NopCloser(&memberReader{r: io.NewSectionReader(t.f, m.off, m.size)}), nil
 	}
 	r, _ := open()
+	if t.section != nil {
+		open = func() (io.ReadCloser, error) {
+			return sectionReader{t.section(m.off, m.size)}, nil
+		}
+	}
 	return &member{name: m.name, raw: m.raw, dir: m.dir, size: m.size, r: r, open: open,
 		at: io.NewSectionReader(t.f, m.off, m.size)}, nil
 }
@@ -400,6 +408,19 @@ type fileReader struct{ *io.SectionReader }
 func (f fileReader) Read(p []byte) (int, error) {
 	n, err := f.SectionReader.Read(p)
 	if err != nil && err != io.EOF && !IsCorrupt(err) {
+		err = ioError{err}
+	}
+	return n, err
+}
+
+// sectionReader reads a member through tarFileContainer.section: the
+// member cut short is truncation, as for memberReader; any other failure
+// is the medium's.
+type sectionReader struct{ io.ReadCloser }
+
+func (s sectionReader) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF && !IsCorrupt(err) {
 		err = ioError{err}
 	}
 	return n, err

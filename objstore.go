@@ -134,6 +134,9 @@ func openObjectTar(obj *s3.Object, jobs int, random bool) (container, error) {
 	}
 	t, ok, err := indexTarVia(ioReaderAt{directReader{obj}}, ioReaderAt{obj}, obj.Size(), obj, limit)
 	if err != nil || ok {
+		if t != nil {
+			t.section = obj.Section
+		}
 		return t, err
 	}
 	return streamObject(obj, jobs)

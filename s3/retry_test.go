@@ -201,3 +201,38 @@ func TestStreamCloseEarly(t *testing.T) {
 		t.Fatal("a closed stream read on")
 	}
 }
+
+// TestSection: a section reads exactly its bytes with one GET, lazily;
+// one reaching past the object's end is cut short with
+// io.ErrUnexpectedEOF after the bytes there are.
+func TestSection(t *testing.T) {
+	testutil.S3Server(t, "xva-test")
+	s := newStore(t, Options{})
+	u := URL{"xva-test", "sec.xva"}
+	data := randomBytes(9<<20+5, 4)
+	w, _ := s.Create(context.Background(), u, CreateOptions{})
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ off, n int64 }{{0, int64(len(data))}, {0, 1}, {512, 4<<20 + 1}, {int64(len(data)) - 3, 3}, {int64(len(data)), 0}} {
+		st := o.Section(c.off, c.n)
+		got, err := io.ReadAll(st)
+		st.Close()
+		if err != nil || !bytes.Equal(got, data[c.off:c.off+c.n]) {
+			t.Fatalf("section %d+%d: %v, %d bytes, equal %v", c.off, c.n, err, len(got), bytes.Equal(got, data[c.off:c.off+c.n]))
+		}
+	}
+	st := o.Section(int64(len(data))-10, 20)
+	got, err := io.ReadAll(st)
+	st.Close()
+	if err != io.ErrUnexpectedEOF || !bytes.Equal(got, data[len(data)-10:]) {
+		t.Fatalf("section past the end: %v after %d bytes", err, len(got))
+	}
+	// Never read: nothing asked, Close returns.
+	o.Section(0, 100).Close()
+}

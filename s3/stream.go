@@ -5,14 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
+// streamAhead is how many blocks a stream reads ahead of its reader: one
+// GET needs no requests in flight to hide the store's latency, only room
+// for the reader to fall behind for a moment (the socket's buffers add
+// more); a legacy unpack reads one chunk per core this way.
+const streamAhead = 4
+
 // Stream reads the object front to back from off with one GET, which a
-// goroutine reads ahead of the caller into up to readAhead blocks.
+// goroutine reads ahead of the caller into up to streamAhead blocks.
 //
 // A reader that will read every byte in order gains nothing from ranged
 // GETs of a block each: one GET of the rest costs the store one request
@@ -23,17 +30,28 @@ import (
 // that breaks off is resumed with a ranged GET from where it stopped, for
 // the same ETag, up to readTries times in a row.
 func (o *Object) Stream(off int64) io.ReadCloser {
+	return o.Section(off, o.info.Size-off)
+}
+
+// Section is Stream for the n bytes at off (a tar member), with one
+// ranged GET. Nothing is asked of the store before the first Read; the
+// caller must Close it, which stops the GET. Bytes asked for past the
+// object's end are io.ErrUnexpectedEOF once those before it are read.
+func (o *Object) Section(off, n int64) io.ReadCloser {
 	ctx, cancel := context.WithCancel(o.ctx)
-	s := &stream{o: o, ctx: ctx, cancel: cancel, pieces: make(chan piece, readAhead)}
-	go s.run(off)
-	return s
+	end := min(off+max(n, 0), o.info.Size)
+	return &stream{o: o, ctx: ctx, cancel: cancel, pieces: make(chan piece, streamAhead),
+		off: off, end: end, short: off+n > end}
 }
 
 type stream struct {
-	o      *Object
-	ctx    context.Context
-	cancel context.CancelFunc
-	pieces chan piece // read ahead, in order; closed at the end
+	o        *Object
+	ctx      context.Context
+	cancel   context.CancelFunc
+	pieces   chan piece // read ahead, in order; closed at the end
+	off, end int64      // the bytes to read
+	short    bool       // asked past the object's end
+	started  bool
 
 	buf *[blockSize]byte // the piece being read from, recycled when done
 	cur []byte           // what is left of it
@@ -48,6 +66,10 @@ type piece struct {
 }
 
 func (s *stream) Read(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		go s.run()
+	}
 	for len(s.cur) == 0 {
 		if s.err != nil {
 			return 0, s.err
@@ -55,6 +77,8 @@ func (s *stream) Read(p []byte) (int, error) {
 		s.recycle()
 		pc, ok := <-s.pieces
 		switch {
+		case !ok && s.short:
+			s.err = io.ErrUnexpectedEOF
 		case !ok:
 			s.err = io.EOF
 		case pc.err != nil:
@@ -78,6 +102,10 @@ func (s *stream) recycle() {
 // Close stops the GET and waits for the reading goroutine to end.
 func (s *stream) Close() error {
 	s.cancel()
+	if !s.started {
+		s.started = true
+		close(s.pieces)
+	}
 	for pc := range s.pieces {
 		if pc.buf != nil {
 			blockBufs.Put(pc.buf)
@@ -90,13 +118,13 @@ func (s *stream) Close() error {
 	return nil
 }
 
-// run reads the object from off to its end into pieces, resuming a body
-// that broke off, until the end, an error or Close.
-func (s *stream) run(off int64) {
+// run reads the stream's bytes into pieces, resuming a body that broke
+// off, until the end, an error or Close.
+func (s *stream) run() {
 	defer close(s.pieces)
-	size := s.o.info.Size
+	off := s.off
 	failed := 0 // tries in a row that moved nothing
-	for off < size {
+	for off < s.end {
 		if failed > 0 {
 			select {
 			case <-time.After(time.Duration(100<<failed) * time.Millisecond):
@@ -117,19 +145,19 @@ func (s *stream) run(off int64) {
 		}
 		var se *Error
 		if failed++; errors.As(err, &se) || failed >= readTries {
-			s.send(piece{err: s.o.rangeError(off, size-off, err)})
+			s.send(piece{err: s.o.rangeError(off, s.end-off, err)})
 			return
 		}
 	}
 }
 
-// body GETs the object from off and reads it into pieces until it ends
-// or fails, returning the offset reached.
+// body GETs the bytes from off to the stream's end and reads them into
+// pieces until they end or fail, returning the offset reached.
 func (s *stream) body(off int64) (int64, error) {
-	size := s.o.info.Size
+	end := s.end
 	in := &s3.GetObjectInput{Bucket: &s.o.info.URL.Bucket, Key: &s.o.info.URL.Key}
-	if off > 0 {
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
+	if off > 0 || end < s.o.info.Size {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, end-1))
 	}
 	if s.o.info.ETag != "" {
 		in.IfMatch = aws.String(s.o.info.ETag)
@@ -142,9 +170,9 @@ func (s *stream) body(off int64) (int64, error) {
 	if err := s.check(out, off); err != nil {
 		return off, err
 	}
-	for off < size {
+	for off < end {
 		buf := blockBufs.Get().(*[blockSize]byte)
-		n, err := io.ReadFull(out.Body, buf[:min(blockSize, size-off)])
+		n, err := io.ReadFull(out.Body, buf[:min(blockSize, end-off)])
 		if n > 0 && !s.send(piece{buf: buf, n: n}) {
 			return off, context.Canceled
 		}
@@ -165,13 +193,13 @@ func (s *stream) body(off int64) (int64, error) {
 // check refuses an answer that is not the bytes from off to the end: a
 // store that ignores Range sends the whole object again.
 func (s *stream) check(out *s3.GetObjectOutput, off int64) error {
-	size := s.o.info.Size
-	want := fmt.Sprintf("bytes %d-%d/", off, size-1)
-	if cr := aws.ToString(out.ContentRange); off > 0 && !(len(cr) >= len(want) && cr[:len(want)] == want) {
+	end := s.end
+	want := fmt.Sprintf("bytes %d-%d/", off, end-1)
+	if cr := aws.ToString(out.ContentRange); (off > 0 || end < s.o.info.Size) && !strings.HasPrefix(cr, want) {
 		return &Error{Op: "reading", URL: s.o.info.URL, Err: fmt.Errorf("the store answered a ranged GET with Content-Range %q", cr), where: s.o.s.endpoint}
 	}
-	if n := aws.ToInt64(out.ContentLength); out.ContentLength != nil && n != size-off {
-		return &Error{Op: "reading", URL: s.o.info.URL, Err: fmt.Errorf("the store sent %d bytes from offset %d of an object of %d", n, off, size), where: s.o.s.endpoint}
+	if n := aws.ToInt64(out.ContentLength); out.ContentLength != nil && n != end-off {
+		return &Error{Op: "reading", URL: s.o.info.URL, Err: fmt.Errorf("the store sent %d bytes for %d from offset %d", n, end-off, off), where: s.o.s.endpoint}
 	}
 	return nil
 }

@@ -140,6 +140,34 @@ func TestS3DamagedObjects(t *testing.T) {
 		t.Fatalf("truncated object: exit %d, output left %v\n%s", r.code, fileExists(filepath.Join(dir, "out")), r.stderr)
 	}
 	t.Log(r.stderr)
+
+	// A legacy archive's chunks are each read with one GET: a flipped
+	// byte in one, and the object cut inside another, are still the
+	// archive's damage (exit 3), named, with nothing left.
+	mustRun(t, dir, nil, "pack", "--format", "legacy", "--disk", "sda=sda.img", "--disk", "sdb=sdb.img", "s3://"+bucket+"/legacy.xva")
+	legacy, err := os.ReadFile(storedFile(g, "legacy.xva"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i = bytes.Index(legacy, []byte("sdb/chunk-000000000.gz"))
+	flipped = bytes.Clone(legacy)
+	flipped[i+512+100] ^= 0xff
+	if err := os.WriteFile(storedFile(g, "legacy.xva"), flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, dir, nil, "unpack", "s3://"+bucket+"/legacy.xva", "out")
+	if r.code != 3 || !strings.Contains(r.stderr, "chunk-000000000") || fileExists(filepath.Join(dir, "out")) {
+		t.Fatalf("flipped byte in a legacy chunk: exit %d, output left %v\n%s", r.code, fileExists(filepath.Join(dir, "out")), r.stderr)
+	}
+	t.Log(r.stderr)
+	if err := os.WriteFile(storedFile(g, "legacy.xva"), legacy[:i+512+600], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, dir, nil, "unpack", "s3://"+bucket+"/legacy.xva", "out")
+	if r.code != 3 || fileExists(filepath.Join(dir, "out")) {
+		t.Fatalf("legacy object cut inside a chunk: exit %d, output left %v\n%s", r.code, fileExists(filepath.Join(dir, "out")), r.stderr)
+	}
+	t.Log(r.stderr)
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
