@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -163,7 +162,7 @@ func (o *Object) ReadDirect(p []byte, off int64) (int, error) {
 		return o.ReadAt(p, off)
 	}
 	n := min(int64(len(p)), o.info.Size-off)
-	if err := o.fetch(off, p[:n]); err != nil {
+	if err := o.fetch(o.ctx, off, p[:n]); err != nil {
 		return 0, err
 	}
 	if int(n) < len(p) {
@@ -248,7 +247,7 @@ func (o *Object) start(i int64, wanted bool) *block {
 	c.blocks[blockKey{o, i}] = b
 	go func() {
 		buf := blockBufs.Get().(*[blockSize]byte)[:min(blockSize, o.info.Size-i*blockSize)]
-		err := o.fetch(i*blockSize, buf)
+		err := o.fetch(o.ctx, i*blockSize, buf)
 		c.mu.Lock()
 		if err != nil {
 			blockBufs.Put((*[blockSize]byte)(buf[:blockSize]))
@@ -267,8 +266,9 @@ func (o *Object) start(i int64, wanted bool) *block {
 // retries a request that fails, not a body that stops coming.
 const readTries = 3
 
-// fetch fills buf with the bytes at off, with a ranged GET.
-func (o *Object) fetch(off int64, buf []byte) error {
+// fetch fills buf with the bytes at off, with a ranged GET; ctx bounds
+// it (the object's, or a stream's).
+func (o *Object) fetch(ctx context.Context, off int64, buf []byte) error {
 	n := int64(len(buf))
 	rng := fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 	var err error
@@ -276,34 +276,34 @@ func (o *Object) fetch(off int64, buf []byte) error {
 		if try > 0 {
 			select {
 			case <-time.After(time.Duration(100<<try) * time.Millisecond):
-			case <-o.ctx.Done():
-				return o.rangeError(off, n, o.ctx.Err())
+			case <-ctx.Done():
+				return o.rangeError(off, n, ctx.Err())
 			}
 		}
-		if err = o.get(rng, off, buf); err == nil {
+		if err = o.get(ctx, rng, off, buf); err == nil {
 			return nil
 		}
 		var se *Error
-		if errors.As(err, &se) || o.ctx.Err() != nil {
+		if errors.As(err, &se) || ctx.Err() != nil {
 			break // the store answered, or we are cancelled: no retry
 		}
 	}
 	return o.rangeError(off, n, err)
 }
 
-func (o *Object) get(rng string, off int64, buf []byte) error {
+func (o *Object) get(ctx context.Context, rng string, off int64, buf []byte) error {
 	n := int64(len(buf))
 	in := &s3.GetObjectInput{Bucket: &o.info.URL.Bucket, Key: &o.info.URL.Key, Range: aws.String(rng)}
 	if o.info.ETag != "" {
 		in.IfMatch = aws.String(o.info.ETag)
 	}
-	out, err := o.s.c.GetObject(o.ctx, in)
+	out, err := o.s.c.GetObject(ctx, in)
 	if err != nil {
 		return o.s.wrap("reading", o.info.URL, err)
 	}
 	defer out.Body.Close()
 	// A store that ignores Range answers with the whole object.
-	if cr := aws.ToString(out.ContentRange); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-%d/", off, off+n-1)) {
+	if cr := aws.ToString(out.ContentRange); cr != fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, o.info.Size) {
 		return &Error{Op: "reading", URL: o.info.URL, Err: fmt.Errorf("the store answered a ranged GET with Content-Range %q", cr), where: o.s.endpoint}
 	}
 	if _, err := io.ReadFull(out.Body, buf); err != nil {

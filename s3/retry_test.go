@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -235,4 +236,97 @@ func TestSection(t *testing.T) {
 	}
 	// Never read: nothing asked, Close returns.
 	o.Section(0, 100).Close()
+}
+
+// TestStreamGoesRanged: a stream whose store is judged slow goes on with
+// ranged blocks in parallel, through throttling and cut bodies, and
+// hands over exactly the object's bytes; a failure there names the
+// object and the block's range, and Close returns.
+func TestStreamGoesRanged(t *testing.T) {
+	saved, savedProbe := slowStore, probeBytes
+	defer func() { slowStore, probeBytes = saved, savedProbe }()
+	slowStore, probeBytes = func(time.Duration, time.Duration) bool { return true }, 5<<20
+
+	g := testutil.S3Server(t, "xva-test")
+	target, _ := url.Parse(g.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // the store stopped below, on purpose
+	f := &flaky{next: rp}
+	proxy := httptest.NewServer(f)
+	defer proxy.Close()
+	s := newStore(t, Options{Endpoint: proxy.URL, MaxAttempts: 6})
+	data := randomBytes(37<<20+11, 5)
+	u := URL{"xva-test", "ranged.xva"}
+	w, _ := s.Create(context.Background(), u, CreateOptions{})
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, start := range []int64{0, 3<<20 + 1} {
+		before := f.n.Load()
+		st := o.Stream(start)
+		got, err := io.ReadAll(st)
+		st.Close()
+		if err != nil || !bytes.Equal(got, data[start:]) {
+			t.Fatalf("ranged stream from %d: %v, %d bytes, equal %v", start, err, len(got), bytes.Equal(got, data[start:]))
+		}
+		// One GET, then a block per request (and the retries).
+		if n := f.n.Load() - before; n < int64(len(data[start:]))/blockSize/2 {
+			t.Fatalf("ranged stream from %d: %d requests, too few for ranged blocks", start, n)
+		}
+	}
+	st := o.Stream(0)
+	head := make([]byte, 6<<20)
+	if _, err := io.ReadFull(st, head); err != nil || !bytes.Equal(head, data[:len(head)]) {
+		t.Fatalf("first 6 MiB: %v", err)
+	}
+	proxy.CloseClientConnections()
+	g.Stop()
+	_, err = io.Copy(io.Discard, st)
+	if err == nil || !strings.Contains(err.Error(), "s3://xva-test/ranged.xva") || !strings.Contains(err.Error(), "bytes ") {
+		t.Fatalf("store gone mid-stream: error %v names no object or range", err)
+	}
+	t.Log(err)
+	st.Close()
+}
+
+// TestStreamCancelledIsNotTheEnd: a stream whose context ends part way
+// fails naming what it did not read; it never looks like the object's end.
+func TestStreamCancelledIsNotTheEnd(t *testing.T) {
+	testutil.S3Server(t, "xva-test")
+	s := newStore(t, Options{})
+	u := URL{"xva-test", "cancel.xva"}
+	data := randomBytes(64<<20, 6)
+	w, _ := s.Create(context.Background(), u, CreateOptions{})
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o, err := s.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := o.Stream(0)
+	defer st.Close()
+	if _, err := io.ReadFull(st, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	n, err := io.Copy(io.Discard, st)
+	if err == nil || !strings.Contains(err.Error(), "s3://xva-test/cancel.xva") {
+		t.Fatalf("cancelled after %d more bytes: error %v", n, err)
+	}
+	if n >= int64(len(data))-1<<20 {
+		t.Fatalf("cancelled stream read on to the end")
+	}
+	late := o.Section(0, 10)
+	defer late.Close()
+	if _, err := io.ReadAll(late); err == nil {
+		t.Fatal("a section opened after the cancel read as empty, not failed")
+	}
 }

@@ -1,16 +1,78 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
+
+// probeBytes is how much a stream reads with its one GET before judging
+// its pace: if its reader spent more than half of that time waiting for
+// bytes, the store sends slower than the reader takes (a remote store,
+// whose connections each carry a fraction of the link), and the rest is
+// fetched as readAhead ranged blocks in parallel instead. A store on a
+// fast link keeps the one GET, which it serves more cheaply.
+var probeBytes int64 = 32 << 20
+
+// slowStore judges the pace of a stream's GET from the time its reader
+// waited for bytes and the time since the GET began (tests replace it).
+var slowStore = func(starved, elapsed time.Duration) bool { return 2*starved > elapsed }
+
+// errRanged is body's signal to go on with ranged blocks.
+var errRanged = errors.New("s3: the store is slower than the reader")
+
+// ranged fetches the bytes from off to the stream's end as readAhead
+// ranged GETs of a block each in flight, handing them over in order.
+func (s *stream) ranged(off int64) {
+	type fetch struct {
+		buf  *[blockSize]byte
+		off  int64
+		n    int
+		done chan error
+	}
+	var queue []*fetch
+	defer func() { // on Close or failure: wait for what is in flight
+		for _, f := range queue {
+			<-f.done
+			blockBufs.Put(f.buf)
+		}
+	}()
+	next := off
+	for off < s.end {
+		for len(queue) < readAhead && next < s.end {
+			f := &fetch{buf: blockBufs.Get().(*[blockSize]byte), off: next, n: int(min(blockSize, s.end-next)), done: make(chan error, 1)}
+			go func() { f.done <- s.o.fetch(s.ctx, f.off, f.buf[:f.n]) }()
+			queue = append(queue, f)
+			next += int64(f.n)
+		}
+		f := queue[0]
+		var err error
+		select {
+		case err = <-f.done:
+		case <-s.ctx.Done():
+			return
+		}
+		queue = queue[1:]
+		if err != nil {
+			blockBufs.Put(f.buf)
+			if s.ctx.Err() == nil {
+				s.send(piece{err: err})
+			}
+			return
+		}
+		if !s.send(piece{buf: f.buf, n: f.n}) {
+			return
+		}
+		off += int64(f.n)
+	}
+}
 
 // streamAhead is how many blocks a stream reads ahead of its reader: one
 // GET needs no requests in flight to hide the store's latency, only room
@@ -40,8 +102,13 @@ func (o *Object) Stream(off int64) io.ReadCloser {
 func (o *Object) Section(off, n int64) io.ReadCloser {
 	ctx, cancel := context.WithCancel(o.ctx)
 	end := min(off+max(n, 0), o.info.Size)
-	return &stream{o: o, ctx: ctx, cancel: cancel, pieces: make(chan piece, streamAhead),
-		off: off, end: end, short: off+n > end}
+	s := &stream{o: o, ctx: ctx, cancel: cancel, pieces: make(chan piece, streamAhead),
+		off: off, pos: off, end: end, short: off+n > end}
+	if off < 0 {
+		s.err, s.started = fmt.Errorf("s3: negative offset %d", off), true
+		close(s.pieces)
+	}
+	return s
 }
 
 type stream struct {
@@ -50,8 +117,11 @@ type stream struct {
 	cancel   context.CancelFunc
 	pieces   chan piece // read ahead, in order; closed at the end
 	off, end int64      // the bytes to read
+	pos      int64      // the reader's place
 	short    bool       // asked past the object's end
 	started  bool
+	probed   bool         // the one GET's pace was judged (probeBytes)
+	starved  atomic.Int64 // nanoseconds the reader waited for pieces
 
 	buf *[blockSize]byte // the piece being read from, recycled when done
 	cur []byte           // what is left of it
@@ -75,8 +145,13 @@ func (s *stream) Read(p []byte) (int, error) {
 			return 0, s.err
 		}
 		s.recycle()
+		t := time.Now()
 		pc, ok := <-s.pieces
+		s.starved.Add(int64(time.Since(t)))
 		switch {
+		case !ok && s.pos < s.end:
+			// Ended early with nothing said: the context was cancelled.
+			s.err = s.o.rangeError(s.pos, s.end-s.pos, cmp.Or(context.Cause(s.ctx), io.ErrUnexpectedEOF))
 		case !ok && s.short:
 			s.err = io.ErrUnexpectedEOF
 		case !ok:
@@ -89,6 +164,7 @@ func (s *stream) Read(p []byte) (int, error) {
 	}
 	n := copy(p, s.cur)
 	s.cur = s.cur[n:]
+	s.pos += int64(n)
 	return n, nil
 }
 
@@ -99,7 +175,9 @@ func (s *stream) recycle() {
 	}
 }
 
-// Close stops the GET and waits for the reading goroutine to end.
+// Close stops the GET and waits for the reading goroutine to end. It
+// must not run beside a Read; a stream read and never closed holds its
+// goroutine, connection and buffers until the object's context ends.
 func (s *stream) Close() error {
 	s.cancel()
 	if !s.started {
@@ -125,9 +203,11 @@ func (s *stream) run() {
 	off := s.off
 	failed := 0 // tries in a row that moved nothing
 	for off < s.end {
-		if failed > 0 {
+		// A body that broke off after bringing bytes is resumed at once;
+		// one that brought none, after a pause.
+		if failed > 1 {
 			select {
-			case <-time.After(time.Duration(100<<failed) * time.Millisecond):
+			case <-time.After(time.Duration(100<<(failed-1)) * time.Millisecond):
 			case <-s.ctx.Done():
 				return
 			}
@@ -137,6 +217,10 @@ func (s *stream) run() {
 			failed = 0
 		}
 		off = next
+		if err == errRanged {
+			s.ranged(off)
+			return
+		}
 		if err == nil {
 			continue
 		}
@@ -155,6 +239,7 @@ func (s *stream) run() {
 // pieces until they end or fail, returning the offset reached.
 func (s *stream) body(off int64) (int64, error) {
 	end := s.end
+	began := time.Now()
 	in := &s3.GetObjectInput{Bucket: &s.o.info.URL.Bucket, Key: &s.o.info.URL.Key}
 	if off > 0 || end < s.o.info.Size {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, end-1))
@@ -170,7 +255,14 @@ func (s *stream) body(off int64) (int64, error) {
 	if err := s.check(out, off); err != nil {
 		return off, err
 	}
+	start := off
 	for off < end {
+		if !s.probed && off-start >= probeBytes {
+			s.probed = true
+			if slowStore(time.Duration(s.starved.Load()), time.Since(began)) && end-off >= 2*blockSize {
+				return off, errRanged
+			}
+		}
 		buf := blockBufs.Get().(*[blockSize]byte)
 		n, err := io.ReadFull(out.Body, buf[:min(blockSize, end-off)])
 		if n > 0 && !s.send(piece{buf: buf, n: n}) {
@@ -194,8 +286,8 @@ func (s *stream) body(off int64) (int64, error) {
 // store that ignores Range sends the whole object again.
 func (s *stream) check(out *s3.GetObjectOutput, off int64) error {
 	end := s.end
-	want := fmt.Sprintf("bytes %d-%d/", off, end-1)
-	if cr := aws.ToString(out.ContentRange); (off > 0 || end < s.o.info.Size) && !strings.HasPrefix(cr, want) {
+	want := fmt.Sprintf("bytes %d-%d/%d", off, end-1, s.o.info.Size)
+	if cr := aws.ToString(out.ContentRange); (off > 0 || end < s.o.info.Size) && cr != want {
 		return &Error{Op: "reading", URL: s.o.info.URL, Err: fmt.Errorf("the store answered a ranged GET with Content-Range %q", cr), where: s.o.s.endpoint}
 	}
 	if n := aws.ToInt64(out.ContentLength); out.ContentLength != nil && n != end-off {
