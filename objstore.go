@@ -236,7 +236,7 @@ func (d *objectDir) next() (*member, error) {
 	d.infos, d.names = d.infos[1:], d.names[1:]
 	obj := d.s.OpenInfo(d.ctx, info)
 	open := func() (io.ReadCloser, error) {
-		return io.NopCloser(ioReader{obj.Reader(0)}), nil
+		return sectionReader{obj.Stream(0)}, nil // one GET of the chunk
 	}
 	return &member{name: name, raw: name, size: info.Size, r: ioReader{obj.Reader(0)}, open: open, at: ioReaderAt{obj}}, nil
 }

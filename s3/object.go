@@ -151,6 +151,9 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 // bytes, through the cache only if they are there already: for reading a
 // tar's headers one by one without fetching the data between them.
 func (o *Object) ReadDirect(p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if off >= o.info.Size {
 		return 0, io.EOF
 	}
