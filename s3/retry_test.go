@@ -76,18 +76,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	s := newStore(t, Options{Endpoint: proxy.URL, PartSize: MinPartSize, Jobs: 2, MaxAttempts: 6})
 	data := randomBytes(17<<20, 9)
 	u := URL{"xva-test", "flaky.xva"}
-	w, err := s.Create(context.Background(), u, CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, data)
 	got, err := io.ReadAll(o.Reader(0))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back through a flaky network: %v, equal %v", err, bytes.Equal(got, data))
@@ -120,17 +109,9 @@ func TestPersistentErrorNamesObjectAndRange(t *testing.T) {
 	g := testutil.S3Server(t, "xva-test")
 	s := newStore(t, Options{})
 	u := URL{"xva-test", "x.xva"}
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(randomBytes(1<<20, 1))
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, randomBytes(1<<20, 1))
 	g.Stop()
-	_, err = o.ReadAt(make([]byte, 100), 5000)
+	_, err := o.ReadAt(make([]byte, 100), 5000)
 	if err == nil || !strings.Contains(err.Error(), "s3://xva-test/x.xva") || !strings.Contains(err.Error(), "bytes 0-1048575") {
 		t.Fatalf("error %v names no object or range", err)
 	}
@@ -144,15 +125,7 @@ func TestStreamFailureNamesObjectAndRange(t *testing.T) {
 	s := newStore(t, Options{MaxAttempts: 2})
 	u := URL{"xva-test", "s.xva"}
 	data := randomBytes(96<<20, 2)
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, data)
 	st := o.Stream(0)
 	defer st.Close()
 	head := make([]byte, 1<<20)
@@ -177,15 +150,7 @@ func TestStreamCloseEarly(t *testing.T) {
 	s := newStore(t, Options{})
 	u := URL{"xva-test", "c.xva"}
 	data := randomBytes(64<<20, 3)
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, data)
 	st := o.Stream(7)
 	head := make([]byte, 100)
 	if _, err := io.ReadFull(st, head); err != nil || !bytes.Equal(head, data[7:107]) {
@@ -211,15 +176,7 @@ func TestSection(t *testing.T) {
 	s := newStore(t, Options{})
 	u := URL{"xva-test", "sec.xva"}
 	data := randomBytes(9<<20+5, 4)
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, data)
 	for _, c := range []struct{ off, n int64 }{{0, int64(len(data))}, {0, 1}, {512, 4<<20 + 1}, {int64(len(data)) - 3, 3}, {int64(len(data)), 0}} {
 		st := o.Section(c.off, c.n)
 		got, err := io.ReadAll(st)
@@ -257,15 +214,7 @@ func TestStreamGoesRanged(t *testing.T) {
 	s := newStore(t, Options{Endpoint: proxy.URL, MaxAttempts: 6})
 	data := randomBytes(37<<20+11, 5)
 	u := URL{"xva-test", "ranged.xva"}
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	o, err := s.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := putObject(t, s, u, data)
 	for _, start := range []int64{0, 3<<20 + 1} {
 		before := f.n.Load()
 		st := o.Stream(start)
@@ -286,7 +235,7 @@ func TestStreamGoesRanged(t *testing.T) {
 	}
 	proxy.CloseClientConnections()
 	g.Stop()
-	_, err = io.Copy(io.Discard, st)
+	_, err := io.Copy(io.Discard, st)
 	if err == nil || !strings.Contains(err.Error(), "s3://xva-test/ranged.xva") || !strings.Contains(err.Error(), "bytes ") {
 		t.Fatalf("store gone mid-stream: error %v names no object or range", err)
 	}
@@ -301,11 +250,7 @@ func TestStreamCancelledIsNotTheEnd(t *testing.T) {
 	s := newStore(t, Options{})
 	u := URL{"xva-test", "cancel.xva"}
 	data := randomBytes(64<<20, 6)
-	w, _ := s.Create(context.Background(), u, CreateOptions{})
-	w.Write(data)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	putObject(t, s, u, data)
 	ctx, cancel := context.WithCancel(context.Background())
 	o, err := s.Open(ctx, u)
 	if err != nil {
@@ -329,4 +274,22 @@ func TestStreamCancelledIsNotTheEnd(t *testing.T) {
 	if _, err := io.ReadAll(late); err == nil {
 		t.Fatal("a section opened after the cancel read as empty, not failed")
 	}
+}
+
+// putObject writes data at u and opens it.
+func putObject(t *testing.T, s *Store, u URL, data []byte) *Object {
+	t.Helper()
+	w, err := s.Create(context.Background(), u, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
