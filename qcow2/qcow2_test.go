@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -254,7 +255,8 @@ func TestReadQemuImages(t *testing.T) {
 				args = append(args, "10M")
 			}
 			qemuImg(t, args...)
-			compareWithQemu(t, dir, p)
+			want := compareWithQemu(t, dir, p)
+			readParallel(t, p, want, strings.Contains(c.args[1], "-c"))
 		})
 	}
 	// A backing chain: base ← mid (relative name) ← top, top holding zero
@@ -608,5 +610,37 @@ func TestReadQemuSizesAndZeroClusters(t *testing.T) {
 	got = compareWithQemu(t, dir, top)
 	if !disk.IsZero(got[64<<10:256<<10]) || got[1<<20] != 7 {
 		t.Fatal("zero clusters or data over the backing file read wrong")
+	}
+}
+
+// readParallel reads the image at p through disk.NewReaderJobs, which
+// reads an image that says it is Parallel (one with compressed clusters)
+// on four goroutines at once, and fails unless it says so exactly when
+// compressed and the pieces put together are want.
+func readParallel(t *testing.T, p string, want []byte, compressed bool) {
+	t.Helper()
+	img, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if img.ParallelReads() != compressed {
+		t.Fatalf("%s: ParallelReads %v, compressed %v", p, img.ParallelReads(), compressed)
+	}
+	got := make([]byte, img.Size())
+	r := disk.NewReaderJobs(context.Background(), img, 4)
+	defer r.Close()
+	for {
+		pc, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(got[pc.Off:], pc.Data)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s read on four goroutines differs from qemu-img's bytes", p)
 	}
 }
