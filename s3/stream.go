@@ -13,67 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// probeBytes is how much a stream reads with its one GET before judging
-// its pace: if its reader spent more than half of that time waiting for
-// bytes, the store sends slower than the reader takes (a remote store,
-// whose connections each carry a fraction of the link), and the rest is
-// fetched as readAhead ranged blocks in parallel instead. A store on a
-// fast link keeps the one GET, which it serves more cheaply.
-var probeBytes int64 = 32 << 20
-
-// slowStore judges the pace of a stream's GET from the time its reader
-// waited for bytes and the time since the GET began (tests replace it).
-var slowStore = func(starved, elapsed time.Duration) bool { return 2*starved > elapsed }
-
-// errRanged is body's signal to go on with ranged blocks.
-var errRanged = errors.New("s3: the store is slower than the reader")
-
-// ranged fetches the bytes from off to the stream's end as readAhead
-// ranged GETs of a block each in flight, handing them over in order.
-func (s *stream) ranged(off int64) {
-	type fetch struct {
-		buf  *[blockSize]byte
-		off  int64
-		n    int
-		done chan error
-	}
-	var queue []*fetch
-	defer func() { // on Close or failure: wait for what is in flight
-		for _, f := range queue {
-			<-f.done
-			blockBufs.Put(f.buf)
-		}
-	}()
-	next := off
-	for off < s.end {
-		for len(queue) < readAhead && next < s.end {
-			f := &fetch{buf: blockBufs.Get().(*[blockSize]byte), off: next, n: int(min(blockSize, s.end-next)), done: make(chan error, 1)}
-			go func() { f.done <- s.o.fetch(s.ctx, f.off, f.buf[:f.n]) }()
-			queue = append(queue, f)
-			next += int64(f.n)
-		}
-		f := queue[0]
-		var err error
-		select {
-		case err = <-f.done:
-		case <-s.ctx.Done():
-			return
-		}
-		queue = queue[1:]
-		if err != nil {
-			blockBufs.Put(f.buf)
-			if s.ctx.Err() == nil {
-				s.send(piece{err: err})
-			}
-			return
-		}
-		if !s.send(piece{buf: f.buf, n: f.n}) {
-			return
-		}
-		off += int64(f.n)
-	}
-}
-
 // streamAhead is how many blocks a stream reads ahead of its reader: one
 // GET needs no requests in flight to hide the store's latency, only room
 // for the reader to fall behind for a moment (the socket's buffers add
@@ -90,7 +29,9 @@ const streamAhead = 4
 // the whole object with sendfile(2) and a range by copying it through a
 // buffer: 0.02 s of its CPU for a 540 MiB archive against 0.3 s). A body
 // that breaks off is resumed with a ranged GET from where it stopped, for
-// the same ETag, up to readTries times in a row.
+// the same ETag (readTries tries in a row that bring nothing fail it). If
+// the store proves slower than the reader, the rest comes in parallel
+// ranged GETs instead (probeBytes).
 func (o *Object) Stream(off int64) io.ReadCloser {
 	return o.Section(off, o.info.Size-off)
 }
@@ -307,5 +248,66 @@ func (s *stream) send(pc piece) bool {
 			blockBufs.Put(pc.buf)
 		}
 		return false
+	}
+}
+
+// probeBytes is how much a stream reads with its one GET before judging
+// its pace: if its reader spent more than half of that time waiting for
+// bytes, the store sends slower than the reader takes (a remote store,
+// whose connections each carry a fraction of the link), and the rest is
+// fetched as readAhead ranged blocks in parallel instead. A store on a
+// fast link keeps the one GET, which it serves more cheaply.
+var probeBytes int64 = 32 << 20
+
+// slowStore judges the pace of a stream's GET from the time its reader
+// waited for bytes and the time since the GET began (tests replace it).
+var slowStore = func(starved, elapsed time.Duration) bool { return 2*starved > elapsed }
+
+// errRanged is body's signal to go on with ranged blocks.
+var errRanged = errors.New("s3: the store is slower than the reader")
+
+// ranged fetches the bytes from off to the stream's end as readAhead
+// ranged GETs of a block each in flight, handing them over in order.
+func (s *stream) ranged(off int64) {
+	type fetch struct {
+		buf  *[blockSize]byte
+		off  int64
+		n    int
+		done chan error
+	}
+	var queue []*fetch
+	defer func() { // on Close or failure: wait for what is in flight
+		for _, f := range queue {
+			<-f.done
+			blockBufs.Put(f.buf)
+		}
+	}()
+	next := off
+	for off < s.end {
+		for len(queue) < readAhead && next < s.end {
+			f := &fetch{buf: blockBufs.Get().(*[blockSize]byte), off: next, n: int(min(blockSize, s.end-next)), done: make(chan error, 1)}
+			go func() { f.done <- s.o.fetch(s.ctx, f.off, f.buf[:f.n]) }()
+			queue = append(queue, f)
+			next += int64(f.n)
+		}
+		f := queue[0]
+		var err error
+		select {
+		case err = <-f.done:
+		case <-s.ctx.Done():
+			return
+		}
+		queue = queue[1:]
+		if err != nil {
+			blockBufs.Put(f.buf)
+			if s.ctx.Err() == nil {
+				s.send(piece{err: err})
+			}
+			return
+		}
+		if !s.send(piece{buf: f.buf, n: f.n}) {
+			return
+		}
+		off += int64(f.n)
 	}
 }
