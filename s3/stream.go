@@ -61,8 +61,12 @@ type stream struct {
 	pos      int64      // the reader's place
 	short    bool       // asked past the object's end
 	started  bool
-	probed   bool         // the one GET's pace was judged (probeBytes)
-	starved  atomic.Int64 // nanoseconds the reader waited for pieces
+
+	// The reader's judgement of the one GET's pace (probeBytes).
+	began    time.Time     // the first Read
+	starved  time.Duration // the reader's waits for pieces
+	probed   bool
+	goRanged atomic.Bool // the store is slower than the reader
 
 	buf *[blockSize]byte // the piece being read from, recycled when done
 	cur []byte           // what is left of it
@@ -78,7 +82,7 @@ type piece struct {
 
 func (s *stream) Read(p []byte) (int, error) {
 	if !s.started {
-		s.started = true
+		s.started, s.began = true, time.Now()
 		go s.run()
 	}
 	for len(s.cur) == 0 {
@@ -88,7 +92,7 @@ func (s *stream) Read(p []byte) (int, error) {
 		s.recycle()
 		t := time.Now()
 		pc, ok := <-s.pieces
-		s.starved.Add(int64(time.Since(t)))
+		s.starved += time.Since(t)
 		switch {
 		case !ok && s.pos < s.end:
 			// Ended early with nothing said: the context was cancelled.
@@ -101,6 +105,7 @@ func (s *stream) Read(p []byte) (int, error) {
 			s.err = pc.err
 		default:
 			s.buf, s.cur = pc.buf, pc.buf[:pc.n]
+			s.judge(int64(pc.n))
 		}
 	}
 	n := copy(p, s.cur)
@@ -180,7 +185,6 @@ func (s *stream) run() {
 // pieces until they end or fail, returning the offset reached.
 func (s *stream) body(off int64) (int64, error) {
 	end := s.end
-	began := time.Now()
 	in := &s3.GetObjectInput{Bucket: &s.o.info.URL.Bucket, Key: &s.o.info.URL.Key}
 	if off > 0 || end < s.o.info.Size {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, end-1))
@@ -196,13 +200,9 @@ func (s *stream) body(off int64) (int64, error) {
 	if err := s.check(out, off); err != nil {
 		return off, err
 	}
-	start := off
 	for off < end {
-		if !s.probed && off-start >= probeBytes {
-			s.probed = true
-			if slowStore(time.Duration(s.starved.Load()), time.Since(began)) && end-off >= 2*blockSize {
-				return off, errRanged
-			}
+		if s.goRanged.Load() && end-off >= 2*blockSize {
+			return off, errRanged
 		}
 		buf := blockBufs.Get().(*[blockSize]byte)
 		n, err := io.ReadFull(out.Body, buf[:min(blockSize, end-off)])
@@ -260,8 +260,21 @@ func (s *stream) send(pc piece) bool {
 var probeBytes int64 = 32 << 20
 
 // slowStore judges the pace of a stream's GET from the time its reader
-// waited for bytes and the time since the GET began (tests replace it).
+// waited for bytes and the time since its first Read (tests replace it).
 var slowStore = func(starved, elapsed time.Duration) bool { return 2*starved > elapsed }
+
+// judge tells the reading goroutine to go on with ranged blocks once the
+// reader, having got n more bytes, has read probeBytes and spent more
+// than half of its time since the first Read waiting for them.
+func (s *stream) judge(n int64) {
+	if s.probed || s.pos+n-s.off < probeBytes {
+		return
+	}
+	s.probed = true
+	if slowStore(s.starved, time.Since(s.began)) {
+		s.goRanged.Store(true)
+	}
+}
 
 // errRanged is body's signal to go on with ranged blocks.
 var errRanged = errors.New("s3: the store is slower than the reader")
