@@ -148,19 +148,6 @@ func streamObject(obj *s3.Object, jobs int) (container, error) {
 	return openStream(st, closers{st, obj}, jobs)
 }
 
-// closers closes each of its closers, returning the first error.
-type closers []io.Closer
-
-func (cs closers) Close() error {
-	var first error
-	for _, c := range cs {
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
 // directReader reads an object's bytes with a GET of just those bytes.
 type directReader struct{ o *s3.Object }
 

@@ -40,13 +40,7 @@ type IndexBuild struct {
 }
 
 // Close closes the archive's files.
-func (a *ArchiveDisks) Close() error {
-	var errs []error
-	for _, c := range a.closers {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
-}
+func (a *ArchiveDisks) Close() error { return closers(a.closers).Close() }
 
 // Disk is the disk of the archive with the given device, or nil.
 func (a *ArchiveDisks) Disk(device string) *ArchiveDisk {
@@ -234,6 +228,17 @@ func decompressedAt(ctx context.Context, kind, path string, f io.ReaderAt, size 
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// closers closes each of its closers, all of them, joining their errors.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // located is an archive member that can be read at random.
 type located struct {
